@@ -1,0 +1,40 @@
+/* Mount configuration: what the command line asked for, after parsing and validation. */
+#ifndef OVLFS_CONFIG_H
+#define OVLFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define OVL_MAX_LOWER 500
+
+struct ovl_config {
+	char **lowerdirs; /* absolute, canonical paths, top layer first */
+	int nlower;
+	char *upperdir; /* NULL for a read-only overlay */
+	char *workdir;	/* NULL exactly when upperdir is NULL */
+	char *mountpoint;
+	bool foreground;    /* -f */
+	bool debug;	    /* -d or -o debug: trace every request (implies foreground) */
+	bool single_thread; /* -s */
+	bool readonly;	    /* -o ro, or no upperdir */
+	bool no_fsync;	    /* -o fsync=0 or volatile: fsync is a no-op */
+	char *fuse_opts; /* comma-separated options handed to libfuse (allow_other, fsname=...), or
+			    NULL */
+	bool kernel_cache; /* -o kernel_cache: set keep_cache on open (libfuse's low level rejects
+			      the option) */
+};
+
+/* Return codes of ovl_parse_args. */
+enum { OVL_ARGS_OK = 0, OVL_ARGS_EXIT = 1, OVL_ARGS_ERROR = -1 };
+
+/* Parses argv. On OVL_ARGS_EXIT (--help/--version) the text was printed to stdout.
+ * On OVL_ARGS_ERROR, err holds one line naming the problem. Paths are not checked here. */
+int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, size_t errlen);
+
+/* Checks the layers and the mount point, canonicalizing every path in cfg.
+ * Returns 0, or -1 with one line in err naming the problem. Touches nothing on disk. */
+int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen);
+
+void ovl_config_free(struct ovl_config *cfg);
+
+#endif

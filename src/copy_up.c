@@ -1,0 +1,331 @@
+/* Copy-up: the first change to a lower object copies it to the upper layer, parents first.
+ * The copy is built in the work directory and renamed into place, so that at any moment
+ * either the lower object or the complete copy is visible, never a partial one. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static int copy_range_rw(int in, int out, off_t off, off_t end)
+{
+	static const size_t bufsize = 1 << 20;
+	char *buf = malloc(bufsize);
+	int err = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (off < end) {
+		size_t want = (size_t)(end - off) < bufsize ? (size_t)(end - off) : bufsize;
+		ssize_t n = pread(in, buf, want, off);
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(out, buf + done, (size_t)(n - done), off + done);
+			if (w < 0) {
+				err = -errno;
+				break;
+			}
+			done += w;
+		}
+		if (err)
+			break;
+		off += n;
+	}
+	free(buf);
+	return err;
+}
+
+static int copy_range(int in, int out, off_t off, off_t end)
+{
+	while (off < end) {
+		loff_t ioff = off, ooff = off;
+		ssize_t n = copy_file_range(in, &ioff, out, &ooff, (size_t)(end - off), 0);
+		if (n < 0) {
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			    errno == EOPNOTSUPP)
+				return copy_range_rw(in, out, off, end);
+			return -errno;
+		}
+		if (n == 0)
+			break; /* the source shrank underneath us */
+		off += n;
+	}
+	return 0;
+}
+
+/* Data: a reflink where the filesystem has one, else the data extents only, so that
+ * holes stay holes. */
+static int copy_data(int in, int out, off_t size)
+{
+	off_t off = 0;
+
+	if (size == 0 || ioctl(out, FICLONE, in) == 0)
+		return 0;
+	while (off < size) {
+		off_t data = lseek(in, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;
+			return copy_range(in, out, off, size); /* no SEEK_DATA here */
+		}
+		off_t hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = size;
+		int err = copy_range(in, out, data, hole);
+		if (err)
+			return err;
+		off = hole;
+	}
+	return ftruncate(out, size) < 0 ? -errno : 0;
+}
+
+static bool is_private_xattr(const char *name)
+{
+	return strncmp(name, OVL_XATTR_PREFIX, strlen(OVL_XATTR_PREFIX)) == 0 &&
+	       strncmp(name, OVL_XATTR_ESCAPED, strlen(OVL_XATTR_ESCAPED)) != 0;
+}
+
+/* Copies every xattr but the overlay's own markers from src (a /proc fd path) to dst (a path
+ * whose last component is not followed). */
+int ovl_copy_xattrs(const char *src, const char *dst)
+{
+	ssize_t len = listxattr(src, NULL, 0);
+	char *names, *value = NULL;
+	int err = 0;
+
+	if (len <= 0)
+		return len < 0 && errno != ENOTSUP ? -errno : 0;
+	names = malloc((size_t)len);
+	if (!names)
+		return -ENOMEM;
+	len = listxattr(src, names, (size_t)len);
+	if (len < 0)
+		err = -errno;
+	for (char *n = names; !err && n < names + len; n += strlen(n) + 1) {
+		if (is_private_xattr(n))
+			continue;
+		ssize_t vlen = getxattr(src, n, NULL, 0);
+		if (vlen < 0) {
+			err = errno == ENODATA ? 0 : -errno;
+			continue;
+		}
+		char *nv = realloc(value, (size_t)vlen + 1);
+		if (!nv) {
+			err = -ENOMEM;
+			break;
+		}
+		value = nv;
+		vlen = getxattr(src, n, value, (size_t)vlen);
+		if (vlen < 0) {
+			err = -errno;
+			break;
+		}
+		if (lsetxattr(dst, n, value, (size_t)vlen, 0) < 0) {
+			/* As the kernel: a name the upper filesystem does not support is
+			 * dropped, unless it carries permissions. */
+			if (errno == ENOTSUP && strncmp(n, "system.posix_acl", 16) != 0 &&
+			    strncmp(n, "security.", 9) != 0)
+				continue;
+			err = -errno;
+		}
+	}
+	free(value);
+	free(names);
+	return err;
+}
+
+/* Builds the copy of the object under sdfd/name as work/tmp. */
+static int build_copy(struct ovl_fs *fs, int sdfd, const char *name, const struct stat *st,
+		      const char *tmp, bool truncate)
+{
+	char src[64], dst[PATH_MAX];
+	int err = 0, sfd = -1, dfd = -1;
+
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+		sfd = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (sfd < 0)
+			return -errno;
+		dfd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (dfd < 0)
+			err = -errno;
+		else if (!truncate)
+			err = copy_data(sfd, dfd, st->st_size);
+		break;
+	case S_IFDIR:
+		if (mkdirat(fs->work_fd, tmp, 0700) < 0)
+			return -errno;
+		sfd = openat(sdfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		err = sfd < 0 ? -errno : 0;
+		break;
+	case S_IFLNK: {
+		char target[PATH_MAX + 1];
+		ssize_t n = readlinkat(sdfd, name, target, PATH_MAX);
+		if (n < 0)
+			return -errno;
+		target[n] = '\0';
+		if (symlinkat(target, fs->work_fd, tmp) < 0)
+			return -errno;
+		sfd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		err = sfd < 0 ? -errno : 0;
+		break;
+	}
+	default:
+		if (mknodat(fs->work_fd, tmp, (st->st_mode & S_IFMT) | 0600, st->st_rdev) < 0)
+			return -errno;
+		sfd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		err = sfd < 0 ? -errno : 0;
+		break;
+	}
+	if (!err && ovl_proc_path(sfd, src, sizeof(src)) == 0) {
+		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, tmp);
+		err = ovl_copy_xattrs(src, dst);
+	}
+	if (!err && fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		err = -errno;
+	/* The mode goes on after the data and the owner, which would clear setuid. */
+	if (!err && !S_ISLNK(st->st_mode) && fchmodat(fs->work_fd, tmp, st->st_mode & 07777, 0) < 0)
+		err = -errno;
+	if (!err) {
+		struct timespec ts[2] = {st->st_atim, st->st_mtim};
+		if (utimensat(fs->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			err = -errno;
+	}
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	return err;
+}
+
+static void restore_times(int dfd, const struct stat *st)
+{
+	char proc[64];
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+
+	if (ovl_proc_path(dfd, proc, sizeof(proc)) == 0)
+		(void)utimensat(AT_FDCWD, proc, ts, 0); /* cosmetic: the copy is already done */
+}
+
+/* Marks the node as living in upper; a directory keeps merging its lower layers. */
+static int node_now_upper(struct ovl_node *node)
+{
+	pthread_mutex_lock(&node->lock);
+	if (node->type == S_IFDIR) {
+		struct ovl_dirlayer *n = malloc(sizeof(*n) * (size_t)(node->ndirlayers + 1));
+		if (!n) {
+			pthread_mutex_unlock(&node->lock);
+			return -ENOMEM;
+		}
+		n[0].layer = 0;
+		n[0].xwhiteouts = false;
+		memcpy(n + 1, node->dirlayers, sizeof(*n) * (size_t)node->ndirlayers);
+		free(node->dirlayers);
+		node->dirlayers = n;
+		node->ndirlayers++;
+	}
+	node->top = 0;
+	pthread_mutex_unlock(&node->lock);
+	return 0;
+}
+
+static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
+{
+	char tmp[64];
+	const char *name;
+	struct stat st, pst, ust;
+	int top = ovl_node_top(node);
+	int sdfd, pdfd, err;
+
+	err = ovl_tmpname(fs, tmp, sizeof(tmp));
+	if (err)
+		return err;
+	sdfd = ovl_open_parent(fs, node, top, &name);
+	if (sdfd < 0)
+		return sdfd;
+	if (fstatat(sdfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		err = errno == ENOENT ? -ESTALE : -errno;
+		close(sdfd);
+		return err;
+	}
+	err = build_copy(fs, sdfd, name, &st, tmp, truncate);
+	close(sdfd);
+	if (err)
+		goto fail;
+	pdfd = ovl_open_in_layer(fs, node->parent, 0, O_PATH | O_DIRECTORY);
+	if (pdfd < 0) {
+		err = pdfd;
+		goto fail;
+	}
+	if (fstat(pdfd, &pst) < 0 || fstatat(fs->work_fd, tmp, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
+		err = -errno;
+		close(pdfd);
+		goto fail;
+	}
+	pthread_mutex_lock(&node->parent->op_lock);
+	if (node->unlinked)
+		err = -ENOENT;
+	else if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_NOREPLACE) < 0)
+		err = errno == EEXIST ? -ESTALE : -errno;
+	if (!err) {
+		restore_times(pdfd, &pst);
+		err = node_now_upper(node);
+		/* As the kernel without an index: a copied-up hard link gets its own number. */
+		if (S_ISDIR(st.st_mode) || st.st_nlink == 1)
+			ovl_record_origin(fs, ust.st_dev, ust.st_ino, node->ino);
+		else
+			node->ino = ovl_map_ino(fs, 0, ust.st_dev, ust.st_ino);
+	}
+	pthread_mutex_unlock(&node->parent->op_lock);
+	close(pdfd);
+	if (!err)
+		return 0;
+fail:
+	if (S_ISDIR(st.st_mode))
+		(void)ovl_remove_tree_at(fs->work_fd, tmp);
+	else
+		(void)unlinkat(fs->work_fd, tmp, 0);
+	return err;
+}
+
+/* Caller holds the rename lock. */
+int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
+{
+	int err = 0;
+
+	if (!fs->has_upper || fs->readonly)
+		return -EROFS;
+	if (ovl_node_is_upper(fs, node))
+		return 0;
+	if (node->unlinked)
+		return -ESTALE;
+	if (node->parent) {
+		err = ovl_copy_up_locked(fs, node->parent, false);
+		if (err)
+			return err;
+	}
+	pthread_mutex_lock(&node->op_lock);
+	if (!ovl_node_is_upper(fs, node))
+		err = do_copy_up(fs, node, truncate);
+	pthread_mutex_unlock(&node->op_lock);
+	return err;
+}
+
+int ovl_copy_up(struct ovl_fs *fs, struct ovl_node *node)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = ovl_copy_up_locked(fs, node, false);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}

@@ -1,0 +1,407 @@
+/* Namespace operations inside one directory: create, mkdir, mknod, symlink, link, unlink,
+ * rmdir. Each copies the parent chain up first, then works under the parent's op lock. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+/* A whiteout at dirfd/name; with replace, atomically over what is there (a non-directory). */
+int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace)
+{
+	char tmp[64];
+	int err;
+
+	if (!replace)
+		return mknodat(dirfd, name, S_IFCHR, OVL_WHITEOUT_DEV) < 0 ? -errno : 0;
+	err = ovl_tmpname(fs, tmp, sizeof(tmp));
+	if (err)
+		return err;
+	if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
+		return -errno;
+	if (renameat(fs->work_fd, tmp, dirfd, name) < 0) {
+		err = -errno;
+		(void)unlinkat(fs->work_fd, tmp, 0);
+	}
+	return err;
+}
+
+int ovl_set_opaque(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+struct new_object {
+	mode_t mode; /* type and permission bits */
+	dev_t rdev;
+	const char *target; /* symlinks */
+	int open_flags;	    /* regular files created by create(): the fd is kept */
+	int fd;
+};
+
+static int make_object(int dirfd, const char *name, struct new_object *o)
+{
+	switch (o->mode & S_IFMT) {
+	case S_IFDIR:
+		return mkdirat(dirfd, name, o->mode & 07777) < 0 ? -errno : 0;
+	case S_IFLNK:
+		return symlinkat(o->target, dirfd, name) < 0 ? -errno : 0;
+	case S_IFREG:
+		if (o->open_flags >= 0) {
+			int fl = (o->open_flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) |
+				 O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+			o->fd = openat(dirfd, name, fl, o->mode & 07777);
+			if (o->fd < 0 && errno == EINVAL && (fl & O_DIRECT))
+				o->fd = openat(dirfd, name, fl & ~O_DIRECT, o->mode & 07777);
+			return o->fd < 0 ? -errno : 0;
+		}
+		/* fallthrough */
+	default:
+		return mknodat(dirfd, name, o->mode, o->rdev) < 0 ? -errno : 0;
+	}
+}
+
+static void remove_object(int dirfd, const char *name, mode_t mode)
+{
+	(void)unlinkat(dirfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+}
+
+/* Owner and mode of a new object: the caller's, with setgid directories honoured. The chown
+ * comes first since it clears setuid/setgid bits. */
+static int set_owner(int dirfd, const char *name, struct new_object *o, uid_t uid, gid_t gid,
+		     bool setgid_dir)
+{
+	mode_t mode = o->mode & 07777;
+
+	if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(o->mode) && setgid_dir)
+		mode |= S_ISGID;
+	if (!S_ISLNK(o->mode) && (mode & 07000) && fchmodat(dirfd, name, mode, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Creates `name` in parent's upper directory. Over a whiteout, the object is built in the
+ * work directory and swapped in, so that the whiteout is never missing. */
+static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		     struct new_object *o, const struct ovl_cred *cred, struct ovl_node **node,
+		     struct stat *st)
+{
+	struct ovl_found f;
+	struct stat pst;
+	char tmp[64];
+	int err, pdfd;
+
+	if (fs->readonly)
+		return -EROFS;
+	if (strlen(name) > (size_t)fs->namemax)
+		return -ENAMETOOLONG;
+	err = ovl_copy_up_locked(fs, parent, false);
+	if (err)
+		return err;
+	pthread_mutex_lock(&parent->op_lock);
+	err = ovl_find(fs, parent, name, false, &f);
+	if (!err && f.top >= 0)
+		err = -EEXIST;
+	ovl_found_free(&f);
+	pdfd = err ? err : ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	if (pdfd < 0) {
+		pthread_mutex_unlock(&parent->op_lock);
+		return pdfd;
+	}
+	if (fstat(pdfd, &pst) < 0) {
+		err = -errno;
+		goto out;
+	}
+	uid_t uid = cred->uid;
+	gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : cred->gid;
+	bool sgid = pst.st_mode & S_ISGID;
+	if (!f.whiteout_in_upper) {
+		err = make_object(pdfd, name, o);
+		if (!err && (err = set_owner(pdfd, name, o, uid, gid, sgid)))
+			remove_object(pdfd, name, o->mode);
+	} else {
+		err = ovl_tmpname(fs, tmp, sizeof(tmp));
+		if (!err)
+			err = make_object(fs->work_fd, tmp, o);
+		if (err)
+			goto out;
+		err = set_owner(fs->work_fd, tmp, o, uid, gid, sgid);
+		/* A directory over a whiteout hides what the whiteout hid. */
+		if (!err && S_ISDIR(o->mode))
+			err = ovl_set_opaque(fs->work_fd, tmp);
+		if (!err && S_ISDIR(o->mode)) {
+			if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_EXCHANGE) < 0)
+				err = -errno;
+			else
+				(void)unlinkat(fs->work_fd, tmp, 0); /* the old whiteout */
+		} else if (!err && renameat(fs->work_fd, tmp, pdfd, name) < 0) {
+			err = -errno;
+		}
+		if (err)
+			remove_object(fs->work_fd, tmp, o->mode);
+	}
+	if (!err)
+		err = ovl_lookup_locked(fs, parent, name, node, st);
+out:
+	if (err && o->fd >= 0) {
+		close(o->fd);
+		o->fd = -1;
+	}
+	close(pdfd);
+	pthread_mutex_unlock(&parent->op_lock);
+	return err;
+}
+
+static int create_common(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			 struct new_object *o, const struct ovl_cred *cred, struct ovl_node **node,
+			 struct stat *st)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = create_in(fs, parent, name, o, cred, node, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+int ovl_mkdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode,
+	      const struct ovl_cred *cred, struct ovl_node **node, struct stat *st)
+{
+	struct new_object o = {.mode = S_IFDIR | (mode & 07777), .open_flags = -1, .fd = -1};
+	return create_common(fs, parent, name, &o, cred, node, st);
+}
+
+int ovl_mknod(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode, dev_t rdev,
+	      const struct ovl_cred *cred, struct ovl_node **node, struct stat *st)
+{
+	struct new_object o = {.mode = mode, .rdev = rdev, .open_flags = -1, .fd = -1};
+
+	/* That would be a whiteout. */
+	if (S_ISCHR(mode) && rdev == OVL_WHITEOUT_DEV)
+		return -EPERM;
+	if (S_ISDIR(mode) || S_ISLNK(mode))
+		return -EINVAL;
+	return create_common(fs, parent, name, &o, cred, node, st);
+}
+
+int ovl_symlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name, const char *target,
+		const struct ovl_cred *cred, struct ovl_node **node, struct stat *st)
+{
+	struct new_object o = {
+	    .mode = S_IFLNK | 0777, .target = target, .open_flags = -1, .fd = -1};
+	return create_common(fs, parent, name, &o, cred, node, st);
+}
+
+int ovl_create(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode, int flags,
+	       const struct ovl_cred *cred, struct ovl_node **node, struct stat *st,
+	       struct ovl_file **out)
+{
+	struct new_object o = {.mode = S_IFREG | (mode & 07777), .open_flags = flags, .fd = -1};
+	int err = create_common(fs, parent, name, &o, cred, node, st);
+
+	if (err)
+		return err;
+	*out = ovl_file_new(fs, *node, o.fd, flags, true);
+	if (!*out) {
+		close(o.fd);
+		ovl_forget(fs, *node, 1);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, const char *name,
+	     struct ovl_node **node, struct stat *st)
+{
+	struct ovl_found f;
+	char tmp[64];
+	const char *sname;
+	int err, pdfd = -1, sdfd = -1;
+
+	if (src->type == S_IFDIR)
+		return -EPERM;
+	if (fs->readonly)
+		return -EROFS;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	err = ovl_copy_up_locked(fs, src, false);
+	if (!err)
+		err = ovl_copy_up_locked(fs, parent, false);
+	if (err)
+		goto unlock;
+	pthread_mutex_lock(&parent->op_lock);
+	err = ovl_find(fs, parent, name, false, &f);
+	if (!err && f.top >= 0)
+		err = -EEXIST;
+	ovl_found_free(&f);
+	if (!err)
+		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	if (!err && pdfd < 0)
+		err = pdfd;
+	if (!err)
+		sdfd = ovl_open_parent(fs, src, 0, &sname);
+	if (!err && sdfd < 0)
+		err = sdfd;
+	if (!err && !f.whiteout_in_upper) {
+		if (linkat(sdfd, sname, pdfd, name, 0) < 0)
+			err = -errno;
+	} else if (!err) {
+		err = ovl_tmpname(fs, tmp, sizeof(tmp));
+		if (!err && linkat(sdfd, sname, fs->work_fd, tmp, 0) < 0)
+			err = -errno;
+		if (!err && renameat(fs->work_fd, tmp, pdfd, name) < 0) {
+			err = -errno;
+			(void)unlinkat(fs->work_fd, tmp, 0);
+		}
+	}
+	if (!err)
+		err = ovl_lookup_locked(fs, parent, name, node, st);
+	if (pdfd >= 0)
+		close(pdfd);
+	if (sdfd >= 0)
+		close(sdfd);
+	pthread_mutex_unlock(&parent->op_lock);
+unlock:
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+/* Forgets the name in the node table (if the kernel knows it), keeping its last attributes
+ * for fds still open on it. */
+static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			 const struct stat *st)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
+	if (child) {
+		child->last_st = *st;
+		child->last_st.st_ino = child->ino;
+		child->refs++;
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	if (child) {
+		ovl_node_detach(fs, child);
+		ovl_node_unref(fs, child, 0, 1);
+	}
+}
+
+/* Checks the node is an empty directory by the merged definition (whiteouts only). */
+int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	struct ovl_dirent *ents;
+	size_t count;
+	int err = ovl_merge_dir(fs, dir, &ents, &count, NULL);
+
+	if (err)
+		return err;
+	ovl_dirents_free(ents, count);
+	return count ? -ENOTEMPTY : 0;
+}
+
+/* A node for a directory the kernel may not have looked up, to list or walk it. */
+static void temp_node(struct ovl_node *tmp, struct ovl_node *parent, const char *name,
+		      struct ovl_found *f)
+{
+	memset(tmp, 0, sizeof(*tmp));
+	tmp->parent = parent;
+	tmp->name = (char *)name;
+	tmp->type = S_IFDIR;
+	tmp->top = f->top;
+	tmp->dirlayers = f->dirlayers;
+	tmp->ndirlayers = f->ndirlayers;
+	pthread_mutex_init(&tmp->lock, NULL);
+}
+
+/* Removes the upper entry `name` of a found object, leaving a whiteout where the name
+ * exists below. A directory goes to the work directory first (atomically), then is
+ * deleted with the whiteouts it held. */
+int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f)
+{
+	bool dir = S_ISDIR(f->st.st_mode);
+	char tmp[64];
+	int err;
+
+	if (f->top != 0 || !fs->has_upper)
+		return ovl_make_whiteout(fs, pdfd, name, false);
+	if (!dir)
+		return f->below ? ovl_make_whiteout(fs, pdfd, name, true)
+				: (unlinkat(pdfd, name, 0) < 0 ? -errno : 0);
+	err = ovl_tmpname(fs, tmp, sizeof(tmp));
+	if (err)
+		return err;
+	if (f->below) {
+		if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
+			return -errno;
+		if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_EXCHANGE) < 0) {
+			err = -errno;
+			(void)unlinkat(fs->work_fd, tmp, 0);
+			return err;
+		}
+	} else if (renameat(pdfd, name, fs->work_fd, tmp) < 0) {
+		return -errno;
+	}
+	(void)ovl_remove_tree_at(fs->work_fd, tmp); /* leftovers go at the next mount */
+	return 0;
+}
+
+static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir)
+{
+	struct ovl_found f = {0};
+	int err, pdfd = -1;
+
+	if (fs->readonly)
+		return -EROFS;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	err = ovl_copy_up_locked(fs, parent, false);
+	if (err)
+		goto unlock;
+	pthread_mutex_lock(&parent->op_lock);
+	err = ovl_find(fs, parent, name, true, &f);
+	if (!err && f.top < 0)
+		err = -ENOENT;
+	if (!err && dir && !S_ISDIR(f.st.st_mode))
+		err = -ENOTDIR;
+	if (!err && !dir && S_ISDIR(f.st.st_mode))
+		err = -EISDIR;
+	if (!err && dir) {
+		struct ovl_node tmp;
+		temp_node(&tmp, parent, name, &f);
+		err = ovl_check_empty(fs, &tmp);
+		pthread_mutex_destroy(&tmp.lock);
+	}
+	if (!err)
+		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	if (!err && pdfd < 0)
+		err = pdfd;
+	if (!err)
+		err = ovl_remove_upper(fs, pdfd, name, &f);
+	if (!err)
+		detach_child(fs, parent, name, &f.st);
+	if (pdfd >= 0)
+		close(pdfd);
+	pthread_mutex_unlock(&parent->op_lock);
+unlock:
+	ovl_found_free(&f);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+int ovl_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	return remove_common(fs, parent, name, false);
+}
+
+int ovl_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	return remove_common(fs, parent, name, true);
+}

@@ -1,0 +1,117 @@
+/*
+ * The overlay engine: layer stack, node table, lookup, copy-up, merged readdir and the
+ * namespace operations. No FUSE header here: every operation returns 0 (or a count) or
+ * -errno, so unit tests drive the engine without a mount.
+ */
+#ifndef OVLFS_ENGINE_H
+#define OVLFS_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+struct ovl_fs;
+struct ovl_node;
+struct ovl_file;
+struct ovl_dir;
+
+struct ovl_fs_params {
+	const char *const *lowerdirs; /* top layer first */
+	int nlower;
+	const char *upperdir; /* NULL: read-only overlay */
+	const char *workdir;
+	bool readonly;
+	bool no_fsync;
+};
+
+/* The caller of a request: new objects belong to it. */
+struct ovl_cred {
+	uid_t uid;
+	gid_t gid;
+};
+
+int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
+void ovl_fs_destroy(struct ovl_fs *fs);
+struct ovl_node *ovl_root(struct ovl_fs *fs);
+bool ovl_is_readonly(const struct ovl_fs *fs);
+
+/* Lookup: on success the node's lookup count is raised by one (drop with ovl_forget). */
+int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
+	       struct stat *st);
+void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup);
+
+int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);
+int ovl_statfs(struct ovl_fs *fs, struct statvfs *st);
+int ovl_access(struct ovl_fs *fs, struct ovl_node *node, int mask);
+
+/* setattr: which fields to change. */
+enum {
+	OVL_SET_MODE = 1 << 0,
+	OVL_SET_UID = 1 << 1,
+	OVL_SET_GID = 1 << 2,
+	OVL_SET_SIZE = 1 << 3,
+	OVL_SET_ATIME = 1 << 4,
+	OVL_SET_MTIME = 1 << 5,
+	OVL_SET_ATIME_NOW = 1 << 6,
+	OVL_SET_MTIME_NOW = 1 << 7,
+};
+int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
+		const struct stat *attr, struct stat *out);
+
+/* Regular files. */
+int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out);
+int ovl_create(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode, int flags,
+	       const struct ovl_cred *cred, struct ovl_node **node, struct stat *st,
+	       struct ovl_file **out);
+/* The fd to read from (switches to the upper copy if the file was copied up since open).
+ * The fd stays valid until ovl_file_put_fd. */
+int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file);
+void ovl_file_put_fd(struct ovl_file *file);
+ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t size, off_t off);
+ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
+		  off_t off);
+bool ovl_file_is_direct(const struct ovl_file *file);
+int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync);
+int ovl_fallocate(struct ovl_fs *fs, struct ovl_file *file, int mode, off_t off, off_t len);
+off_t ovl_lseek(struct ovl_fs *fs, struct ovl_file *file, off_t off, int whence);
+ssize_t ovl_copy_file_range(struct ovl_fs *fs, struct ovl_file *in, off_t off_in,
+			    struct ovl_file *out, off_t off_out, size_t len, unsigned flags);
+void ovl_release(struct ovl_fs *fs, struct ovl_file *file);
+
+/* Directories: a merged, per-handle snapshot. Offsets are positions in it. */
+typedef int (*ovl_dirent_fn)(void *ctx, const char *name, uint64_t ino, unsigned dtype,
+			     off_t next_off);
+int ovl_opendir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dir **out);
+/* Calls fn for each entry from off on until fn returns non-zero or the end. */
+int ovl_readdir(struct ovl_fs *fs, struct ovl_dir *dir, off_t off, ovl_dirent_fn fn, void *ctx);
+void ovl_releasedir(struct ovl_fs *fs, struct ovl_dir *dir);
+
+/* xattrs: the returned value is the size, as getxattr(2) returns it. */
+ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, void *buf,
+		     size_t size);
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);
+int ovl_setxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, const void *value,
+		 size_t size, int flags);
+int ovl_removexattr(struct ovl_fs *fs, struct ovl_node *node, const char *name);
+
+/* Namespace operations. On success *node has one more lookup. */
+int ovl_mkdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode,
+	      const struct ovl_cred *cred, struct ovl_node **node, struct stat *st);
+int ovl_mknod(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode, dev_t rdev,
+	      const struct ovl_cred *cred, struct ovl_node **node, struct stat *st);
+int ovl_symlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name, const char *target,
+		const struct ovl_cred *cred, struct ovl_node **node, struct stat *st);
+int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, const char *name,
+	     struct ovl_node **node, struct stat *st);
+int ovl_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+int ovl_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+	       struct ovl_node *newparent, const char *newname, unsigned flags);
+
+/* Copies a node up to the upper layer (parents first). Exposed for tests. */
+int ovl_copy_up(struct ovl_fs *fs, struct ovl_node *node);
+
+#endif

@@ -1,0 +1,175 @@
+/* Open files: each holds one fd of the layer file. Opening for write copies up first; a
+ * read-only fd opened before a copy-up switches to the upper copy at its next use. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool wants_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Opens the node's layer file; O_DIRECT is dropped where the layer refuses it. */
+static int open_layer_file(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)
+{
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECTORY);
+	int fd = ovl_open_in_layer(fs, node, layer, flags);
+
+	if (fd == -EINVAL && (flags & O_DIRECT))
+		fd = ovl_open_in_layer(fs, node, layer, flags & ~O_DIRECT);
+	return fd;
+}
+
+struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, int flags,
+			      bool on_upper)
+{
+	struct ovl_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	pthread_rwlock_init(&f->lock, NULL);
+	f->node = node;
+	f->fd = fd;
+	f->flags = flags;
+	f->on_upper = on_upper;
+	ovl_node_ref(fs, node, 0, 1);
+	return f;
+}
+
+int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out)
+{
+	int err = 0, fd, layer;
+
+	if (node->type == S_IFDIR)
+		return wants_write(flags) ? -EISDIR : -EINVAL;
+	if (wants_write(flags) && fs->readonly)
+		return -EROFS;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	if (wants_write(flags) && node->type == S_IFREG)
+		err = ovl_copy_up_locked(fs, node, (flags & O_TRUNC) != 0);
+	layer = ovl_node_top(node);
+	fd = err ? err : open_layer_file(fs, node, layer, flags);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (fd < 0)
+		return fd;
+	*out = ovl_file_new(fs, node, fd, flags, fs->has_upper && layer == 0);
+	if (!*out) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+bool ovl_file_is_direct(const struct ovl_file *file)
+{
+	return (file->flags & O_DIRECT) != 0;
+}
+
+int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
+{
+	pthread_rwlock_rdlock(&file->lock);
+	if (file->on_upper || !ovl_node_is_upper(fs, file->node))
+		return file->fd;
+	pthread_rwlock_unlock(&file->lock);
+
+	/* Copied up since it was opened: read the upper copy from now on. */
+	pthread_rwlock_wrlock(&file->lock);
+	if (!file->on_upper) {
+		pthread_rwlock_rdlock(&fs->rename_lock);
+		int fd = open_layer_file(fs, file->node, 0, O_RDONLY | (file->flags & O_DIRECT));
+		pthread_rwlock_unlock(&fs->rename_lock);
+		if (fd >= 0) {
+			close(file->fd);
+			file->fd = fd;
+			file->on_upper = true;
+		}
+	}
+	pthread_rwlock_unlock(&file->lock);
+	pthread_rwlock_rdlock(&file->lock);
+	return file->fd;
+}
+
+void ovl_file_put_fd(struct ovl_file *file)
+{
+	pthread_rwlock_unlock(&file->lock);
+}
+
+ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t size, off_t off)
+{
+	int fd = ovl_file_get_fd(fs, file);
+	ssize_t n = pread(fd, buf, size, off);
+	ssize_t res = n < 0 ? -errno : n;
+
+	ovl_file_put_fd(file);
+	return res;
+}
+
+ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size, off_t off)
+{
+	int fd = ovl_file_get_fd(fs, file);
+	ssize_t n = pwrite(fd, buf, size, off);
+	ssize_t res = n < 0 ? -errno : n;
+
+	ovl_file_put_fd(file);
+	return res;
+}
+
+int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync)
+{
+	int err = 0;
+
+	if (fs->no_fsync)
+		return 0;
+	int fd = ovl_file_get_fd(fs, file);
+	/* A lower file never changes through us: nothing to sync. */
+	if (file->on_upper && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
+		err = -errno;
+	ovl_file_put_fd(file);
+	return err;
+}
+
+int ovl_fallocate(struct ovl_fs *fs, struct ovl_file *file, int mode, off_t off, off_t len)
+{
+	int fd = ovl_file_get_fd(fs, file);
+	int err = fallocate(fd, mode, off, len) < 0 ? -errno : 0;
+
+	ovl_file_put_fd(file);
+	return err;
+}
+
+off_t ovl_lseek(struct ovl_fs *fs, struct ovl_file *file, off_t off, int whence)
+{
+	int fd = ovl_file_get_fd(fs, file);
+	off_t res = lseek(fd, off, whence);
+
+	if (res < 0)
+		res = -errno;
+	ovl_file_put_fd(file);
+	return res;
+}
+
+ssize_t ovl_copy_file_range(struct ovl_fs *fs, struct ovl_file *in, off_t off_in,
+			    struct ovl_file *out, off_t off_out, size_t len, unsigned flags)
+{
+	int ifd = ovl_file_get_fd(fs, in);
+	int ofd = in == out ? ifd : ovl_file_get_fd(fs, out);
+	loff_t li = off_in, lo = off_out;
+	ssize_t n = copy_file_range(ifd, &li, ofd, &lo, len, flags);
+	ssize_t res = n < 0 ? -errno : n;
+
+	if (in != out)
+		ovl_file_put_fd(out);
+	ovl_file_put_fd(in);
+	return res;
+}
+
+void ovl_release(struct ovl_fs *fs, struct ovl_file *file)
+{
+	close(file->fd);
+	pthread_rwlock_destroy(&file->lock);
+	ovl_node_unref(fs, file->node, 0, 1);
+	free(file);
+}

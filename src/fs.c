@@ -1,0 +1,201 @@
+/* The layer stack: opening the layers, the work directory, and the root node. */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+/* Removes everything below dirfd without following symlinks. */
+int ovl_remove_tree_at(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0) {
+		if (errno == ENOTDIR || errno == ELOOP)
+			return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+		return -errno;
+	}
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int r = de->d_type == DT_DIR ? ovl_remove_tree_at(fd, de->d_name)
+					     : (unlinkat(fd, de->d_name, 0) < 0 ? -errno : 0);
+		if (r == -EISDIR)
+			r = ovl_remove_tree_at(fd, de->d_name);
+		if (r && !err)
+			err = r;
+	}
+	closedir(d);
+	if (!err && strcmp(name, ".") != 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+		err = -errno;
+	return err;
+}
+
+static int open_layer(struct ovl_fs *fs, int i, const char *path, bool upper)
+{
+	struct ovl_layer *l = &fs->layers[i];
+	struct statfs sfs;
+	struct stat st;
+
+	l->path = strdup(path);
+	l->is_upper = upper;
+	l->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (!l->path || l->root_fd < 0)
+		return l->path ? -errno : -ENOMEM;
+	if (fstat(l->root_fd, &st) < 0 || fstatfs(l->root_fd, &sfs) < 0)
+		return -errno;
+	l->dev = st.st_dev;
+	if ((long)sfs.f_namelen > fs->namemax)
+		fs->namemax = (long)sfs.f_namelen;
+	l->fsid = -1;
+	for (int j = 0; j < i; j++)
+		if (fs->layers[j].dev == l->dev)
+			l->fsid = fs->layers[j].fsid;
+	if (l->fsid < 0)
+		l->fsid = fs->ndevs++;
+	return 0;
+}
+
+/* The work directory is <workdir>/work, as the kernel's; stale leftovers of an earlier
+ * mount (interrupted copy-ups, temporary whiteouts) are removed at mount. */
+static int open_workdir(struct ovl_fs *fs, const char *workdir)
+{
+	int wfd = open(workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int err;
+
+	if (wfd < 0)
+		return -errno;
+	if (mkdirat(wfd, "work", 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		close(wfd);
+		return err;
+	}
+	fs->work_fd = openat(wfd, "work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	err = fs->work_fd < 0 ? -errno : 0;
+	close(wfd);
+	if (err)
+		return err;
+	return ovl_remove_tree_at(fs->work_fd, ".");
+}
+
+static int make_root(struct ovl_fs *fs)
+{
+	struct ovl_node *root = ovl_node_new(fs, NULL, "");
+	struct stat st;
+
+	if (!root)
+		return -ENOMEM;
+	fs->root = root;
+	root->type = S_IFDIR;
+	root->top = 0;
+	root->refs = 1;
+	root->nlookup = 1;
+	root->dirlayers = calloc((size_t)fs->nlayers, sizeof(*root->dirlayers));
+	if (!root->dirlayers)
+		return -ENOMEM;
+	root->ndirlayers = fs->nlayers;
+	for (int i = 0; i < fs->nlayers; i++) {
+		root->dirlayers[i].layer = i;
+		root->dirlayers[i].xwhiteouts =
+		    !fs->layers[i].is_upper && ovl_opaque_value(fs->layers[i].root_fd) == 'x';
+	}
+	if (fstat(fs->layers[0].root_fd, &st) < 0)
+		return -errno;
+	root->ino = ovl_map_ino(fs, 0, st.st_dev, st.st_ino);
+	return 0;
+}
+
+int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
+{
+	struct ovl_fs *fs = calloc(1, sizeof(*fs));
+	int err, i = 0;
+
+	if (!fs)
+		return -ENOMEM;
+	if (p->nlower < 1 || (p->upperdir && !p->workdir)) {
+		free(fs);
+		return -EINVAL;
+	}
+	pthread_rwlock_init(&fs->rename_lock, NULL);
+	pthread_mutex_init(&fs->table_lock, NULL);
+	atomic_init(&fs->tmp_counter, 0);
+	fs->work_fd = -1;
+	fs->has_upper = p->upperdir != NULL;
+	fs->readonly = p->readonly || !p->upperdir;
+	fs->no_fsync = p->no_fsync;
+	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);
+	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
+	err = fs->layers ? 0 : -ENOMEM;
+	for (int j = 0; j < fs->nlayers; j++)
+		if (fs->layers)
+			fs->layers[j].root_fd = -1;
+	if (!err && fs->has_upper)
+		err = open_layer(fs, i++, p->upperdir, true);
+	for (int j = 0; !err && j < p->nlower; j++)
+		err = open_layer(fs, i++, p->lowerdirs[j], false);
+	if (!err) {
+		while ((1 << fs->xino_bits) < fs->ndevs)
+			fs->xino_bits++;
+		fs->next_private_ino = 2;
+	}
+	if (!err && fs->has_upper && !fs->readonly)
+		err = open_workdir(fs, p->workdir);
+	if (!err)
+		err = ovl_node_init_table(fs);
+	if (!err)
+		err = make_root(fs);
+	if (err) {
+		ovl_fs_destroy(fs);
+		return err;
+	}
+	*out = fs;
+	return 0;
+}
+
+void ovl_fs_destroy(struct ovl_fs *fs)
+{
+	if (!fs)
+		return;
+	ovl_node_free_all(fs);
+	ovl_maps_free(fs);
+	for (int i = 0; fs->layers && i < fs->nlayers; i++) {
+		if (fs->layers[i].root_fd >= 0)
+			close(fs->layers[i].root_fd);
+		free(fs->layers[i].path);
+	}
+	free(fs->layers);
+	if (fs->work_fd >= 0)
+		close(fs->work_fd);
+	pthread_rwlock_destroy(&fs->rename_lock);
+	pthread_mutex_destroy(&fs->table_lock);
+	free(fs);
+}
+
+struct ovl_node *ovl_root(struct ovl_fs *fs)
+{
+	return fs->root;
+}
+
+bool ovl_is_readonly(const struct ovl_fs *fs)
+{
+	return fs->readonly;
+}
+
+int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size)
+{
+	unsigned long n = atomic_fetch_add(&fs->tmp_counter, 1);
+	int len = snprintf(buf, size, "#ovl%lx.%lx", (unsigned long)getpid(), n);
+	return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : 0;
+}

@@ -1,0 +1,539 @@
+/* The FUSE front end: each request becomes one engine call; nothing of the overlay's
+ * logic lives here. The session's userdata is the engine's struct ovl_fs. */
+#include "fuse_ops.h"
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Attributes and names change only through this daemon, which the kernel sees; a second
+ * bounds how stale a link count shared between hard links can get. */
+static const double cache_timeout = 1.0;
+
+static struct ovl_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct ovl_node *node_of(fuse_req_t req, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? ovl_root(fs_of(req)) : (struct ovl_node *)(uintptr_t)ino;
+}
+
+static struct ovl_file *file_of(struct fuse_file_info *fi)
+{
+	return (struct ovl_file *)(uintptr_t)fi->fh;
+}
+
+static struct ovl_cred cred_of(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	return (struct ovl_cred){.uid = ctx->uid, .gid = ctx->gid};
+}
+
+static void fill_entry(struct fuse_entry_param *e, struct ovl_fs *fs, struct ovl_node *node,
+		       const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = node == ovl_root(fs) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)node;
+	e->attr = *st;
+	e->attr_timeout = cache_timeout;
+	e->entry_timeout = cache_timeout;
+}
+
+static void reply_entry(fuse_req_t req, int err, struct ovl_node *node, const struct stat *st)
+{
+	struct fuse_entry_param e;
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fill_entry(&e, fs_of(req), node, st);
+	if (fuse_reply_entry(req, &e) != 0)
+		ovl_forget(fs_of(req), node, 1); /* the kernel never got it */
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_READ | FUSE_CAP_READDIRPLUS |
+			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC |
+			FUSE_CAP_AUTO_INVAL_DATA;
+	conn->want |= want & conn->capable;
+	/* Keep the kernel's per-directory serialization of lookups and changes, and let it
+	 * clear setuid on write: the layer I/O runs as the mounter, who would keep it. */
+	conn->want &=
+	    ~(unsigned)(FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_HANDLE_KILLPRIV |
+			FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ovl_node *node;
+	struct stat st;
+	int err = ovl_lookup(fs_of(req), node_of(req, parent), name, &node, &st);
+
+	if (err == -ENOENT) {
+		/* A negative entry the kernel may cache: creates come through us. */
+		struct fuse_entry_param e = {.entry_timeout = cache_timeout};
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry(req, err, node, &st);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (ino != FUSE_ROOT_ID)
+		ovl_forget(fs_of(req), node_of(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino != FUSE_ROOT_ID)
+			ovl_forget(fs_of(req), node_of(req, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void reply_attr(fuse_req_t req, int err, const struct stat *st)
+{
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_attr(req, st, cache_timeout);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	(void)fi;
+	int err = ovl_getattr(fs_of(req), node_of(req, ino), &st);
+	reply_attr(req, err, &st);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	static const struct {
+		int fuse, ovl;
+	} map[] = {
+	    {FUSE_SET_ATTR_MODE, OVL_SET_MODE},
+	    {FUSE_SET_ATTR_UID, OVL_SET_UID},
+	    {FUSE_SET_ATTR_GID, OVL_SET_GID},
+	    {FUSE_SET_ATTR_SIZE, OVL_SET_SIZE},
+	    {FUSE_SET_ATTR_ATIME, OVL_SET_ATIME},
+	    {FUSE_SET_ATTR_MTIME, OVL_SET_MTIME},
+	    {FUSE_SET_ATTR_ATIME_NOW, OVL_SET_ATIME_NOW},
+	    {FUSE_SET_ATTR_MTIME_NOW, OVL_SET_MTIME_NOW},
+	};
+	struct stat st;
+	int set = 0;
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (to_set & map[i].fuse)
+			set |= map[i].ovl;
+	if (set & OVL_SET_ATIME_NOW)
+		set &= ~OVL_SET_ATIME;
+	if (set & OVL_SET_MTIME_NOW)
+		set &= ~OVL_SET_MTIME;
+	int err =
+	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
+	reply_attr(req, err, &st);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	int n = ovl_readlink(fs_of(req), node_of(req, ino), buf, PATH_MAX);
+
+	if (n < 0) {
+		fuse_reply_err(req, -n);
+		return;
+	}
+	buf[n] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct ovl_cred cred = cred_of(req);
+	struct ovl_node *node;
+	struct stat st;
+	int err = ovl_mknod(fs_of(req), node_of(req, parent), name, mode, rdev, &cred, &node, &st);
+	reply_entry(req, err, node, &st);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct ovl_cred cred = cred_of(req);
+	struct ovl_node *node;
+	struct stat st;
+	int err = ovl_mkdir(fs_of(req), node_of(req, parent), name, mode, &cred, &node, &st);
+	reply_entry(req, err, node, &st);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	struct ovl_cred cred = cred_of(req);
+	struct ovl_node *node;
+	struct stat st;
+	int err = ovl_symlink(fs_of(req), node_of(req, parent), name, target, &cred, &node, &st);
+	reply_entry(req, err, node, &st);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	struct ovl_node *node;
+	struct stat st;
+	int err = ovl_link(fs_of(req), node_of(req, ino), node_of(req, parent), name, &node, &st);
+	reply_entry(req, err, node, &st);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -ovl_unlink(fs_of(req), node_of(req, parent), name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -ovl_rmdir(fs_of(req), node_of(req, parent), name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, -ovl_rename(fs_of(req), node_of(req, parent), name,
+					node_of(req, newparent), newname, flags));
+}
+
+static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file)
+{
+	fi->fh = (uint64_t)(uintptr_t)file;
+	fi->direct_io = ovl_file_is_direct(file);
+	fi->keep_cache = !fi->direct_io;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ovl_file *file;
+	int err = ovl_open(fs_of(req), node_of(req, ino), fi->flags, &file);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	set_open_flags(fi, file);
+	if (fuse_reply_open(req, fi) != 0)
+		ovl_release(fs_of(req), file);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct ovl_cred cred = cred_of(req);
+	struct ovl_fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct ovl_file *file;
+	struct ovl_node *node;
+	struct stat st;
+	int err =
+	    ovl_create(fs, node_of(req, parent), name, mode, fi->flags, &cred, &node, &st, &file);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fill_entry(&e, fs, node, &st);
+	set_open_flags(fi, file);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		ovl_release(fs, file);
+		ovl_forget(fs, node, 1);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct ovl_file *file = file_of(fi);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	(void)ino;
+
+	/* Zero-copy: libfuse splices from the layer file into the reply. */
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = ovl_file_get_fd(fs_of(req), file);
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	ovl_file_put_fd(file);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct ovl_file *file = file_of(fi);
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	(void)ino;
+
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = ovl_file_get_fd(fs_of(req), file);
+	out.buf[0].pos = off;
+	ssize_t n = fuse_buf_copy(&out, in, 0);
+	ovl_file_put_fd(file);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	ovl_release(fs_of(req), file_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, -ovl_fsync(fs_of(req), file_of(fi), datasync != 0));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ovl_dir *dir;
+	int err = ovl_opendir(fs_of(req), node_of(req, ino), &dir);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)dir;
+	if (fuse_reply_open(req, fi) != 0)
+		ovl_releasedir(fs_of(req), dir);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	struct ovl_node *dir;
+	char *buf;
+	size_t size, pos;
+	bool plus;
+};
+
+static int add_entry(void *ctx, const char *name, uint64_t ino, unsigned dtype, off_t next)
+{
+	struct dirbuf *b = ctx;
+	struct ovl_fs *fs = fs_of(b->req);
+	size_t n;
+
+	if (!b->plus) {
+		struct stat st = {.st_ino = ino, .st_mode = dtype << 12};
+		n = fuse_add_direntry(b->req, b->buf + b->pos, b->size - b->pos, name, &st, next);
+	} else {
+		struct fuse_entry_param e = {.attr = {.st_ino = ino, .st_mode = dtype << 12}};
+		struct ovl_node *node = NULL;
+		struct stat st;
+		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+		if (!dot && ovl_lookup(fs, b->dir, name, &node, &st) == 0)
+			fill_entry(&e, fs, node, &st);
+		n = fuse_add_direntry_plus(b->req, b->buf + b->pos, b->size - b->pos, name, &e,
+					   next);
+		if (n > b->size - b->pos && node)
+			ovl_forget(fs, node, 1);
+	}
+	if (n > b->size - b->pos)
+		return 1;
+	b->pos += n;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct dirbuf b = {.req = req, .dir = node_of(req, ino), .size = size, .plus = plus};
+	int err;
+
+	b.buf = malloc(size);
+	if (!b.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	err = ovl_readdir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh, off, add_entry, &b);
+	if (err && b.pos == 0)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, b.buf, b.pos);
+	free(b.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	ovl_releasedir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+	(void)ino;
+	int err = ovl_statfs(fs_of(req), &st);
+
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	fuse_reply_err(req, -ovl_setxattr(fs_of(req), node_of(req, ino), name, value, size, flags));
+}
+
+static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
+{
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	reply_xattr(req, ovl_getxattr(fs_of(req), node_of(req, ino), name, buf, size), buf, size);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	reply_xattr(req, ovl_listxattr(fs_of(req), node_of(req, ino), buf, size), buf, size);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -ovl_removexattr(fs_of(req), node_of(req, ino), name));
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	fuse_reply_err(req, -ovl_access(fs_of(req), node_of(req, ino), mask));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, -ovl_fallocate(fs_of(req), file_of(fi), mode, off, len));
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	off_t res = ovl_lseek(fs_of(req), file_of(fi), off, whence);
+
+	if (res < 0)
+		fuse_reply_err(req, (int)-res);
+	else
+		fuse_reply_lseek(req, res);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	(void)ino_in;
+	(void)ino_out;
+	ssize_t n = ovl_copy_file_range(fs_of(req), file_of(fi_in), off_in, file_of(fi_out),
+					off_out, len, (unsigned)flags);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+const struct fuse_lowlevel_ops ovl_fuse_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .symlink = op_symlink,
+    .link = op_link,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write_buf = op_write_buf,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .access = op_access,
+    .fallocate = op_fallocate,
+    .lseek = op_lseek,
+    .copy_file_range = op_copy_file_range,
+};

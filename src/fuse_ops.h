@@ -1,0 +1,10 @@
+/* The libfuse3 low-level front end: maps requests onto the engine. */
+#ifndef OVLFS_FUSE_OPS_H
+#define OVLFS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+extern const struct fuse_lowlevel_ops ovl_fuse_ops;
+
+#endif

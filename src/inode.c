@@ -1,0 +1,129 @@
+/* Attributes: readlink, statfs, access and setattr (which copies up first). */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size)
+{
+	const char *name;
+	ssize_t n;
+	int dfd;
+
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	dfd = ovl_open_parent(fs, node, ovl_node_top(node), &name);
+	if (dfd < 0) {
+		pthread_rwlock_unlock(&fs->rename_lock);
+		return dfd;
+	}
+	n = readlinkat(dfd, name, buf, size);
+	int err = n < 0 ? -errno : (int)n;
+	close(dfd);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+int ovl_statfs(struct ovl_fs *fs, struct statvfs *st)
+{
+	if (fstatvfs(fs->layers[0].root_fd, st) < 0)
+		return -errno;
+	st->f_namemax = (unsigned long)fs->namemax;
+	return 0;
+}
+
+int ovl_access(struct ovl_fs *fs, struct ovl_node *node, int mask)
+{
+	struct stat st;
+	int err = ovl_getattr(fs, node, &st);
+
+	if (err)
+		return err;
+	if ((mask & W_OK) && fs->readonly)
+		return -EROFS;
+	return 0;
+}
+
+/* Applies attribute changes to the node's upper object, which an O_PATH fd holds. */
+static int apply_attrs(int fd, int to_set, const struct stat *attr)
+{
+	char proc[64];
+
+	if (ovl_proc_path(fd, proc, sizeof(proc)) < 0)
+		return -ENAMETOOLONG;
+	if (to_set & (OVL_SET_UID | OVL_SET_GID)) {
+		uid_t uid = to_set & OVL_SET_UID ? attr->st_uid : (uid_t)-1;
+		gid_t gid = to_set & OVL_SET_GID ? attr->st_gid : (gid_t)-1;
+		if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if ((to_set & OVL_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0)
+		return -errno;
+	if (to_set & (OVL_SET_ATIME | OVL_SET_MTIME | OVL_SET_ATIME_NOW | OVL_SET_MTIME_NOW)) {
+		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+		if (to_set & OVL_SET_ATIME)
+			ts[0] = attr->st_atim;
+		if (to_set & OVL_SET_MTIME)
+			ts[1] = attr->st_mtim;
+		if (to_set & OVL_SET_ATIME_NOW)
+			ts[0].tv_nsec = UTIME_NOW;
+		if (to_set & OVL_SET_MTIME_NOW)
+			ts[1].tv_nsec = UTIME_NOW;
+		if (utimensat(AT_FDCWD, proc, ts, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
+		const struct stat *attr, struct stat *out)
+{
+	int err = 0, fd = -1;
+
+	if (fs->readonly)
+		return -EROFS;
+	if ((to_set & OVL_SET_SIZE) && node->type == S_IFDIR)
+		return -EISDIR;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	if (!node->unlinked) {
+		bool trunc0 = (to_set & OVL_SET_SIZE) && attr->st_size == 0;
+		err = ovl_copy_up_locked(fs, node, trunc0);
+	}
+	if (!err && (to_set & OVL_SET_SIZE)) {
+		if (file && file->on_upper) {
+			if (ftruncate(file->fd, attr->st_size) < 0)
+				err = -errno;
+		} else {
+			int wfd = ovl_open_in_layer(fs, node, 0, O_WRONLY | O_NONBLOCK);
+			if (wfd < 0)
+				err = wfd;
+			else if (ftruncate(wfd, attr->st_size) < 0)
+				err = -errno;
+			if (wfd >= 0)
+				close(wfd);
+		}
+	}
+	if (!err && (to_set & ~OVL_SET_SIZE)) {
+		fd =
+		    node->unlinked && file ? dup(file->fd) : ovl_open_in_layer(fs, node, 0, O_PATH);
+		if (fd < 0)
+			err = node->unlinked ? -errno : fd;
+		else
+			err = apply_attrs(fd, to_set, attr);
+	}
+	if (!err) {
+		if (node->unlinked && fd >= 0 && fstat(fd, out) == 0) {
+			ovl_fill_stat(fs, node, out);
+			node->last_st = *out;
+		} else {
+			err = ovl_stat_node(fs, node, out);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}

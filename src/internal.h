@@ -1,0 +1,177 @@
+/* Engine internals shared by the engine's files; nothing outside the engine includes this. */
+#ifndef OVLFS_INTERNAL_H
+#define OVLFS_INTERNAL_H
+
+#include "engine.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/sysmacros.h>
+
+#define OVL_XATTR_PREFIX "trusted.overlay."
+#define OVL_XATTR_OPAQUE OVL_XATTR_PREFIX "opaque"
+#define OVL_XATTR_WHITEOUT OVL_XATTR_PREFIX "whiteout"
+/* A caller's trusted.overlay.X is stored as trusted.overlay.overlay.X (kernel 6.7+). */
+#define OVL_XATTR_ESCAPED OVL_XATTR_PREFIX "overlay."
+
+struct ovl_layer {
+	char *path;
+	int root_fd; /* O_PATH|O_DIRECTORY, the boundary every walk stays beneath */
+	dev_t dev;
+	int fsid; /* index of dev among the layers' distinct filesystems */
+	bool is_upper;
+};
+
+/* One layer in which a directory exists, top-down. */
+struct ovl_dirlayer {
+	int layer;
+	bool xwhiteouts; /* lower dir marked opaque="x": may hold xattr whiteouts */
+};
+
+struct ovl_node {
+	struct ovl_node *parent; /* holds a reference on the parent */
+	char *name;
+	struct ovl_node *hnext; /* node table chain */
+	uint64_t nlookup;	/* kernel references */
+	uint64_t refs;		/* nlookup > 0, children in table, internal pins */
+	uint64_t ino;		/* overlay inode number, fixed for the node's life */
+	mode_t type;		/* S_IFMT bits */
+	bool unlinked;		/* no longer reachable by name */
+	bool in_table;
+	struct ovl_node *onext, *oprev; /* unlinked nodes, freed at unmount */
+	/* Guarded by lock: where the object lives. top == 0 with fs->upper means upper. */
+	pthread_mutex_t lock;
+	int top;
+	int ndirlayers; /* directories: the merged layers, top-down */
+	struct ovl_dirlayer *dirlayers;
+	/* Serializes copy-up of this node and namespace changes in this directory. */
+	pthread_mutex_t op_lock;
+	struct stat last_st; /* for unlinked nodes that are still open */
+};
+
+/* Maps a copied-up object's upper (dev, ino) to the number it had below, so that st_ino
+ * does not change with copy-up for the life of the mount. */
+struct ovl_origin {
+	dev_t dev;
+	ino_t ino;
+	uint64_t ovl_ino;
+	struct ovl_origin *next;
+};
+
+struct ovl_fs {
+	struct ovl_layer *layers; /* upper (if any) first, then the lower layers */
+	int nlayers;
+	bool has_upper;
+	bool readonly;
+	bool no_fsync;
+	int work_fd; /* <workdir>/work */
+	int ndevs;
+	int xino_bits; /* high bits used for the filesystem index */
+	long namemax;
+	atomic_ulong tmp_counter;
+	pthread_rwlock_t rename_lock;
+	pthread_mutex_t table_lock; /* node table, refs, origin map, fallback ino map */
+	struct ovl_node **table;
+	size_t table_size, table_count;
+	struct ovl_origin **origins;
+	size_t origins_size, origins_count;
+	struct ovl_origin **inomap; /* fallback for inodes that do not fit beside the fsid */
+	size_t inomap_size, inomap_count;
+	uint64_t next_private_ino;
+	struct ovl_node *root;
+	struct ovl_node *orphans;
+};
+
+struct ovl_file {
+	struct ovl_node *node;
+	pthread_rwlock_t lock; /* read: fd in use; write: fd being switched */
+	int fd;
+	bool on_upper;
+	int flags;
+};
+
+/* layer.c: fd-relative walks that never leave a layer root. */
+int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags);
+int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
+/* An fd of node's parent directory in layer, or of the node itself with *name = ".". */
+int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name);
+int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags);
+void ovl_close_dir(struct ovl_fs *fs, int fd);
+uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
+void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino);
+void ovl_maps_free(struct ovl_fs *fs);
+bool ovl_is_whiteout_stat(const struct stat *st);
+int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
+int ovl_proc_path(int fd, char *buf, size_t size);
+int ovl_opaque_value(int dirfd);
+int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st);
+
+int ovl_remove_tree_at(int dirfd, const char *name);
+
+/* node.c */
+struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
+void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
+void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node);
+void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
+		   const char *newname);
+int ovl_node_init_table(struct ovl_fs *fs);
+void ovl_node_free_all(struct ovl_fs *fs);
+int ovl_node_top(struct ovl_node *node);
+bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node);
+/* Copies the merged layer list of a directory; caller frees. */
+int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out);
+
+/* namei.c */
+struct ovl_found {
+	int top; /* -1: not found (or whited out) */
+	struct stat st;
+	int ndirlayers;
+	struct ovl_dirlayer *dirlayers;
+	bool opaque;
+	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
+	bool below;		/* the name exists in a layer under the top one */
+};
+int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+	     struct ovl_found *f);
+void ovl_found_free(struct ovl_found *f);
+int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		      struct ovl_node **out, struct stat *st);
+int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+
+/* copy_up.c */
+int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
+int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
+int ovl_copy_xattrs(const char *src, const char *dst);
+
+/* file.c */
+struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, int flags,
+			      bool on_upper);
+
+/* readdir.c */
+struct ovl_dirent {
+	char *name;
+	uint64_t ino;
+	unsigned char type;
+};
+/* The merged listing of a directory node, without . and .. */
+int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
+		  bool *has_whiteouts);
+void ovl_dirents_free(struct ovl_dirent *ents, size_t count);
+
+/* dir.c helpers used by rename.c */
+int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace);
+int ovl_set_opaque(int dirfd, const char *name);
+int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f);
+int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
+
+/* makedev(0, 0) with the type of st_rdev */
+#define OVL_WHITEOUT_DEV ((dev_t)0)
+
+#define OVL_PATH_MAX (PATH_MAX * 2)
+
+#endif

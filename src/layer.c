@@ -1,0 +1,258 @@
+/* Walking inside a layer: every path is resolved beneath the layer root, never through a
+ * symlink, a magic link or a mount, so no layer content can lead the daemon outside. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+{
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+	    .resolve =
+		RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	long fd;
+
+	do {
+		fd = syscall(SYS_openat2, fs->layers[layer].root_fd, relpath, &how, sizeof(how));
+	} while (fd < 0 && errno == EAGAIN);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOENT : -errno;
+	return (int)fd;
+}
+
+/* Builds "a/b/c" from the node chain ("." for the root). Needs the rename lock. */
+int ovl_node_path(struct ovl_node *node, char *buf, size_t size)
+{
+	size_t pos = size;
+
+	if (node->unlinked)
+		return -ENOENT;
+	if (!node->parent) {
+		if (size < 2)
+			return -ENAMETOOLONG;
+		strcpy(buf, ".");
+		return 0;
+	}
+	buf[--pos] = '\0';
+	for (struct ovl_node *n = node; n->parent; n = n->parent) {
+		if (n->parent->unlinked)
+			return -ENOENT;
+		size_t len = strlen(n->name);
+		if (len + 1 > pos)
+			return -ENAMETOOLONG;
+		if (pos != size - 1)
+			buf[--pos] = '/';
+		pos -= len;
+		memcpy(buf + pos, n->name, len);
+	}
+	memmove(buf, buf + pos, size - pos);
+	return 0;
+}
+
+int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)
+{
+	char path[OVL_PATH_MAX];
+	int err = ovl_node_path(node, path, sizeof(path));
+
+	if (err)
+		return err;
+	return ovl_layer_open(fs, layer, path, flags);
+}
+
+int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name)
+{
+	if (!node->parent) {
+		*name = ".";
+		return ovl_layer_open(fs, layer, ".", O_PATH | O_DIRECTORY);
+	}
+	*name = node->name;
+	return ovl_open_in_layer(fs, node->parent, layer, O_PATH | O_DIRECTORY);
+}
+
+void ovl_close_dir(struct ovl_fs *fs, int fd)
+{
+	(void)fs;
+	if (fd >= 0)
+		close(fd);
+}
+
+bool ovl_is_whiteout_stat(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && st->st_rdev == OVL_WHITEOUT_DEV;
+}
+
+int ovl_proc_path(int fd, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "/proc/self/fd/%d", fd);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* getxattr on any fd, O_PATH ones included (through the fd's magic link, which names
+ * exactly the object the fd holds). Returns the size or -errno. */
+int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size)
+{
+	ssize_t n = fgetxattr(fd, name, buf, size);
+	char proc[64];
+
+	if (n >= 0)
+		return (int)n;
+	if (errno != EBADF)
+		return -errno;
+	if (ovl_proc_path(fd, proc, sizeof(proc)) < 0)
+		return -ENAMETOOLONG;
+	n = getxattr(proc, name, buf, size);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* 'y' (opaque), 'x' (may hold xattr whiteouts) or 0. Read with size 1, as the kernel does:
+ * any longer value ("yes") is neither. */
+int ovl_opaque_value(int dirfd)
+{
+	char v;
+	int n = ovl_fd_getxattr(dirfd, OVL_XATTR_OPAQUE, &v, 1);
+
+	if (n == 1 && (v == 'y' || v == 'x'))
+		return v;
+	return 0;
+}
+
+/* A kernel 6.7+ whiteout: a zero-size regular file carrying overlay.whiteout. */
+int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st)
+{
+	int fd, n;
+
+	if (!S_ISREG(st->st_mode) || st->st_size != 0)
+		return 0;
+	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = ovl_fd_getxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0);
+	close(fd);
+	return n >= 0;
+}
+
+static size_t hash_dev_ino(dev_t dev, ino_t ino, size_t size)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev * 0xff51afd7ed558ccdULL;
+	return (size_t)(h >> 17) & (size - 1);
+}
+
+static struct ovl_origin *map_find(struct ovl_origin **map, size_t size, dev_t dev, ino_t ino)
+{
+	if (!map)
+		return NULL;
+	for (struct ovl_origin *o = map[hash_dev_ino(dev, ino, size)]; o; o = o->next)
+		if (o->dev == dev && o->ino == ino)
+			return o;
+	return NULL;
+}
+
+/* Grows the map as it fills; the caller holds table_lock. Returns the entry or NULL. */
+static struct ovl_origin *map_add(struct ovl_origin ***mapp, size_t *sizep, size_t *count,
+				  dev_t dev, ino_t ino, uint64_t ovl_ino)
+{
+	struct ovl_origin *o = calloc(1, sizeof(*o));
+	size_t h;
+
+	if (!o)
+		return NULL;
+	if (!*mapp || *count >= *sizep) {
+		size_t nsize = *sizep ? *sizep * 2 : 256;
+		struct ovl_origin **nmap = calloc(nsize, sizeof(*nmap));
+		if (!nmap) {
+			free(o);
+			return NULL;
+		}
+		for (size_t i = 0; *mapp && i < *sizep; i++) {
+			struct ovl_origin *e, *next;
+			for (e = (*mapp)[i]; e; e = next) {
+				next = e->next;
+				h = hash_dev_ino(e->dev, e->ino, nsize);
+				e->next = nmap[h];
+				nmap[h] = e;
+			}
+		}
+		free(*mapp);
+		*mapp = nmap;
+		*sizep = nsize;
+	}
+	o->dev = dev;
+	o->ino = ino;
+	o->ovl_ino = ovl_ino;
+	h = hash_dev_ino(dev, ino, *sizep);
+	o->next = (*mapp)[h];
+	(*mapp)[h] = o;
+	(*count)++;
+	return o;
+}
+
+void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_origin *o = map_find(fs->origins, fs->origins_size, dev, ino);
+	if (o)
+		o->ovl_ino = ovl_ino;
+	else
+		map_add(&fs->origins, &fs->origins_size, &fs->origins_count, dev, ino, ovl_ino);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/*
+ * The inode number scheme (xino-like): with every layer on one filesystem, st_ino is the
+ * layer's own inode number, unique there. With several filesystems, the filesystem's index
+ * goes into the top xino_bits bits; an inode number too large for that gets a private
+ * number from a counter instead. A copied-up object keeps the number it had below.
+ */
+uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino)
+{
+	uint64_t res;
+
+	if (fs->layers[layer].is_upper && fs->origins) {
+		pthread_mutex_lock(&fs->table_lock);
+		struct ovl_origin *o = map_find(fs->origins, fs->origins_size, dev, ino);
+		res = o ? o->ovl_ino : 0;
+		pthread_mutex_unlock(&fs->table_lock);
+		if (res)
+			return res;
+	}
+	if (fs->xino_bits == 0)
+		return ino;
+	if (((uint64_t)ino >> (64 - fs->xino_bits)) == 0)
+		return (uint64_t)ino | ((uint64_t)fs->layers[layer].fsid << (64 - fs->xino_bits));
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_origin *o = map_find(fs->inomap, fs->inomap_size, dev, ino);
+	if (!o)
+		o = map_add(&fs->inomap, &fs->inomap_size, &fs->inomap_count, dev, ino,
+			    fs->next_private_ino++);
+	res = o ? o->ovl_ino : ino;
+	pthread_mutex_unlock(&fs->table_lock);
+	return res;
+}
+
+static void map_free(struct ovl_origin **map, size_t size)
+{
+	for (size_t i = 0; map && i < size; i++) {
+		struct ovl_origin *o, *next;
+		for (o = map[i]; o; o = next) {
+			next = o->next;
+			free(o);
+		}
+	}
+	free(map);
+}
+
+void ovl_maps_free(struct ovl_fs *fs)
+{
+	map_free(fs->origins, fs->origins_size);
+	map_free(fs->inomap, fs->inomap_size);
+	fs->origins = fs->inomap = NULL;
+}

@@ -1,0 +1,134 @@
+/* The command line: parse and validate, open the layers, mount, serve, unmount. */
+#include "config.h"
+#include "engine.h"
+#include "fuse_ops.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Open files each hold a layer fd: allow as many as the hard limit lets us. */
+static void raise_fd_limit(bool verbose)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && verbose)
+		fprintf(stderr, "ovlfs: open file limit raised to %llu\n",
+			(unsigned long long)rl.rlim_cur);
+}
+
+/* Mount options for libfuse: ours first, so that the user's can override them. */
+static char *mount_options(const struct ovl_config *cfg)
+{
+	/* As root, behave like the kernel overlayfs: devices and setuid work, every user
+	 * sees the mount, and the kernel checks permissions against our attributes. */
+	const char *base =
+	    geteuid() == 0 ? "default_permissions,allow_other,suid,dev" : "default_permissions";
+	bool has_fsname = cfg->fuse_opts && strstr(cfg->fuse_opts, "fsname=");
+	bool has_subtype = cfg->fuse_opts && strstr(cfg->fuse_opts, "subtype=");
+	bool user_allow = cfg->fuse_opts && strstr(cfg->fuse_opts, "allow_");
+	char *opts;
+
+	if (user_allow)
+		base = geteuid() == 0 ? "default_permissions,suid,dev" : "default_permissions";
+	if (asprintf(&opts, "%s%s%s%s%s%s", base, has_fsname ? "" : ",fsname=ovlfs",
+		     has_subtype ? "" : ",subtype=ovlfs", cfg->readonly ? ",ro" : "",
+		     cfg->fuse_opts ? "," : "", cfg->fuse_opts ? cfg->fuse_opts : "") < 0)
+		return NULL;
+	return opts;
+}
+
+static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
+{
+	char *opts = mount_options(cfg);
+	char *argv[] = {"ovlfs", "-o", opts, cfg->debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(cfg->debug ? 4 : 3, argv);
+	struct fuse_session *se;
+	int ret = 1;
+
+	if (!opts) {
+		fprintf(stderr, "ovlfs: out of memory\n");
+		return 1;
+	}
+	se = fuse_session_new(&args, &ovl_fuse_ops, sizeof(ovl_fuse_ops), fs);
+	if (!se) {
+		fprintf(stderr, "ovlfs: could not start the FUSE session (options: %s)\n", opts);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "ovlfs: could not set signal handlers\n");
+		goto destroy;
+	}
+	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
+		fprintf(stderr, "ovlfs: could not mount on '%s'\n", cfg->mountpoint);
+		goto signals;
+	}
+	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
+		fprintf(stderr, "ovlfs: could not daemonize\n");
+		goto unmount;
+	}
+	if (cfg->single_thread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 10};
+		ret = fuse_session_loop_mt(se, &lc);
+	}
+	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
+	ret = ret < 0 && ret != -EINTR ? 1 : 0;
+unmount:
+	fuse_session_unmount(se);
+      signals:
+	fuse_remove_signal_handlers(se);
+destroy:
+	fuse_session_destroy(se);
+out:
+	fuse_opt_free_args(&args);
+	free(opts);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct ovl_config cfg = {0};
+	struct ovl_fs *fs = NULL;
+	char err[1024];
+	int ret;
+
+	ret = ovl_parse_args(argc, argv, &cfg, err, sizeof(err));
+	if (ret == OVL_ARGS_EXIT)
+		return 0;
+	if (ret != OVL_ARGS_OK || ovl_validate_config(&cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ovlfs: %s\n", err);
+		ovl_config_free(&cfg);
+		return 1;
+	}
+	/* The kernel applied the caller's umask already; ours must not apply twice. */
+	umask(0);
+	raise_fd_limit(cfg.debug);
+
+	struct ovl_fs_params params = {
+	    .lowerdirs = (const char *const *)cfg.lowerdirs,
+	    .nlower = cfg.nlower,
+	    .upperdir = cfg.upperdir,
+	    .workdir = cfg.workdir,
+	    .readonly = cfg.readonly,
+	    .no_fsync = cfg.no_fsync,
+	};
+	int e = ovl_fs_new(&params, &fs);
+	if (e) {
+		fprintf(stderr, "ovlfs: cannot open the layers: %s\n", strerror(-e));
+		ovl_config_free(&cfg);
+		return 1;
+	}
+	ret = serve(&cfg, fs);
+	ovl_fs_destroy(fs);
+	ovl_config_free(&cfg);
+	return ret;
+}

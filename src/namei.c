@@ -1,0 +1,239 @@
+/* Lookup: a name resolves top-down through the layers its parent directory merges. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void ovl_found_free(struct ovl_found *f)
+{
+	free(f->dirlayers);
+	f->dirlayers = NULL;
+}
+
+static int add_dirlayer(struct ovl_found *f, int layer, bool xwh)
+{
+	struct ovl_dirlayer *n = realloc(f->dirlayers, sizeof(*n) * (size_t)(f->ndirlayers + 1));
+
+	if (!n)
+		return -ENOMEM;
+	n[f->ndirlayers].layer = layer;
+	n[f->ndirlayers].xwhiteouts = xwh;
+	f->dirlayers = n;
+	f->ndirlayers++;
+	return 0;
+}
+
+/* Reads the opaque mark of directory `name` under dfd: 'y', 'x' or 0. */
+static int child_opaque(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int v;
+
+	if (fd < 0)
+		return 0;
+	v = ovl_opaque_value(fd);
+	close(fd);
+	return v;
+}
+
+static bool gone(int err)
+{
+	return err == -ENOENT || err == -ENOTDIR;
+}
+
+/*
+ * Finds what `name` in `parent` is: the top layer holding it, and for a directory the
+ * layers it merges. With want_below, also learns whether any layer under the top one
+ * holds the name (a whiteout is then needed to remove it).
+ */
+int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+	     struct ovl_found *f)
+{
+	struct ovl_dirlayer *pl;
+	bool merging = false;
+	int n, err = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->top = -1;
+	if (strlen(name) > (size_t)fs->namemax)
+		return -ENAMETOOLONG;
+	if (parent->type != S_IFDIR)
+		return -ENOTDIR;
+	n = ovl_node_dirlayers(parent, &pl);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		int layer = pl[i].layer;
+		bool upper = fs->layers[layer].is_upper;
+		struct stat st;
+		int dfd = ovl_open_in_layer(fs, parent, layer, O_PATH | O_DIRECTORY);
+
+		if (dfd < 0) {
+			if (gone(dfd))
+				continue; /* changed underneath: treat as absent */
+			err = dfd;
+			break;
+		}
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			err = -errno;
+			close(dfd);
+			if (gone(err)) {
+				err = 0;
+				continue;
+			}
+			break;
+		}
+		bool wh = ovl_is_whiteout_stat(&st) ||
+			  (!upper && pl[i].xwhiteouts && ovl_is_xwhiteout(dfd, name, &st));
+		if (f->top < 0) {
+			if (wh) {
+				f->whiteout_in_upper = upper;
+				close(dfd);
+				break;
+			}
+			f->top = layer;
+			f->st = st;
+			if (S_ISDIR(st.st_mode)) {
+				int op = child_opaque(dfd, name);
+				err = add_dirlayer(f, layer, op == 'x' && !upper);
+				merging = op != 'y';
+				f->opaque = op == 'y';
+			}
+		} else if (merging) {
+			if (!wh && S_ISDIR(st.st_mode)) {
+				int op = child_opaque(dfd, name);
+				err = add_dirlayer(f, layer, op == 'x' && !upper);
+				merging = op != 'y';
+			} else {
+				merging = false;
+			}
+			if (!wh)
+				f->below = true;
+		} else if (!wh) {
+			f->below = true;
+		}
+		close(dfd);
+		if (err)
+			break;
+		if (!merging && (!want_below || f->below || wh))
+			break;
+	}
+	free(pl);
+	if (err)
+		ovl_found_free(f);
+	return err;
+}
+
+void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
+{
+	(void)fs;
+	st->st_ino = node->ino;
+	pthread_mutex_lock(&node->lock);
+	/* As the kernel: a merged directory has no meaningful link count. */
+	if (S_ISDIR(st->st_mode) && node->ndirlayers > 1)
+		st->st_nlink = 1;
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* Sets what the node is from a find result (which it takes over). */
+static void node_set_found(struct ovl_node *node, struct ovl_found *f)
+{
+	pthread_mutex_lock(&node->lock);
+	node->top = f->top;
+	node->type = f->st.st_mode & S_IFMT;
+	free(node->dirlayers);
+	node->dirlayers = f->dirlayers;
+	node->ndirlayers = f->ndirlayers;
+	f->dirlayers = NULL;
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* Caller holds the rename lock for reading (or writing). */
+int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		      struct ovl_node **out, struct stat *st)
+{
+	struct ovl_found f;
+	struct ovl_node *node;
+	uint64_t ino;
+	int err;
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EINVAL;
+	err = ovl_find(fs, parent, name, false, &f);
+	if (err)
+		return err;
+	if (f.top < 0)
+		return -ENOENT;
+	ino = ovl_map_ino(fs, f.top, f.st.st_dev, f.st.st_ino);
+
+	pthread_mutex_lock(&fs->table_lock);
+	node = ovl_node_get_child(fs, parent, name);
+	if (!node) {
+		node = ovl_node_new(fs, parent, name);
+		if (!node) {
+			pthread_mutex_unlock(&fs->table_lock);
+			ovl_found_free(&f);
+			return -ENOMEM;
+		}
+		node->ino = ino;
+	} else if (node->type != (f.st.st_mode & S_IFMT)) {
+		node->ino = ino; /* replaced behind our back */
+	}
+	if (node->nlookup++ == 0)
+		node->refs++;
+	node_set_found(node, &f);
+	pthread_mutex_unlock(&fs->table_lock);
+
+	*st = f.st;
+	ovl_fill_stat(fs, node, st);
+	*out = node;
+	return 0;
+}
+
+int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
+	       struct stat *st)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = ovl_lookup_locked(fs, parent, name, out, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup)
+{
+	ovl_node_unref(fs, node, nlookup, 0);
+}
+
+/* Caller holds the rename lock. */
+int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
+{
+	const char *name;
+	int top = ovl_node_top(node);
+	int dfd, err = 0;
+
+	if (node->unlinked) {
+		*st = node->last_st;
+		st->st_nlink = 0;
+		return 0;
+	}
+	dfd = ovl_open_parent(fs, node, top, &name);
+	if (dfd < 0)
+		return gone(dfd) ? -ESTALE : dfd;
+	if (fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
+		err = errno == ENOENT ? -ESTALE : -errno;
+	close(dfd);
+	if (!err)
+		ovl_fill_stat(fs, node, st);
+	return err;
+}
+
+int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = ovl_stat_node(fs, node, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}

@@ -1,0 +1,258 @@
+/* The node table: one node per name the kernel knows, keyed by (parent, name), with lookup
+ * counts and forget. Nodes hold no file descriptors, so a huge tree costs memory only. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t hash_name(const struct ovl_node *parent, const char *name, size_t size)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)parent;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)(h ^ (h >> 29)) & (size - 1);
+}
+
+int ovl_node_init_table(struct ovl_fs *fs)
+{
+	fs->table_size = 1024;
+	fs->table = calloc(fs->table_size, sizeof(*fs->table));
+	return fs->table ? 0 : -ENOMEM;
+}
+
+static void table_grow(struct ovl_fs *fs)
+{
+	size_t nsize = fs->table_size * 2;
+	struct ovl_node **nt = calloc(nsize, sizeof(*nt));
+
+	if (!nt)
+		return; /* keep the longer chains; still correct */
+	for (size_t i = 0; i < fs->table_size; i++) {
+		struct ovl_node *n, *next;
+		for (n = fs->table[i]; n; n = next) {
+			size_t h = hash_name(n->parent, n->name, nsize);
+			next = n->hnext;
+			n->hnext = nt[h];
+			nt[h] = n;
+		}
+	}
+	free(fs->table);
+	fs->table = nt;
+	fs->table_size = nsize;
+}
+
+static void table_insert(struct ovl_fs *fs, struct ovl_node *node)
+{
+	size_t h;
+
+	if (fs->table_count + 1 > fs->table_size)
+		table_grow(fs);
+	h = hash_name(node->parent, node->name, fs->table_size);
+	node->hnext = fs->table[h];
+	fs->table[h] = node;
+	node->in_table = true;
+	fs->table_count++;
+	node->parent->refs++;
+}
+
+/* Returns the parent, whose reference the caller must drop. */
+static struct ovl_node *table_remove(struct ovl_fs *fs, struct ovl_node *node)
+{
+	struct ovl_node **pp = &fs->table[hash_name(node->parent, node->name, fs->table_size)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == node) {
+			*pp = node->hnext;
+			break;
+		}
+	}
+	node->in_table = false;
+	fs->table_count--;
+	return node->parent;
+}
+
+/* Caller holds table_lock. */
+struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	for (struct ovl_node *n = fs->table[hash_name(parent, name, fs->table_size)]; n;
+	     n = n->hnext)
+		if (n->parent == parent && strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+static void node_free(struct ovl_node *node)
+{
+	pthread_mutex_destroy(&node->lock);
+	pthread_mutex_destroy(&node->op_lock);
+	free(node->dirlayers);
+	free(node->name);
+	free(node);
+}
+
+/* Caller holds table_lock. A new node with no references, inserted under parent (NULL for
+ * the root, which is not in the table). */
+struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	struct ovl_node *node = calloc(1, sizeof(*node));
+
+	if (!node)
+		return NULL;
+	node->name = strdup(name);
+	if (!node->name) {
+		free(node);
+		return NULL;
+	}
+	pthread_mutex_init(&node->lock, NULL);
+	pthread_mutex_init(&node->op_lock, NULL);
+	node->parent = parent;
+	node->top = -1;
+	if (parent)
+		table_insert(fs, node);
+	return node;
+}
+
+/* Caller holds table_lock. */
+static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
+{
+	while (node) {
+		struct ovl_node *parent = NULL;
+
+		node->refs -= refs;
+		if (node->refs > 0 || node == fs->root)
+			return;
+		if (node->in_table)
+			parent = table_remove(fs, node);
+		if (node->unlinked) {
+			if (node->oprev)
+				node->oprev->onext = node->onext;
+			else
+				fs->orphans = node->onext;
+			if (node->onext)
+				node->onext->oprev = node->oprev;
+		}
+		node_free(node);
+		node = parent;
+		refs = 1;
+	}
+}
+
+void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	if (nlookup && node->nlookup == 0)
+		refs++;
+	node->nlookup += nlookup;
+	node->refs += refs;
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	if (nlookup) {
+		if (nlookup > node->nlookup)
+			nlookup = node->nlookup;
+		node->nlookup -= nlookup;
+		if (nlookup && node->nlookup == 0)
+			refs++;
+	}
+	if (refs)
+		drop_refs(fs, node, refs);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* The name is gone: the node lives on only while the kernel or an open file holds it. */
+void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node)
+{
+	struct ovl_node *parent = NULL;
+
+	pthread_mutex_lock(&fs->table_lock);
+	if (node->in_table)
+		parent = table_remove(fs, node);
+	if (!node->unlinked) {
+		node->unlinked = true;
+		node->oprev = NULL;
+		node->onext = fs->orphans;
+		if (fs->orphans)
+			fs->orphans->oprev = node;
+		fs->orphans = node;
+	}
+	node->parent = NULL;
+	node->refs++; /* keep it while we drop the parent */
+	if (parent)
+		drop_refs(fs, parent, 1);
+	drop_refs(fs, node, 1);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Rename: caller holds the rename lock for writing. */
+void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
+		   const char *newname)
+{
+	char *name = strdup(newname);
+	struct ovl_node *old;
+
+	pthread_mutex_lock(&fs->table_lock);
+	if (!name || !node->in_table) {
+		free(name);
+		pthread_mutex_unlock(&fs->table_lock);
+		return;
+	}
+	node->refs++;
+	old = table_remove(fs, node);
+	free(node->name);
+	node->name = name;
+	node->parent = newparent;
+	table_insert(fs, node);
+	drop_refs(fs, old, 1);
+	drop_refs(fs, node, 1);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+void ovl_node_free_all(struct ovl_fs *fs)
+{
+	for (size_t i = 0; fs->table && i < fs->table_size; i++) {
+		struct ovl_node *n, *next;
+		for (n = fs->table[i]; n; n = next) {
+			next = n->hnext;
+			node_free(n);
+		}
+	}
+	free(fs->table);
+	fs->table = NULL;
+	while (fs->orphans) {
+		struct ovl_node *next = fs->orphans->onext;
+		node_free(fs->orphans);
+		fs->orphans = next;
+	}
+	if (fs->root)
+		node_free(fs->root);
+	fs->root = NULL;
+}
+
+int ovl_node_top(struct ovl_node *node)
+{
+	pthread_mutex_lock(&node->lock);
+	int top = node->top;
+	pthread_mutex_unlock(&node->lock);
+	return top;
+}
+
+bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node)
+{
+	return fs->has_upper && ovl_node_top(node) == 0;
+}
+
+int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out)
+{
+	pthread_mutex_lock(&node->lock);
+	int n = node->ndirlayers;
+	*out = malloc(sizeof(**out) * (size_t)(n ? n : 1));
+	if (*out)
+		memcpy(*out, node->dirlayers, sizeof(**out) * (size_t)n);
+	pthread_mutex_unlock(&node->lock);
+	return *out ? n : -ENOMEM;
+}

@@ -1,0 +1,241 @@
+/* Merged readdir: the union of the names of a directory's layers, top-down; the first
+ * occurrence wins; whiteouts and the names they hide are left out. Each open handle keeps
+ * its own snapshot until it is rewound. */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct ovl_dir {
+	struct ovl_node *node;
+	pthread_mutex_t lock;
+	struct ovl_dirent *ents;
+	size_t count;
+	bool loaded;
+};
+
+/* A set of names seen so far; a slot holds an entry index + 1, or HIDDEN. */
+struct name_set {
+	size_t size, used;
+	struct slot {
+		char *name;
+		size_t idx;
+	} * slots;
+};
+#define HIDDEN ((size_t)-1)
+
+static size_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)(h ^ (h >> 31));
+}
+
+static struct slot *set_find(struct name_set *set, const char *name)
+{
+	size_t i = hash_str(name) & (set->size - 1);
+	while (set->slots[i].name && strcmp(set->slots[i].name, name) != 0)
+		i = (i + 1) & (set->size - 1);
+	return &set->slots[i];
+}
+
+static int set_grow(struct name_set *set)
+{
+	struct name_set n = {.size = set->size ? set->size * 2 : 64};
+
+	n.slots = calloc(n.size, sizeof(*n.slots));
+	if (!n.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < set->size; i++)
+		if (set->slots[i].name)
+			*set_find(&n, set->slots[i].name) = set->slots[i];
+	n.used = set->used;
+	free(set->slots);
+	*set = n;
+	return 0;
+}
+
+void ovl_dirents_free(struct ovl_dirent *ents, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(ents[i].name);
+	free(ents);
+}
+
+struct merge {
+	struct ovl_dirent *ents;
+	size_t count, cap;
+	struct name_set set;
+	bool has_whiteouts;
+};
+
+static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, bool xwh,
+		       struct dirent *de)
+{
+	unsigned char type = de->d_type;
+	bool upper = fs->layers[layer].is_upper;
+	struct slot *s;
+	int err;
+
+	if (m->set.used * 2 >= m->set.size && (err = set_grow(&m->set)))
+		return err;
+	s = set_find(&m->set, de->d_name);
+	if (s->name)
+		return 0; /* an upper layer already decided */
+	bool hidden = false;
+	if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && xwh && !upper)) {
+		struct stat st;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return errno == ENOENT ? 0 : -errno;
+		hidden = ovl_is_whiteout_stat(&st) || (type == DT_REG && xwh && !upper &&
+						       ovl_is_xwhiteout(dfd, de->d_name, &st));
+		type = (unsigned char)IFTODT(st.st_mode);
+	}
+	s->name = strdup(de->d_name);
+	if (!s->name)
+		return -ENOMEM;
+	m->set.used++;
+	if (hidden) {
+		s->idx = HIDDEN;
+		m->has_whiteouts = true;
+		return 0;
+	}
+	if (m->count == m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 32;
+		struct ovl_dirent *n = realloc(m->ents, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		m->ents = n;
+		m->cap = ncap;
+	}
+	struct ovl_dirent *e = &m->ents[m->count];
+	e->name = strdup(de->d_name);
+	if (!e->name)
+		return -ENOMEM;
+	e->type = type;
+	e->ino = ovl_map_ino(fs, layer, fs->layers[layer].dev, de->d_ino);
+	s->idx = ++m->count;
+	return 0;
+}
+
+static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_dirlayer *dl,
+		       struct merge *m)
+{
+	int fd = ovl_open_in_layer(fs, node, dl->layer, O_RDONLY | O_DIRECTORY);
+	int err = 0;
+
+	if (fd < 0)
+		return fd == -ENOENT || fd == -ENOTDIR ? 0 : fd;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	errno = 0;
+	while (!err && (de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		err = merge_entry(fs, m, dl->layer, dirfd(d), dl->xwhiteouts, de);
+		errno = 0;
+	}
+	if (!err && errno)
+		err = -errno;
+	closedir(d);
+	return err;
+}
+
+/* Caller holds the rename lock. */
+int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
+		  bool *has_whiteouts)
+{
+	struct merge m = {0};
+	struct ovl_dirlayer *dl;
+	int n = ovl_node_dirlayers(node, &dl);
+	int err = n < 0 ? n : 0;
+
+	for (int i = 0; !err && i < n; i++)
+		err = merge_layer(fs, node, &dl[i], &m);
+	if (n >= 0)
+		free(dl);
+	for (size_t i = 0; i < m.set.size; i++)
+		free(m.set.slots[i].name);
+	free(m.set.slots);
+	if (err) {
+		ovl_dirents_free(m.ents, m.count);
+		return err;
+	}
+	*out = m.ents;
+	*count = m.count;
+	if (has_whiteouts)
+		*has_whiteouts = m.has_whiteouts;
+	return 0;
+}
+
+int ovl_opendir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dir **out)
+{
+	struct ovl_dir *d;
+
+	if (node->type != S_IFDIR)
+		return -ENOTDIR;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->node = node;
+	pthread_mutex_init(&d->lock, NULL);
+	ovl_node_ref(fs, node, 0, 1);
+	*out = d;
+	return 0;
+}
+
+int ovl_readdir(struct ovl_fs *fs, struct ovl_dir *d, off_t off, ovl_dirent_fn fn, void *ctx)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (off == 0 || !d->loaded) {
+		struct ovl_dirent *ents;
+		size_t count;
+		pthread_rwlock_rdlock(&fs->rename_lock);
+		err = ovl_merge_dir(fs, d->node, &ents, &count, NULL);
+		pthread_rwlock_unlock(&fs->rename_lock);
+		if (!err) {
+			ovl_dirents_free(d->ents, d->count);
+			d->ents = ents;
+			d->count = count;
+			d->loaded = true;
+		}
+	}
+	for (size_t i = (size_t)off; !err && i < d->count + 2; i++) {
+		int stop;
+		if (i == 0) {
+			stop = fn(ctx, ".", d->node->ino, DT_DIR, 1);
+		} else if (i == 1) {
+			pthread_rwlock_rdlock(&fs->rename_lock);
+			struct ovl_node *p = d->node->parent ? d->node->parent : d->node;
+			uint64_t pino = p->ino;
+			pthread_rwlock_unlock(&fs->rename_lock);
+			stop = fn(ctx, "..", pino, DT_DIR, 2);
+		} else {
+			struct ovl_dirent *e = &d->ents[i - 2];
+			stop = fn(ctx, e->name, e->ino, e->type, (off_t)i + 1);
+		}
+		if (stop)
+			break;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return err;
+}
+
+void ovl_releasedir(struct ovl_fs *fs, struct ovl_dir *d)
+{
+	ovl_dirents_free(d->ents, d->count);
+	pthread_mutex_destroy(&d->lock);
+	ovl_node_unref(fs, d->node, 0, 1);
+	free(d);
+}

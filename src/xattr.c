@@ -1,0 +1,175 @@
+/* Extended attributes, as the kernel 6.7+ overlayfs: the overlay's own markers are never
+ * shown; a caller's trusted.overlay.X is stored escaped as trusted.overlay.overlay.X. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static const size_t prefix_len = sizeof(OVL_XATTR_PREFIX) - 1;
+
+/* The name as stored in a layer. */
+static int real_name(const char *name, char *buf, size_t size)
+{
+	int n;
+
+	if (strncmp(name, OVL_XATTR_PREFIX, prefix_len) != 0)
+		n = snprintf(buf, size, "%s", name);
+	else
+		n = snprintf(buf, size, "%s%s", OVL_XATTR_ESCAPED, name + prefix_len);
+	return n < 0 || (size_t)n >= size ? -ERANGE : 0;
+}
+
+/* A /proc path naming the node's object in layer (or its top layer if layer < 0). */
+static int object_path(struct ovl_fs *fs, struct ovl_node *node, int layer, int *fd, char *proc,
+		       size_t size)
+{
+	*fd = ovl_open_in_layer(fs, node, layer < 0 ? ovl_node_top(node) : layer, O_PATH);
+	if (*fd < 0)
+		return *fd;
+	return ovl_proc_path(*fd, proc, size);
+}
+
+ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, void *buf,
+		     size_t size)
+{
+	char rname[XATTR_NAME_MAX + 32], proc[64];
+	int fd, err = real_name(name, rname, sizeof(rname));
+	ssize_t n;
+
+	if (err)
+		return err;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (fd < 0)
+		return fd;
+	n = err ? err : getxattr(proc, rname, buf, size);
+	if (n < 0 && !err)
+		n = -errno;
+	close(fd);
+	return n;
+}
+
+/* Rewrites a layer's name list in place into what the overlay shows. */
+static size_t filter_names(char *list, size_t len)
+{
+	size_t out = 0, esc = sizeof(OVL_XATTR_ESCAPED) - 1;
+
+	for (size_t i = 0; i < len;) {
+		char *n = list + i;
+		size_t nlen = strlen(n) + 1;
+		i += nlen;
+		if (strncmp(n, OVL_XATTR_PREFIX, prefix_len) == 0) {
+			if (strncmp(n, OVL_XATTR_ESCAPED, esc) != 0)
+				continue; /* the overlay's own marker */
+			/* trusted.overlay.overlay.X shows as trusted.overlay.X */
+			memmove(list + out, OVL_XATTR_PREFIX, prefix_len);
+			memmove(list + out + prefix_len, n + esc, nlen - esc);
+			out += nlen - (esc - prefix_len);
+			continue;
+		}
+		memmove(list + out, n, nlen);
+		out += nlen;
+	}
+	return out;
+}
+
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size)
+{
+	char proc[64], *list = NULL;
+	int fd, err;
+	ssize_t len;
+
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (fd < 0)
+		return fd;
+	if (err)
+		goto out;
+	/* Filtering needs the whole list, whatever size the caller offers. */
+	for (;;) {
+		len = listxattr(proc, NULL, 0);
+		if (len < 0) {
+			err = -errno;
+			goto out;
+		}
+		free(list);
+		list = malloc((size_t)len + 1);
+		if (!list) {
+			err = -ENOMEM;
+			goto out;
+		}
+		len = listxattr(proc, list, (size_t)len);
+		if (len >= 0)
+			break;
+		if (errno != ERANGE) {
+			err = -errno;
+			goto out;
+		}
+	}
+	len = (ssize_t)filter_names(list, (size_t)len);
+	if (size == 0)
+		err = (int)len;
+	else if ((size_t)len > size)
+		err = -ERANGE;
+	else {
+		memcpy(buf, list, (size_t)len);
+		err = (int)len;
+	}
+out:
+	free(list);
+	close(fd);
+	return err;
+}
+
+static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
+			const void *value, size_t size, int flags, bool remove)
+{
+	char rname[XATTR_NAME_MAX + 32], proc[64];
+	int fd = -1, err = real_name(name, rname, sizeof(rname));
+
+	if (err)
+		return err;
+	if (fs->readonly)
+		return -EROFS;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	if (remove) {
+		/* As the kernel: removing an absent name does not copy up. */
+		err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
+		if (!err && getxattr(proc, rname, NULL, 0) < 0)
+			err = -errno;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	if (!err)
+		err = ovl_copy_up_locked(fs, node, false);
+	if (!err)
+		err = object_path(fs, node, 0, &fd, proc, sizeof(proc));
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (!err) {
+		int r =
+		    remove ? removexattr(proc, rname) : setxattr(proc, rname, value, size, flags);
+		err = r < 0 ? -errno : 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+int ovl_setxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, const void *value,
+		 size_t size, int flags)
+{
+	return change_xattr(fs, node, name, value, size, flags, false);
+}
+
+int ovl_removexattr(struct ovl_fs *fs, struct ovl_node *node, const char *name)
+{
+	return change_xattr(fs, node, name, NULL, 0, 0, true);
+}
