@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building and testing ovlfs needs, from Debian's packages, if missing.
+set -euo pipefail
+pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null
