@@ -1,7 +1,7 @@
 # ovlfs: `make` builds, `make demo` runs the built-in sample, `make check` runs every test.
 CC ?= cc
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc
+WARN_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc
 FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 BUILD ?= build
@@ -22,15 +22,15 @@ deps:
 
 $(BUILD)/ovlfs: $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(FUSE_LIBS) -lpthread
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(FUSE_LIBS) -lpthread
 
 $(BUILD)/test_engine: tests/unit/test_engine.c $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -o $@ tests/unit/test_engine.c $(ENGINE_SRC) -lpthread
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tests/unit/test_engine.c $(ENGINE_SRC) -lpthread
 
 $(BUILD)/test_options: tests/unit/test_options.c $(CLI_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -o $@ tests/unit/test_options.c $(CLI_SRC)
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tests/unit/test_options.c $(CLI_SRC)
 
 demo: deps
 	$(MAKE) $(BUILD)/ovlfs

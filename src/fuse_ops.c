@@ -13,6 +13,13 @@
  * bounds how stale a link count shared between hard links can get. */
 static const double cache_timeout = 1.0;
 
+static struct fuse_session *session;
+
+void ovl_fuse_set_session(struct fuse_session *se)
+{
+	session = se;
+}
+
 static struct ovl_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -40,7 +47,8 @@ static void fill_entry(struct fuse_entry_param *e, struct ovl_fs *fs, struct ovl
 	memset(e, 0, sizeof(*e));
 	e->ino = node == ovl_root(fs) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)node;
 	e->attr = *st;
-	e->attr_timeout = cache_timeout;
+	/* Another name of a hard link may change its link count behind this inode's back. */
+	e->attr_timeout = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 0 : cache_timeout;
 	e->entry_timeout = cache_timeout;
 }
 
@@ -106,7 +114,8 @@ static void reply_attr(fuse_req_t req, int err, const struct stat *st)
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, st, cache_timeout);
+		fuse_reply_attr(req, st,
+				!S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 0 : cache_timeout);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -192,6 +201,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	struct ovl_node *node;
 	struct stat st;
 	int err = ovl_link(fs_of(req), node_of(req, ino), node_of(req, parent), name, &node, &st);
+
+	/* The new name is a node of its own: the source's cached link count is stale now.
+	 * Attributes only, so the kernel takes no lock we could wait on. */
+	if (!err && session)
+		fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
 	reply_entry(req, err, node, &st);
 }
 

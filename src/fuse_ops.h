@@ -7,4 +7,7 @@
 
 extern const struct fuse_lowlevel_ops ovl_fuse_ops;
 
+/* For notifications the front end sends the kernel. */
+void ovl_fuse_set_session(struct fuse_session *se);
+
 #endif

@@ -62,6 +62,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		fprintf(stderr, "ovlfs: could not start the FUSE session (options: %s)\n", opts);
 		goto out;
 	}
+	ovl_fuse_set_session(se);
 	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(stderr, "ovlfs: could not set signal handlers\n");
 		goto destroy;
