@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Attributes and names change only through this daemon, which the kernel sees; a second
- * bounds how stale a link count shared between hard links can get. */
-static const double cache_timeout = 1.0;
+/* Names and attributes change only through this daemon, and the kernel drops what a change
+ * makes stale; so the kernel may cache them long (as fuse-overlayfs does). A change made to
+ * a layer behind the mount's back is seen once this runs out, as on the kernel overlayfs
+ * such a change is undefined. */
+static const double cache_timeout = 3600.0;
 
 static struct fuse_session *session;
 
@@ -70,7 +72,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_READ | FUSE_CAP_READDIRPLUS |
 			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC |
-			FUSE_CAP_AUTO_INVAL_DATA;
+			FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_CACHE_SYMLINKS;
 	conn->want |= want & conn->capable;
 	/* Keep the kernel's per-directory serialization of lookups and changes, and let it
 	 * clear setuid on write: the layer I/O runs as the mounter, who would keep it. */
@@ -334,6 +336,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dir;
+	/* The kernel may keep listings: every change to a directory comes through us, and the
+	 * kernel drops a listing its own change makes stale. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) != 0)
 		ovl_releasedir(fs_of(req), dir);
 }

@@ -12,8 +12,15 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+/* Flags a request may carry through to a layer; openat2 refuses unknown bits such as the
+ * kernel-internal __FMODE_EXEC of an exec. */
+#define OVL_OPEN_FLAGS                                                                             \
+	(O_ACCMODE | O_APPEND | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC | O_NONBLOCK | O_TRUNC |   \
+	 O_LARGEFILE | O_PATH | O_DIRECTORY | O_CREAT | O_EXCL)
+
 int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
 {
+	flags &= OVL_OPEN_FLAGS;
 	struct open_how how = {
 	    .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
 	    .resolve =
