@@ -31,6 +31,8 @@ struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, 
 	if (!f)
 		return NULL;
 	pthread_rwlock_init(&f->lock, NULL);
+	atomic_init(&f->refs, 1);
+	f->fs = fs;
 	f->node = node;
 	f->fd = fd;
 	f->flags = flags;
@@ -68,8 +70,19 @@ bool ovl_file_is_direct(const struct ovl_file *file)
 	return (file->flags & O_DIRECT) != 0;
 }
 
+static void file_unref(struct ovl_file *file)
+{
+	if (atomic_fetch_sub(&file->refs, 1) != 1)
+		return;
+	close(file->fd);
+	pthread_rwlock_destroy(&file->lock);
+	ovl_node_unref(file->fs, file->node, 0, 1);
+	free(file);
+}
+
 int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
 {
+	atomic_fetch_add(&file->refs, 1);
 	pthread_rwlock_rdlock(&file->lock);
 	if (file->on_upper || !ovl_node_is_upper(fs, file->node))
 		return file->fd;
@@ -95,6 +108,7 @@ int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
 void ovl_file_put_fd(struct ovl_file *file)
 {
 	pthread_rwlock_unlock(&file->lock);
+	file_unref(file);
 }
 
 ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t size, off_t off)
@@ -168,8 +182,6 @@ ssize_t ovl_copy_file_range(struct ovl_fs *fs, struct ovl_file *in, off_t off_in
 
 void ovl_release(struct ovl_fs *fs, struct ovl_file *file)
 {
-	close(file->fd);
-	pthread_rwlock_destroy(&file->lock);
-	ovl_node_unref(fs, file->node, 0, 1);
-	free(file);
+	(void)fs;
+	file_unref(file);
 }

@@ -85,7 +85,9 @@ struct ovl_fs {
 };
 
 struct ovl_file {
+	struct ovl_fs *fs;
 	struct ovl_node *node;
+	atomic_int refs;       /* the open handle, and each fd user: a reply may race the release */
 	pthread_rwlock_t lock; /* read: fd in use; write: fd being switched */
 	int fd;
 	bool on_upper;
