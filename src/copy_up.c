@@ -289,6 +289,8 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
 	close(pdfd);
+	if (!err && S_ISDIR(st.st_mode) && fs->attr_changed)
+		fs->attr_changed(fs->attr_changed_ctx, node);
 	if (!err)
 		return 0;
 fail:

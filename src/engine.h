@@ -24,6 +24,10 @@ struct ovl_fs_params {
 	const char *workdir;
 	bool readonly;
 	bool no_fsync;
+	/* Called when a node's attributes change as a side effect of another operation (a
+	 * directory copied up becomes merged: its link count changes). May be NULL. */
+	void (*attr_changed)(void *ctx, struct ovl_node *node);
+	void *ctx;
 };
 
 /* The caller of a request: new objects belong to it. */

@@ -20,6 +20,9 @@ static int open_layer_file(struct ovl_fs *fs, struct ovl_node *node, int layer, 
 
 	if (fd == -EINVAL && (flags & O_DIRECT))
 		fd = ovl_open_in_layer(fs, node, layer, flags & ~O_DIRECT);
+	/* A device where a regular file was: the name was removed (whited out) meanwhile. */
+	if (fd == -ENXIO || fd == -ENODEV)
+		fd = -ESTALE;
 	return fd;
 }
 

@@ -135,6 +135,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->has_upper = p->upperdir != NULL;
 	fs->readonly = p->readonly || !p->upperdir;
 	fs->no_fsync = p->no_fsync;
+	fs->attr_changed = p->attr_changed;
+	fs->attr_changed_ctx = p->ctx;
 	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);
 	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
 	err = fs->layers ? 0 : -ENOMEM;

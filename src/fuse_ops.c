@@ -22,6 +22,14 @@ void ovl_fuse_set_session(struct fuse_session *se)
 	session = se;
 }
 
+void ovl_fuse_attr_changed(void *ctx, struct ovl_node *node)
+{
+	(void)ctx;
+	/* Attributes only (offset -1): the kernel takes no lock a running request holds. */
+	if (session)
+		fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)node, -1, 0);
+}
+
 static struct ovl_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -273,6 +281,44 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 }
 
+/* O_DIRECT needs aligned buffers, which the request's own are not. */
+static void *aligned_buf(size_t size)
+{
+	void *p = NULL;
+	return posix_memalign(&p, 4096, size ? size : 1) == 0 ? p : NULL;
+}
+
+static void direct_read(fuse_req_t req, struct ovl_file *file, size_t size, off_t off)
+{
+	void *buf = aligned_buf(size);
+	ssize_t n = buf ? ovl_read(fs_of(req), file, buf, size, off) : -ENOMEM;
+
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void direct_write(fuse_req_t req, struct ovl_file *file, struct fuse_bufvec *in, off_t off)
+{
+	size_t size = fuse_buf_size(in);
+	void *buf = aligned_buf(size);
+	struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+	ssize_t n = buf ? 0 : -ENOMEM;
+
+	mem.buf[0].mem = buf;
+	if (buf)
+		n = fuse_buf_copy(&mem, in, 0);
+	if (n >= 0)
+		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+	free(buf);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -280,6 +326,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 	(void)ino;
 
+	if (ovl_file_is_direct(file)) {
+		direct_read(req, file, size, off);
+		return;
+	}
 	/* Zero-copy: libfuse splices from the layer file into the reply. */
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = ovl_file_get_fd(fs_of(req), file);
@@ -295,6 +345,10 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 	(void)ino;
 
+	if (ovl_file_is_direct(file)) {
+		direct_write(req, file, in, off);
+		return;
+	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = ovl_file_get_fd(fs_of(req), file);
 	out.buf[0].pos = off;

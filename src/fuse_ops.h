@@ -10,4 +10,8 @@ extern const struct fuse_lowlevel_ops ovl_fuse_ops;
 /* For notifications the front end sends the kernel. */
 void ovl_fuse_set_session(struct fuse_session *se);
 
+/* The engine's attr_changed hook: drops the kernel's cached attributes of a node. */
+struct ovl_node;
+void ovl_fuse_attr_changed(void *ctx, struct ovl_node *node);
+
 #endif

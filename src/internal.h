@@ -66,6 +66,8 @@ struct ovl_fs {
 	bool has_upper;
 	bool readonly;
 	bool no_fsync;
+	void (*attr_changed)(void *ctx, struct ovl_node *node);
+	void *attr_changed_ctx;
 	int work_fd; /* <workdir>/work */
 	int ndevs;
 	int xino_bits; /* high bits used for the filesystem index */

@@ -77,6 +77,8 @@ int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int f
 
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name)
 {
+	if (node->unlinked)
+		return -ENOENT;
 	if (!node->parent) {
 		*name = ".";
 		return ovl_layer_open(fs, layer, ".", O_PATH | O_DIRECTORY);

@@ -226,6 +226,8 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 		return gone(dfd) ? -ESTALE : dfd;
 	if (fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
 		err = errno == ENOENT ? -ESTALE : -errno;
+	else if ((st->st_mode & S_IFMT) != node->type)
+		err = node->unlinked ? -ENOENT : -ESTALE; /* removed or replaced meanwhile */
 	close(dfd);
 	if (!err)
 		ovl_fill_stat(fs, node, st);

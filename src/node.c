@@ -118,13 +118,13 @@ struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const 
 static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 {
 	while (node) {
-		struct ovl_node *parent = NULL;
+		struct ovl_node *parent = node->parent;
 
 		node->refs -= refs;
 		if (node->refs > 0 || node == fs->root)
 			return;
 		if (node->in_table)
-			parent = table_remove(fs, node);
+			table_remove(fs, node);
 		if (node->unlinked) {
 			if (node->oprev)
 				node->oprev->onext = node->onext;
@@ -164,14 +164,14 @@ void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, 
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
-/* The name is gone: the node lives on only while the kernel or an open file holds it. */
+/* The name is gone: the node lives on only while the kernel or an open file holds it. It
+ * keeps its parent (and the reference on it) so that a concurrent walk of its path stays
+ * safe; the unlinked mark makes every path use of it fail. */
 void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node)
 {
-	struct ovl_node *parent = NULL;
-
 	pthread_mutex_lock(&fs->table_lock);
 	if (node->in_table)
-		parent = table_remove(fs, node);
+		table_remove(fs, node);
 	if (!node->unlinked) {
 		node->unlinked = true;
 		node->oprev = NULL;
@@ -180,11 +180,6 @@ void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node)
 			fs->orphans->oprev = node;
 		fs->orphans = node;
 	}
-	node->parent = NULL;
-	node->refs++; /* keep it while we drop the parent */
-	if (parent)
-		drop_refs(fs, parent, 1);
-	drop_refs(fs, node, 1);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 

@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -16,8 +17,8 @@
 /* Copies up a directory and everything visible below it. */
 static int copy_up_tree(struct ovl_fs *fs, struct ovl_node *node)
 {
-	struct ovl_dirent *ents;
-	size_t count;
+	struct ovl_dirent *ents = NULL;
+	size_t count = 0;
 	int err = ovl_copy_up_locked(fs, node, false);
 
 	if (err || node->type != S_IFDIR)
@@ -32,8 +33,7 @@ static int copy_up_tree(struct ovl_fs *fs, struct ovl_node *node)
 			ovl_forget(fs, child, 1);
 		}
 	}
-	if (!err || count)
-		ovl_dirents_free(ents, count);
+	ovl_dirents_free(ents, count);
 	return err;
 }
 
@@ -83,6 +83,46 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
+/* Removes the whiteouts of an upper directory tree that no longer merges anything: below an
+ * opaque directory they hide nothing. */
+static int purge_tree_whiteouts(int fd0)
+{
+	DIR *d = fdopendir(fd0);
+	struct dirent *de;
+	struct stat dst;
+	bool removed = false;
+	int err = 0;
+
+	if (!d) {
+		close(fd0);
+		return -errno;
+	}
+	if (fstat(fd0, &dst) < 0)
+		err = -errno;
+	while (!err && (de = readdir(d))) {
+		struct stat st;
+		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			int fd = openat(dirfd(d), de->d_name,
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
+		} else if (de->d_type == DT_CHR &&
+			   fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   ovl_is_whiteout_stat(&st)) {
+			if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+				err = -errno;
+			removed = true;
+		}
+	}
+	/* The directory's times are the user's: the purge is ours. */
+	if (removed) {
+		struct timespec ts[2] = {dst.st_atim, dst.st_mtim};
+		if (futimens(dirfd(d), ts) < 0 && !err)
+			err = -errno;
+	}
+	closedir(d);
+	return err;
+}
+
 /* Prepares a directory to move: everything in upper; opaque where lower layers could show
  * through at its new place. */
 static int prepare_dir(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_node *newparent)
@@ -103,6 +143,10 @@ static int prepare_dir(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_node 
 	if (pdfd < 0)
 		return pdfd;
 	err = ovl_set_opaque(pdfd, name);
+	if (!err && !pure_upper(fs, dir)) {
+		int fd = openat(pdfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
+	}
 	close(pdfd);
 	return err;
 }
@@ -126,6 +170,12 @@ static int purge_whiteouts(struct ovl_fs *fs, struct ovl_node *parent, const cha
 	err = ovl_remove_tree_at(fd, ".");
 	close(fd);
 	return err;
+}
+
+/* Whether a lower layer holds the name, so that moving it away needs a whiteout. */
+static bool lower_has_name(struct ovl_fs *fs, const struct ovl_found *f)
+{
+	return f->below || !fs->layers[f->top].is_upper;
 }
 
 struct side {
@@ -185,10 +235,10 @@ static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsi
 		 * name exists below, and nothing hidden shows in between. */
 		if (renameat2(spfd, src->name, dpfd, dst->name, RENAME_EXCHANGE) < 0)
 			err = -errno;
-		else if (!src->f.below && unlinkat(spfd, src->name, 0) < 0)
+		else if (!lower_has_name(fs, &src->f) && unlinkat(spfd, src->name, 0) < 0)
 			err = -errno;
 	} else {
-		unsigned rflags = src->f.below ? RENAME_WHITEOUT : 0;
+		unsigned rflags = lower_has_name(fs, &src->f) ? RENAME_WHITEOUT : 0;
 		if (renameat2(spfd, src->name, dpfd, dst->name, rflags) < 0)
 			err = -errno;
 	}
@@ -252,8 +302,12 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		ovl_node_move(fs, src.node, newparent, newname);
 		ovl_node_move(fs, dst.node, parent, name);
 	} else {
-		if (dst.node)
+		if (dst.node) {
+			/* Open files of the replaced object keep its last attributes. */
+			dst.node->last_st = dst.f.st;
+			dst.node->last_st.st_ino = dst.node->ino;
 			ovl_node_detach(fs, dst.node);
+		}
 		ovl_node_move(fs, src.node, newparent, newname);
 	}
 	if (!src.was_pure_upper)

@@ -152,6 +152,14 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 		err = ovl_copy_up_locked(fs, node, false);
 	if (!err)
 		err = object_path(fs, node, 0, &fd, proc, sizeof(proc));
+	if (!err) {
+		/* Not onto a whiteout that replaced the object meanwhile. */
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			err = -errno;
+		else if ((st.st_mode & S_IFMT) != node->type)
+			err = -ESTALE;
+	}
 	pthread_rwlock_unlock(&fs->rename_lock);
 	if (!err) {
 		int r =
