@@ -110,6 +110,7 @@ bool ovl_is_whiteout_stat(const struct stat *st);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_opaque_value(int dirfd);
+int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st);
 
 int ovl_remove_tree_at(int dirfd, const char *name);

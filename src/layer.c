@@ -122,6 +122,40 @@ int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size)
 	return n < 0 ? -errno : (int)n;
 }
 
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464 /* Linux 6.13; one number on every architecture */
+#endif
+
+struct xattr_args_v0 {
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+/* getxattr of dirfd/name without following a final symlink: one syscall where the kernel
+ * has getxattrat, else through dirfd's magic link in /proc. Returns the size or -errno. */
+int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size)
+{
+	static atomic_bool no_getxattrat;
+	char path[64 + NAME_MAX];
+	ssize_t n;
+
+	if (!atomic_load(&no_getxattrat)) {
+		struct xattr_args_v0 args = {.value = (uint64_t)(uintptr_t)buf,
+					     .size = (uint32_t)size};
+		n = syscall(SYS_getxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, xname, &args,
+			    sizeof(args));
+		if (n >= 0 || errno != ENOSYS)
+			return n < 0 ? -errno : (int)n;
+		atomic_store(&no_getxattrat, true);
+	}
+	n = snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	n = lgetxattr(path, xname, buf, size);
+	return n < 0 ? -errno : (int)n;
+}
+
 /* 'y' (opaque), 'x' (may hold xattr whiteouts) or 0. Read with size 1, as the kernel does:
  * any longer value ("yes") is neither. */
 int ovl_opaque_value(int dirfd)
@@ -137,16 +171,9 @@ int ovl_opaque_value(int dirfd)
 /* A kernel 6.7+ whiteout: a zero-size regular file carrying overlay.whiteout. */
 int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st)
 {
-	int fd, n;
-
 	if (!S_ISREG(st->st_mode) || st->st_size != 0)
 		return 0;
-	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = ovl_fd_getxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0);
-	close(fd);
-	return n >= 0;
+	return ovl_getxattr_at(dirfd, name, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
 }
 
 static size_t hash_dev_ino(dev_t dev, ino_t ino, size_t size)

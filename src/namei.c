@@ -27,16 +27,12 @@ static int add_dirlayer(struct ovl_found *f, int layer, bool xwh)
 	return 0;
 }
 
-/* Reads the opaque mark of directory `name` under dfd: 'y', 'x' or 0. One syscall: the
- * path goes through dfd's magic link and does not follow `name` if it is a symlink. */
+/* Reads the opaque mark of directory `name` under dfd: 'y', 'x' or 0. */
 static int child_opaque(int dfd, const char *name)
 {
-	char path[64 + NAME_MAX], v;
-	int n = snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dfd, name);
+	char v;
 
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return 0;
-	if (lgetxattr(path, OVL_XATTR_OPAQUE, &v, 1) == 1 && (v == 'y' || v == 'x'))
+	if (ovl_getxattr_at(dfd, name, OVL_XATTR_OPAQUE, &v, 1) == 1 && (v == 'y' || v == 'x'))
 		return v;
 	return 0;
 }
