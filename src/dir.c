@@ -84,13 +84,33 @@ static int set_owner(int dirfd, const char *name, struct new_object *o, uid_t ui
 {
 	mode_t mode = o->mode & 07777;
 
-	if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	/* The daemon's own ids are already the object's. */
+	if ((uid != geteuid() || gid != getegid() || setgid_dir) &&
+	    fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (S_ISDIR(o->mode) && setgid_dir)
 		mode |= S_ISGID;
 	if (!S_ISLNK(o->mode) && (mode & 07000) && fchmodat(dirfd, name, mode, 0) < 0)
 		return -errno;
 	return 0;
+}
+
+/* Enters an object just made in parent's upper directory into the node table: it lives in
+ * upper alone (over a whiteout, or where no lower layer has the name). */
+static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int pdfd,
+		       struct ovl_node **node, struct stat *st)
+{
+	struct ovl_found f = {.top = 0};
+
+	if (fstatat(pdfd, name, &f.st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(f.st.st_mode)) {
+		f.dirlayers = calloc(1, sizeof(*f.dirlayers));
+		if (!f.dirlayers)
+			return -ENOMEM;
+		f.ndirlayers = 1;
+	}
+	return ovl_node_install(fs, parent, name, &f, true, node, st);
 }
 
 /* Creates `name` in parent's upper directory. Over a whiteout, the object is built in the
@@ -154,7 +174,7 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 			remove_object(fs->work_fd, tmp, o->mode);
 	}
 	if (!err)
-		err = ovl_lookup_locked(fs, parent, name, node, st);
+		err = install_new(fs, parent, name, pdfd, node, st);
 out:
 	if (err && o->fd >= 0) {
 		close(o->fd);

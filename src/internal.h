@@ -146,6 +146,8 @@ void ovl_found_free(struct ovl_found *f);
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st);
 int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st);
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 
 /* copy_up.c */

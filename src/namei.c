@@ -149,13 +149,43 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 	pthread_mutex_unlock(&node->lock);
 }
 
+/* Records what was found at parent/name in the node table and takes a lookup reference.
+ * A fresh object (just created) always gets its own inode number. */
+int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st)
+{
+	uint64_t ino = ovl_map_ino(fs, f->top, f->st.st_dev, f->st.st_ino);
+	struct ovl_node *node;
+
+	pthread_mutex_lock(&fs->table_lock);
+	node = ovl_node_get_child(fs, parent, name);
+	if (!node) {
+		node = ovl_node_new(fs, parent, name);
+		if (!node) {
+			pthread_mutex_unlock(&fs->table_lock);
+			ovl_found_free(f);
+			return -ENOMEM;
+		}
+		node->ino = ino;
+	} else if (fresh || node->type != (f->st.st_mode & S_IFMT)) {
+		node->ino = ino; /* replaced behind our back */
+	}
+	if (node->nlookup++ == 0)
+		node->refs++;
+	node_set_found(node, f);
+	pthread_mutex_unlock(&fs->table_lock);
+
+	*st = f->st;
+	ovl_fill_stat(fs, node, st);
+	*out = node;
+	return 0;
+}
+
 /* Caller holds the rename lock for reading (or writing). */
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st)
 {
 	struct ovl_found f;
-	struct ovl_node *node;
-	uint64_t ino;
 	int err;
 
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
@@ -165,30 +195,7 @@ int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *na
 		return err;
 	if (f.top < 0)
 		return -ENOENT;
-	ino = ovl_map_ino(fs, f.top, f.st.st_dev, f.st.st_ino);
-
-	pthread_mutex_lock(&fs->table_lock);
-	node = ovl_node_get_child(fs, parent, name);
-	if (!node) {
-		node = ovl_node_new(fs, parent, name);
-		if (!node) {
-			pthread_mutex_unlock(&fs->table_lock);
-			ovl_found_free(&f);
-			return -ENOMEM;
-		}
-		node->ino = ino;
-	} else if (node->type != (f.st.st_mode & S_IFMT)) {
-		node->ino = ino; /* replaced behind our back */
-	}
-	if (node->nlookup++ == 0)
-		node->refs++;
-	node_set_found(node, &f);
-	pthread_mutex_unlock(&fs->table_lock);
-
-	*st = f.st;
-	ovl_fill_stat(fs, node, st);
-	*out = node;
-	return 0;
+	return ovl_node_install(fs, parent, name, &f, false, out, st);
 }
 
 int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
