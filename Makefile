@@ -10,7 +10,7 @@ SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-o
 ENGINE_SRC = src/fs.c src/layer.c src/node.c src/namei.c src/readdir.c src/inode.c \
 	     src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c
 CLI_SRC = src/options.c src/validate.c
-FRONT_SRC = src/fuse_ops.c src/main.c
+FRONT_SRC = src/fuse_ops.c src/main.c src/log.c
 HEADERS = $(wildcard src/*.h)
 
 .PHONY: all deps demo check test unit mount-tests sanitize clean format
@@ -55,3 +55,28 @@ clean:
 
 format:
 	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c
+
+# Side-by-side benchmark (native, kernel overlayfs, fuse-overlayfs, ovlfs); see bench/README.md.
+.PHONY: bench bench-quick
+bench:
+	bash bench/bench.sh full
+
+bench-quick:
+	bash bench/bench.sh quick
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging dir]: the binary and ovlfs(1).
+# mount -t fuse.ovlfs finds the binary through mount.fuse3 in /usr/local/bin, /usr/bin, ...
+# make uninstall (same PREFIX and DESTDIR) removes exactly those two files.
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+MAN1DIR = $(PREFIX)/share/man/man1
+INSTALL ?= install
+
+.PHONY: install uninstall
+install: $(BUILD)/ovlfs doc/ovlfs.1
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN1DIR)
+	$(INSTALL) -m 0755 $(BUILD)/ovlfs $(DESTDIR)$(BINDIR)/ovlfs
+	$(INSTALL) -m 0644 doc/ovlfs.1 $(DESTDIR)$(MAN1DIR)/ovlfs.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ovlfs $(DESTDIR)$(MAN1DIR)/ovlfs.1

@@ -2,7 +2,7 @@
 #ifndef OVLFS_FUSE_OPS_H
 #define OVLFS_FUSE_OPS_H
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
 extern const struct fuse_lowlevel_ops ovl_fuse_ops;

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fuse_ops.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ static void raise_fd_limit(bool verbose)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && verbose)
-		fprintf(stderr, "ovlfs: open file limit raised to %llu\n",
+		ovl_log(LOG_INFO, "open file limit raised to %llu",
 			(unsigned long long)rl.rlim_cur);
 }
 
@@ -29,15 +30,16 @@ static char *mount_options(const struct ovl_config *cfg)
 {
 	/* As root, behave like the kernel overlayfs: devices and setuid work, every user
 	 * sees the mount, and the kernel checks permissions against our attributes. */
-	const char *base =
-	    geteuid() == 0 ? "default_permissions,allow_other,suid,dev" : "default_permissions";
+	const char *base = geteuid() == 0 ? "default_permissions,noatime,allow_other,suid,dev"
+					  : "default_permissions,noatime";
 	bool has_fsname = cfg->fuse_opts && strstr(cfg->fuse_opts, "fsname=");
 	bool has_subtype = cfg->fuse_opts && strstr(cfg->fuse_opts, "subtype=");
 	bool user_allow = cfg->fuse_opts && strstr(cfg->fuse_opts, "allow_");
 	char *opts;
 
 	if (user_allow)
-		base = geteuid() == 0 ? "default_permissions,suid,dev" : "default_permissions";
+		base = geteuid() == 0 ? "default_permissions,noatime,suid,dev"
+				      : "default_permissions,noatime";
 	if (asprintf(&opts, "%s%s%s%s%s%s", base, has_fsname ? "" : ",fsname=ovlfs",
 		     has_subtype ? "" : ",subtype=ovlfs", cfg->readonly ? ",ro" : "",
 		     cfg->fuse_opts ? "," : "", cfg->fuse_opts ? cfg->fuse_opts : "") < 0)
@@ -54,34 +56,51 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	int ret = 1;
 
 	if (!opts) {
-		fprintf(stderr, "ovlfs: out of memory\n");
+		ovl_log(LOG_ERR, "out of memory");
 		return 1;
 	}
 	se = fuse_session_new(&args, &ovl_fuse_ops, sizeof(ovl_fuse_ops), fs);
 	if (!se) {
-		fprintf(stderr, "ovlfs: could not start the FUSE session (options: %s)\n", opts);
+		ovl_log(LOG_ERR, "could not start the FUSE session (options: %s)", opts);
 		goto out;
 	}
 	ovl_fuse_set_session(se);
 	if (fuse_set_signal_handlers(se) != 0) {
-		fprintf(stderr, "ovlfs: could not set signal handlers\n");
+		ovl_log(LOG_ERR, "could not set signal handlers");
 		goto destroy;
 	}
 	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
-		fprintf(stderr, "ovlfs: could not mount on '%s'\n", cfg->mountpoint);
+		ovl_log(LOG_ERR, "could not mount on '%s'", cfg->mountpoint);
 		goto signals;
 	}
 	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
-		fprintf(stderr, "ovlfs: could not daemonize\n");
+		ovl_log(LOG_ERR, "could not daemonize");
 		goto unmount;
 	}
+	/* Daemonized, stderr is /dev/null: from now on messages go to syslog. */
+	if (!cfg->foreground)
+		ovl_log_init(true, cfg->debug);
+	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
 	if (cfg->single_thread) {
 		ret = fuse_session_loop(se);
 	} else {
-		struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 10};
-		ret = fuse_session_loop_mt(se, &lc);
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		if (!lc) {
+			ovl_log(LOG_ERR, "out of memory");
+			goto unmount;
+		}
+		/* Idle workers stay: creating threads per burst costs more than a request. */
+		fuse_loop_cfg_set_idle_threads(lc, 10);
+		ret = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
 	}
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
+	if (ret < 0 && ret != -EINTR)
+		ovl_log(LOG_ERR, "serving %s failed: %s", cfg->mountpoint, strerror(-ret));
+	else if (ret > 0)
+		ovl_log(LOG_INFO, "signal %d: unmounting %s", ret, cfg->mountpoint);
+	else
+		ovl_log(LOG_INFO, "%s was unmounted", cfg->mountpoint);
 	ret = ret < 0 && ret != -EINTR ? 1 : 0;
 unmount:
 	fuse_session_unmount(se);
@@ -102,14 +121,16 @@ int main(int argc, char **argv)
 	char err[1024];
 	int ret;
 
+	ovl_log_init(false, false);
 	ret = ovl_parse_args(argc, argv, &cfg, err, sizeof(err));
 	if (ret == OVL_ARGS_EXIT)
 		return 0;
 	if (ret != OVL_ARGS_OK || ovl_validate_config(&cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "ovlfs: %s\n", err);
+		ovl_log(LOG_ERR, "%s", err);
 		ovl_config_free(&cfg);
 		return 1;
 	}
+	ovl_log_init(false, cfg.debug);
 	/* The kernel applied the caller's umask already; ours must not apply twice. */
 	umask(0);
 	raise_fd_limit(cfg.debug);
@@ -125,7 +146,7 @@ int main(int argc, char **argv)
 	};
 	int e = ovl_fs_new(&params, &fs);
 	if (e) {
-		fprintf(stderr, "ovlfs: cannot open the layers: %s\n", strerror(-e));
+		ovl_log(LOG_ERR, "cannot open the layers: %s", strerror(-e));
 		ovl_config_free(&cfg);
 		return 1;
 	}

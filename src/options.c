@@ -38,8 +38,8 @@ static const char usage_text[] =
     "\n"
     "FUSE options passed to libfuse:\n"
     "  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME,\n"
-    "  suid, nosuid, dev, nodev, exec, noexec, atime, noatime, auto_unmount,\n"
-    "  max_read=N\n"
+    "  suid, nosuid, dev, nodev, exec, noexec, atime, noatime, sync, async,\n"
+    "  dirsync, auto_unmount, max_read=N\n"
     "\n"
     "Accepted for compatibility and ignored:\n"
     "  timeout=, threaded=, fast_ino=, writeback=, noacl, static_nlink,\n"
@@ -47,7 +47,8 @@ static const char usage_text[] =
     "  noxattrs=0, xattr_permissions=0, defaults, diratime, nodiratime, relatime,\n"
     "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
     "  splice_move, no_splice_read, no_splice_write, no_splice_move, clone_fd,\n"
-    "  max_idle_threads=\n"
+    "  max_idle_threads=, lazytime, nolazytime, iversion, noiversion,\n"
+    "  nostrictatime, mand, nomand, comment=, x-*\n"
     "\n"
     "Recognised but not supported yet:\n"
     "  uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=,\n"
@@ -76,6 +77,7 @@ enum opt_action {
 	ACT_XATTR_PERMISSIONS,
 	ACT_UNSUPPORTED,
 	ACT_FUSE,
+	ACT_SYNC, /* bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored */
 	ACT_ALLOW_OTHER,
 	ACT_ALLOW_ROOT,
 };
@@ -108,7 +110,7 @@ static const struct opt_spec opt_table[] = {
     {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
     {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
     {"context", OPT_VALUE, ACT_IGNORE, NULL},
-    {"sync", OPT_VALUE, ACT_IGNORE, NULL},
+    {"sync", OPT_EITHER, ACT_SYNC, NULL},
     {"fast_ino_check", OPT_VALUE, ACT_IGNORE, NULL},
     {"xino", OPT_VALUE, ACT_CHOICE, "off|auto|on"},
     {"noxattrs", OPT_EITHER, ACT_NOXATTRS, NULL},
@@ -135,6 +137,8 @@ static const struct opt_spec opt_table[] = {
     {"noexec", OPT_FLAG, ACT_FUSE, NULL},
     {"atime", OPT_FLAG, ACT_FUSE, NULL},
     {"noatime", OPT_FLAG, ACT_FUSE, NULL},
+    {"async", OPT_FLAG, ACT_FUSE, NULL},
+    {"dirsync", OPT_FLAG, ACT_FUSE, NULL},
     {"auto_unmount", OPT_FLAG, ACT_FUSE, NULL},
     {"max_read", OPT_VALUE, ACT_FUSE, NULL},
 
@@ -157,6 +161,15 @@ static const struct opt_spec opt_table[] = {
     {"no_splice_move", OPT_FLAG, ACT_IGNORE, NULL},
     {"clone_fd", OPT_FLAG, ACT_IGNORE, NULL},
     {"max_idle_threads", OPT_VALUE, ACT_IGNORE, NULL},
+    /* mount(8) and mount.fuse3 pass these on from the command line or fstab. */
+    {"lazytime", OPT_FLAG, ACT_IGNORE, NULL},
+    {"nolazytime", OPT_FLAG, ACT_IGNORE, NULL},
+    {"iversion", OPT_FLAG, ACT_IGNORE, NULL},
+    {"noiversion", OPT_FLAG, ACT_IGNORE, NULL},
+    {"nostrictatime", OPT_FLAG, ACT_IGNORE, NULL},
+    {"mand", OPT_FLAG, ACT_IGNORE, NULL},
+    {"nomand", OPT_FLAG, ACT_IGNORE, NULL},
+    {"comment", OPT_VALUE, ACT_IGNORE, NULL},
 };
 
 /* Growable string for the libfuse option list. */
@@ -421,6 +434,9 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 	}
 
 	o = find_opt(name, nlen);
+	/* fstab's userspace options (x-systemd.*, ...): mount.fuse3 run by hand passes them. */
+	if (!o && nlen > 2 && !strncmp(name, "x-", 2))
+		goto out;
 	if (!o) {
 		if (value)
 			raw[nlen] = '=';
@@ -517,6 +533,10 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		break;
 	case ACT_FUSE:
 		ret = add_fuse_opt(st, name, value);
+		break;
+	case ACT_SYNC:
+		if (!value)
+			ret = add_fuse_opt(st, name, NULL);
 		break;
 	}
 out:

@@ -293,6 +293,18 @@ static void test_ignored(struct tally *t)
 	    "clone_fd",
 	    "max_idle_threads=10",
 	    "rw",
+	    /* What mount(8) and mount.fuse3 forward from a command line or an fstab line. */
+	    "lazytime",
+	    "nolazytime",
+	    "iversion",
+	    "noiversion",
+	    "nostrictatime",
+	    "mand",
+	    "nomand",
+	    "comment=fstab note",
+	    "x-systemd.automount",
+	    "x-systemd.requires=/srv",
+	    "x-foo=a\\,b",
 	};
 	size_t i;
 
@@ -353,6 +365,21 @@ static void test_fuse_opts(struct tally *t)
 	rc = PARSE(&cfg, err, "-o", "allow_root,lowerdir=/l", "/m");
 	CHECK(t, rc == OVL_ARGS_OK);
 	CHECK_STR(t, cfg.fuse_opts, "allow_root");
+	ovl_config_free(&cfg);
+
+	/* The mount flags libfuse knows; a bare sync is one (sync=N is fuse-overlayfs's). */
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,sync,async,dirsync,sync=0", "/m");
+	CHECK(t, rc == OVL_ARGS_OK);
+	CHECK_STR(t, cfg.fuse_opts, "sync,async,dirsync");
+	ovl_config_free(&cfg);
+
+	/* What mount -t fuse.ovlfs / an fstab line gets through mount.fuse3. */
+	rc = PARSE(&cfg, err, "ovlfs", "/m", "-o",
+		   "rw,sync,relatime,nodiratime,lazytime,lowerdir=/l,upperdir=/u,workdir=/w,"
+		   "x-systemd.automount,comment=c,defaults,dev,suid");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.readonly);
+	CHECK_STR(t, cfg.mountpoint, "/m");
+	CHECK_STR(t, cfg.fuse_opts, "sync,dev,suid");
 	ovl_config_free(&cfg);
 
 	/* Options that are ours, or ignored, never reach libfuse. */
@@ -452,6 +479,9 @@ static void test_help_version(struct tally *t)
 	    "ino32_t",
 	    "relatime",
 	    "defaults",
+	    "dirsync",
+	    "lazytime",
+	    "x-*",
 	};
 	char out[8192];
 	size_t i;
@@ -487,6 +517,9 @@ static void test_parse_errors(struct tally *t)
 
 	EXPECT_ERR(t, "unknown option 'bogus'", "-o", "lowerdir=/l,bogus", "/m");
 	EXPECT_ERR(t, "unknown option 'bogus=1'", "-o", "bogus=1,lowerdir=/l", "/m");
+	EXPECT_ERR(t, "unknown option 'x-'", "-o", "lowerdir=/l,x-", "/m");
+	EXPECT_ERR(t, "option 'comment' requires a value (comment=...)", "-o",
+		   "lowerdir=/l,comment", "/m");
 	EXPECT_ERR(t, "unknown option '-x'", "-x", "-o", "lowerdir=/l", "/m");
 	EXPECT_ERR(t, "unknown option '-q'", "-fq", "-o", "lowerdir=/l", "/m");
 	EXPECT_ERR(t, "unknown option '--bogus'", "--bogus", "-o", "lowerdir=/l", "/m");
