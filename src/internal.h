@@ -49,6 +49,9 @@ struct ovl_node {
 	/* Serializes copy-up of this node and namespace changes in this directory. */
 	pthread_mutex_t op_lock;
 	struct stat last_st; /* for unlinked nodes that are still open */
+	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
+	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
+	atomic_bool no_xattrs;
 };
 
 /* Maps a copied-up object's upper (dev, ino) to the number it had below, so that st_ino

@@ -43,14 +43,19 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 
 	if (err)
 		return err;
+	if (atomic_load(&node->no_xattrs))
+		return -ENODATA;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
 	pthread_rwlock_unlock(&fs->rename_lock);
 	if (fd < 0)
 		return fd;
 	n = err ? err : getxattr(proc, rname, buf, size);
-	if (n < 0 && !err)
+	if (n < 0 && !err) {
 		n = -errno;
+		if (n == -ENODATA && listxattr(proc, NULL, 0) == 0)
+			atomic_store(&node->no_xattrs, true);
+	}
 	close(fd);
 	return n;
 }
@@ -138,6 +143,7 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 		return err;
 	if (fs->readonly)
 		return -EROFS;
+	atomic_store(&node->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	if (remove) {
 		/* As the kernel: removing an absent name does not copy up. */
