@@ -10,7 +10,7 @@ SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-o
 ENGINE_SRC = src/fs.c src/layer.c src/node.c src/namei.c src/readdir.c src/inode.c \
 	     src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c
 CLI_SRC = src/options.c src/validate.c
-FRONT_SRC = src/fuse_ops.c src/main.c src/log.c
+FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c
 HEADERS = $(wildcard src/*.h)
 
 .PHONY: all deps demo check test unit mount-tests sanitize clean format
@@ -80,3 +80,23 @@ install: $(BUILD)/ovlfs doc/ovlfs.1
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ovlfs $(DESTDIR)$(MAN1DIR)/ovlfs.1
+
+# Differential fuzzer against the kernel overlayfs (tests/fuzz/): `make fuzz SECONDS=3600`
+# runs seed after seed for that long, printing progress and a shrunk reproduction of every
+# divergence (FUZZ_ARGS for more options: --help). fsx: the data-integrity exerciser on a
+# lower-layer file through an ovlfs mount, `make fsx N=100000` (tests/test_fsx.py).
+.PHONY: fuzz fsx
+SECONDS ?= 300
+N ?= 100000
+FUZZ_ARGS ?=
+
+$(BUILD)/fsx: tools/fsx.c
+	@mkdir -p $(BUILD)
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tools/fsx.c
+
+fuzz: $(BUILD)/ovlfs
+	cd tests && OVLFS_BIN=$(abspath $(BUILD)/ovlfs) /usr/bin/python3 -m fuzz --seconds $(SECONDS) $(FUZZ_ARGS)
+
+fsx: $(BUILD)/ovlfs $(BUILD)/fsx
+	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) FSX_OPS=$(N) \
+		/usr/bin/python3 -m pytest -q -s tests/test_fsx.py

@@ -115,6 +115,9 @@ int ovl_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	       struct ovl_node *newparent, const char *newname, unsigned flags);
 
+/* Whether the node's object lives in the upper layer (changing it needs no copy-up). */
+bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node);
+
 /* Copies a node up to the upper layer (parents first). Exposed for tests. */
 int ovl_copy_up(struct ovl_fs *fs, struct ovl_node *node);
 

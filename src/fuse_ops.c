@@ -2,6 +2,7 @@
  * logic lives here. The session's userdata is the engine's struct ovl_fs. */
 #include "fuse_ops.h"
 #include "engine.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,29 @@
 static const double cache_timeout = 3600.0;
 
 static struct fuse_session *session;
+static struct ovl_pool *pool;
+static bool writeback;
+
+void ovl_fuse_set_writeback(bool on)
+{
+	writeback = on;
+}
+
+/* With the writeback cache the kernel writes whole pages (it may read a page to fill it) at
+ * offsets it chooses, appends included: the layer file must be readable, not O_APPEND. */
+static int layer_open_flags(int flags)
+{
+	if (!writeback)
+		return flags;
+	if ((flags & O_ACCMODE) == O_WRONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags & ~O_APPEND;
+}
+
+void ovl_fuse_set_pool(struct ovl_pool *p)
+{
+	pool = p;
+}
 
 void ovl_fuse_set_session(struct fuse_session *se)
 {
@@ -75,6 +99,59 @@ static void reply_entry(fuse_req_t req, int err, struct ovl_node *node, const st
 		ovl_forget(fs_of(req), node, 1); /* the kernel never got it */
 }
 
+/*
+ * The request loop answers in its own thread (a hand-off to another thread costs more than
+ * most requests here); what may block for long (copy-up, fsync, rename of a directory
+ * tree) goes to the worker pool, so that it never holds up unrelated requests.
+ */
+struct deferred {
+	fuse_req_t req;
+	fuse_ino_t ino, newparent;
+	struct fuse_file_info fi;
+	bool has_fi;
+	struct stat attr;
+	int to_set, datasync, mode;
+	off_t off, len;
+	unsigned flags;
+	char *name, *newname;
+	void (*run)(struct deferred *d);
+};
+
+static void run_deferred(void *arg)
+{
+	struct deferred *d = arg;
+
+	d->run(d);
+	free(d->name);
+	free(d->newname);
+	free(d);
+}
+
+/* Hands d to the pool; false if it must run in this thread (no pool, or no memory). */
+static bool defer(struct deferred *d)
+{
+	if (!pool || ovl_pool_submit(pool, run_deferred, d) != 0)
+		return false;
+	return true;
+}
+
+static struct deferred *new_deferred(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+				     void (*run)(struct deferred *))
+{
+	struct deferred *d = pool ? calloc(1, sizeof(*d)) : NULL;
+
+	if (!d)
+		return NULL;
+	d->req = req;
+	d->ino = ino;
+	d->run = run;
+	if (fi) {
+		d->fi = *fi;
+		d->has_fi = true;
+	}
+	return d;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -87,6 +164,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)(FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS_AUTO |
 				  FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_WRITEBACK_CACHE |
 				  FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	/* -o writeback=1: the kernel gathers small writes into pages and keeps what was
+	 * written cached (fuse-overlayfs's default). Off by default: the kernel then owns
+	 * mtime, and the layer file's can end up a little later than what was shown. */
+	if (writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		writeback = false;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -136,7 +220,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	reply_attr(req, err, &st);
 }
 
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	static const struct {
@@ -164,6 +248,28 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int err =
 	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
 	reply_attr(req, err, &st);
+}
+
+static void run_setattr(struct deferred *d)
+{
+	do_setattr(d->req, d->ino, &d->attr, d->to_set, d->has_fi ? &d->fi : NULL);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct deferred *d = NULL;
+
+	if (!ovl_node_is_upper(fs_of(req), node_of(req, ino)))
+		d = new_deferred(req, ino, fi, run_setattr);
+	if (d) {
+		d->attr = *attr;
+		d->to_set = to_set;
+		if (defer(d))
+			return;
+		free(d);
+	}
+	do_setattr(req, ino, attr, to_set, fi);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -229,9 +335,28 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -ovl_rmdir(fs_of(req), node_of(req, parent), name));
 }
 
+static void run_rename(struct deferred *d)
+{
+	fuse_reply_err(d->req, -ovl_rename(fs_of(d->req), node_of(d->req, d->ino), d->name,
+					   node_of(d->req, d->newparent), d->newname, d->flags));
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
+	struct deferred *d = new_deferred(req, parent, NULL, run_rename);
+
+	if (d) {
+		d->newparent = newparent;
+		d->flags = flags;
+		d->name = strdup(name);
+		d->newname = strdup(newname);
+		if (d->name && d->newname && defer(d))
+			return;
+		free(d->name);
+		free(d->newname);
+		free(d);
+	}
 	fuse_reply_err(req, -ovl_rename(fs_of(req), node_of(req, parent), name,
 					node_of(req, newparent), newname, flags));
 }
@@ -243,10 +368,10 @@ static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file)
 	fi->keep_cache = !fi->direct_io;
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ovl_file *file;
-	int err = ovl_open(fs_of(req), node_of(req, ino), fi->flags, &file);
+	int err = ovl_open(fs_of(req), node_of(req, ino), layer_open_flags(fi->flags), &file);
 
 	if (err) {
 		fuse_reply_err(req, -err);
@@ -255,6 +380,24 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	set_open_flags(fi, file);
 	if (fuse_reply_open(req, fi) != 0)
 		ovl_release(fs_of(req), file);
+}
+
+static void run_open(struct deferred *d)
+{
+	do_open(d->req, d->ino, &d->fi);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+	struct deferred *d = NULL;
+
+	if (write && !ovl_node_is_upper(fs_of(req), node_of(req, ino)))
+		d = new_deferred(req, ino, fi, run_open); /* a copy-up */
+	if (d && defer(d))
+		return;
+	free(d);
+	do_open(req, ino, fi);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -360,13 +503,6 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
-}
-
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -374,9 +510,21 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+static void run_fsync(struct deferred *d)
+{
+	fuse_reply_err(d->req, -ovl_fsync(fs_of(d->req), file_of(&d->fi), d->datasync != 0));
+}
+
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct deferred *d = new_deferred(req, ino, fi, run_fsync);
+
+	if (d) {
+		d->datasync = datasync;
+		if (defer(d))
+			return;
+		free(d);
+	}
 	fuse_reply_err(req, -ovl_fsync(fs_of(req), file_of(fi), datasync != 0));
 }
 
@@ -541,10 +689,25 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	fuse_reply_err(req, -ovl_access(fs_of(req), node_of(req, ino), mask));
 }
 
+static void run_fallocate(struct deferred *d)
+{
+	fuse_reply_err(d->req,
+		       -ovl_fallocate(fs_of(d->req), file_of(&d->fi), d->mode, d->off, d->len));
+}
+
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct deferred *d = new_deferred(req, ino, fi, run_fallocate);
+
+	if (d) {
+		d->mode = mode;
+		d->off = off;
+		d->len = len;
+		if (defer(d))
+			return;
+		free(d);
+	}
 	fuse_reply_err(req, -ovl_fallocate(fs_of(req), file_of(fi), mode, off, len));
 }
 
@@ -593,7 +756,6 @@ const struct fuse_lowlevel_ops ovl_fuse_ops = {
     .create = op_create,
     .read = op_read,
     .write_buf = op_write_buf,
-    .flush = op_flush,
     .release = op_release,
     .fsync = op_fsync,
     .opendir = op_opendir,

@@ -4,11 +4,19 @@
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 
 extern const struct fuse_lowlevel_ops ovl_fuse_ops;
 
 /* For notifications the front end sends the kernel. */
 void ovl_fuse_set_session(struct fuse_session *se);
+
+/* Requests that may block for long go to this pool (NULL: all run in the loop). */
+struct ovl_pool;
+void ovl_fuse_set_pool(struct ovl_pool *pool);
+
+/* The kernel's writeback cache (-o writeback=1). Set before the session starts. */
+void ovl_fuse_set_writeback(bool on);
 
 /* The engine's attr_changed hook: drops the kernel's cached attributes of a node. */
 struct ovl_node;

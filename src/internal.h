@@ -129,7 +129,6 @@ void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *ne
 int ovl_node_init_table(struct ovl_fs *fs);
 void ovl_node_free_all(struct ovl_fs *fs);
 int ovl_node_top(struct ovl_node *node);
-bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node);
 /* Copies the merged layer list of a directory; caller frees. */
 int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out);
 

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fuse_ops.h"
+#include "workers.h"
 #include "log.h"
 
 #include <errno.h>
@@ -65,6 +66,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		goto out;
 	}
 	ovl_fuse_set_session(se);
+	ovl_fuse_set_writeback(cfg->writeback);
 	if (fuse_set_signal_handlers(se) != 0) {
 		ovl_log(LOG_ERR, "could not set signal handlers");
 		goto destroy;
@@ -81,19 +83,15 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	if (!cfg->foreground)
 		ovl_log_init(true, cfg->debug);
 	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
-	if (cfg->single_thread) {
-		ret = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-		if (!lc) {
-			ovl_log(LOG_ERR, "out of memory");
-			goto unmount;
-		}
-		/* Idle workers stay: creating threads per burst costs more than a request. */
-		fuse_loop_cfg_set_idle_threads(lc, 10);
-		ret = fuse_session_loop_mt(se, lc);
-		fuse_loop_cfg_destroy(lc);
-	}
+	/* One request loop; what may block for long runs on workers (see fuse_ops.c). With
+	 * -s, everything runs in the loop. */
+	struct ovl_pool *pool = cfg->single_thread ? NULL : ovl_pool_start(4);
+	if (!cfg->single_thread && !pool)
+		ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
+	ovl_fuse_set_pool(pool);
+	ret = fuse_session_loop(se);
+	ovl_pool_stop(pool);
+	ovl_fuse_set_pool(NULL);
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)
 		ovl_log(LOG_ERR, "serving %s failed: %s", cfg->mountpoint, strerror(-ret));

@@ -35,6 +35,7 @@ static const char usage_text[] =
     "  fsync=0|1              fsync=0 makes fsync a no-op\n"
     "  volatile               same as fsync=0\n"
     "  kernel_cache           keep the kernel page cache across opens\n"
+    "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
     "\n"
     "FUSE options passed to libfuse:\n"
     "  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME,\n"
@@ -42,7 +43,7 @@ static const char usage_text[] =
     "  dirsync, auto_unmount, max_read=N\n"
     "\n"
     "Accepted for compatibility and ignored:\n"
-    "  timeout=, threaded=, fast_ino=, writeback=, noacl, static_nlink,\n"
+    "  timeout=, threaded=, fast_ino=, noacl, static_nlink,\n"
     "  redirect_dir=off, context=, sync=, fast_ino_check=, xino=off|auto|on,\n"
     "  noxattrs=0, xattr_permissions=0, defaults, diratime, nodiratime, relatime,\n"
     "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
@@ -67,6 +68,7 @@ enum opt_action {
 	ACT_RO,
 	ACT_RW,
 	ACT_FSYNC,
+	ACT_WRITEBACK,
 	ACT_VOLATILE,
 	ACT_DEBUG,
 	ACT_KERNEL_CACHE,
@@ -105,7 +107,7 @@ static const struct opt_spec opt_table[] = {
     {"timeout", OPT_VALUE, ACT_IGNORE, NULL},
     {"threaded", OPT_VALUE, ACT_IGNORE, NULL},
     {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
-    {"writeback", OPT_VALUE, ACT_IGNORE, NULL},
+    {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
     {"noacl", OPT_FLAG, ACT_IGNORE, NULL},
     {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
     {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
@@ -478,6 +480,13 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 				   val);
 		else
 			cfg->no_fsync = val[0] == '0';
+		break;
+	case ACT_WRITEBACK:
+		if (strcmp(val, "0") && strcmp(val, "1"))
+			ret = fail(
+			    st, "invalid value '%s' for option 'writeback' (expected 0 or 1)", val);
+		else
+			cfg->writeback = val[0] == '1';
 		break;
 	case ACT_VOLATILE:
 		cfg->no_fsync = true;
