@@ -17,14 +17,12 @@ struct ovl_config {
 	bool debug;	    /* -d or -o debug: trace every request (implies foreground) */
 	bool single_thread; /* -s */
 	bool readonly;	    /* -o ro, or no upperdir */
-	bool no_fsync;
-	bool writeback;
-	/* -o writeback=1: the kernel's writeback cache */ /* -o fsync=0 or volatile: fsync is a
-							      no-op */
-	char *fuse_opts; /* comma-separated options handed to libfuse (allow_other, fsname=...), or
-			    NULL */
-	bool kernel_cache; /* -o kernel_cache: set keep_cache on open (libfuse's low level rejects
-			      the option) */
+	bool no_fsync;	    /* -o fsync=0 or volatile: fsync is a no-op */
+	bool writeback;	    /* -o writeback=1: the kernel's writeback cache */
+	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
+	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
+	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
+	char *fuse_opts;
 };
 
 /* Return codes of ovl_parse_args. */

@@ -48,6 +48,21 @@ static char *mount_options(const struct ovl_config *cfg)
 	return opts;
 }
 
+/* libfuse's multi-threaded loop (-o threaded=1): every request may run on another thread. */
+static int serve_threaded(struct fuse_session *se)
+{
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	int ret;
+
+	if (!lc)
+		return -ENOMEM;
+	/* Idle workers stay: creating threads per burst costs more than a request. */
+	fuse_loop_cfg_set_idle_threads(lc, 10);
+	ret = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return ret;
+}
+
 static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 {
 	char *opts = mount_options(cfg);
@@ -83,15 +98,19 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	if (!cfg->foreground)
 		ovl_log_init(true, cfg->debug);
 	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
-	/* One request loop; what may block for long runs on workers (see fuse_ops.c). With
-	 * -s, everything runs in the loop. */
-	struct ovl_pool *pool = cfg->single_thread ? NULL : ovl_pool_start(4);
-	if (!cfg->single_thread && !pool)
-		ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
-	ovl_fuse_set_pool(pool);
-	ret = fuse_session_loop(se);
-	ovl_pool_stop(pool);
-	ovl_fuse_set_pool(NULL);
+	if (cfg->threaded && !cfg->single_thread) {
+		ret = serve_threaded(se);
+	} else {
+		/* One request loop; what may block for long runs on workers (see
+		 * fuse_ops.c). With -s, everything runs in the loop. */
+		struct ovl_pool *pool = cfg->single_thread ? NULL : ovl_pool_start(4);
+		if (!cfg->single_thread && !pool)
+			ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
+		ovl_fuse_set_pool(pool);
+		ret = fuse_session_loop(se);
+		ovl_pool_stop(pool);
+		ovl_fuse_set_pool(NULL);
+	}
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)
 		ovl_log(LOG_ERR, "serving %s failed: %s", cfg->mountpoint, strerror(-ret));

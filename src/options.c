@@ -36,6 +36,8 @@ static const char usage_text[] =
     "  volatile               same as fsync=0\n"
     "  kernel_cache           keep the kernel page cache across opens\n"
     "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
+    "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
+    "                         workers for long requests (default 0; see ovlfs(1))\n"
     "\n"
     "FUSE options passed to libfuse:\n"
     "  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME,\n"
@@ -43,7 +45,7 @@ static const char usage_text[] =
     "  dirsync, auto_unmount, max_read=N\n"
     "\n"
     "Accepted for compatibility and ignored:\n"
-    "  timeout=, threaded=, fast_ino=, noacl, static_nlink,\n"
+    "  timeout=, fast_ino=, noacl, static_nlink,\n"
     "  redirect_dir=off, context=, sync=, fast_ino_check=, xino=off|auto|on,\n"
     "  noxattrs=0, xattr_permissions=0, defaults, diratime, nodiratime, relatime,\n"
     "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
@@ -69,6 +71,7 @@ enum opt_action {
 	ACT_RW,
 	ACT_FSYNC,
 	ACT_WRITEBACK,
+	ACT_THREADED,
 	ACT_VOLATILE,
 	ACT_DEBUG,
 	ACT_KERNEL_CACHE,
@@ -105,7 +108,7 @@ static const struct opt_spec opt_table[] = {
 
     /* fuse-overlayfs tunables that ovlfs does differently. */
     {"timeout", OPT_VALUE, ACT_IGNORE, NULL},
-    {"threaded", OPT_VALUE, ACT_IGNORE, NULL},
+    {"threaded", OPT_VALUE, ACT_THREADED, NULL},
     {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
     {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
     {"noacl", OPT_FLAG, ACT_IGNORE, NULL},
@@ -487,6 +490,13 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 			    st, "invalid value '%s' for option 'writeback' (expected 0 or 1)", val);
 		else
 			cfg->writeback = val[0] == '1';
+		break;
+	case ACT_THREADED:
+		if (strcmp(val, "0") && strcmp(val, "1"))
+			ret = fail(st, "invalid value '%s' for option 'threaded' (expected 0 or 1)",
+				   val);
+		else
+			cfg->threaded = val[0] == '1';
 		break;
 	case ACT_VOLATILE:
 		cfg->no_fsync = true;

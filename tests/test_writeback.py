@@ -1,5 +1,6 @@
 """-o writeback=1: the kernel's writeback cache; data written through the mount lands in the
 upper layer, appends stay appends, and bad values are refused."""
+import os
 import subprocess
 
 from helpers import needs_fuse, ovlfs_binary
@@ -30,6 +31,18 @@ def test_writeback_writes_land_in_upper(layers):
     assert read(ls.upper / "a") == b"lower-a\nappended\n"
     assert read(ls.upper / "wo") == b"x" * 10 + b"y" + b"x" * 4989
     assert read(ls.lowers[0] / "a") == b"lower-a\n"
+
+
+def test_threaded_loop_serves(layers):
+    """-o threaded=1: libfuse's multi-threaded loop instead of the default one."""
+    ls = layers(lowers=[{"a": "A"}])
+    with ls.ovlfs(extra_opts=("threaded=1",)) as m:
+        with open(m / "a", "ab") as f:
+            f.write(b"+")
+        os.mkdir(m / "d")
+        os.rename(m / "d", m / "e")
+        assert read(m / "a") == b"A+" and os.listdir(m / "e") == []
+    assert read(ls.upper / "a") == b"A+"
 
 
 def test_writeback_bad_value_is_refused(tmp_path):
