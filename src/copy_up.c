@@ -66,12 +66,23 @@ static int copy_range(int in, int out, off_t off, off_t end)
 
 /* Data: a reflink where the filesystem has one, else the data extents only, so that
  * holes stay holes. */
-static int copy_data(int in, int out, off_t size)
+static int copy_data(int in, int out, const struct stat *st)
 {
+	off_t size = st->st_size;
+	static atomic_bool no_reflink; /* learnt once: most filesystems here have none */
 	off_t off = 0;
 
-	if (size == 0 || ioctl(out, FICLONE, in) == 0)
+	if (size == 0)
 		return 0;
+	if (!atomic_load(&no_reflink)) {
+		if (ioctl(out, FICLONE, in) == 0)
+			return 0;
+		if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL)
+			atomic_store(&no_reflink, true);
+	}
+	/* As many blocks as bytes: no holes to keep, no need to look for them. */
+	if ((off_t)st->st_blocks * 512 >= size)
+		return copy_range(in, out, 0, size);
 	while (off < size) {
 		off_t data = lseek(in, off, SEEK_DATA);
 		if (data < 0) {
@@ -128,8 +139,11 @@ int ovl_copy_xattrs(const char *src, const char *dst)
 		value = nv;
 		vlen = getxattr(src, n, value, (size_t)vlen);
 		if (vlen < 0) {
-			err = -errno;
-			break;
+			/* Removed meanwhile: the source changed under us. */
+			err = errno == ENODATA ? 0 : -errno;
+			if (err)
+				break;
+			continue;
 		}
 		if (lsetxattr(dst, n, value, (size_t)vlen, 0) < 0) {
 			/* As the kernel: a name the upper filesystem does not support is
@@ -161,7 +175,7 @@ static int build_copy(struct ovl_fs *fs, int sdfd, const char *name, const struc
 		if (dfd < 0)
 			err = -errno;
 		else if (!truncate)
-			err = copy_data(sfd, dfd, st->st_size);
+			err = copy_data(sfd, dfd, st);
 		break;
 	case S_IFDIR:
 		if (mkdirat(fs->work_fd, tmp, 0700) < 0)
@@ -322,6 +336,15 @@ int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 		err = do_copy_up(fs, node, truncate);
 	pthread_mutex_unlock(&node->op_lock);
 	return err;
+}
+
+bool ovl_copy_up_is_long(struct ovl_fs *fs, struct ovl_node *node, off_t big)
+{
+	struct stat st;
+
+	if (node->type != S_IFREG || ovl_node_is_upper(fs, node))
+		return false;
+	return ovl_getattr(fs, node, &st) == 0 && st.st_size > big;
 }
 
 int ovl_copy_up(struct ovl_fs *fs, struct ovl_node *node)

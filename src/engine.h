@@ -118,6 +118,10 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 /* Whether the node's object lives in the upper layer (changing it needs no copy-up). */
 bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node);
 
+/* Whether changing the node would copy up a regular file larger than `big` bytes (worth
+ * doing away from a request loop). */
+bool ovl_copy_up_is_long(struct ovl_fs *fs, struct ovl_node *node, off_t big);
+
 /* Copies a node up to the upper layer (parents first). Exposed for tests. */
 int ovl_copy_up(struct ovl_fs *fs, struct ovl_node *node);
 

@@ -127,6 +127,9 @@ static void run_deferred(void *arg)
 	free(d);
 }
 
+/* A copy-up of more than this goes to a worker; a smaller one costs less than the hand-off. */
+static const off_t long_copy_up = 1 << 20;
+
 /* Hands d to the pool; false if it must run in this thread (no pool, or no memory). */
 static bool defer(struct deferred *d)
 {
@@ -260,7 +263,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	struct deferred *d = NULL;
 
-	if (!ovl_node_is_upper(fs_of(req), node_of(req, ino)))
+	if (ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up))
 		d = new_deferred(req, ino, fi, run_setattr);
 	if (d) {
 		d->attr = *attr;
@@ -392,8 +395,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
 	struct deferred *d = NULL;
 
-	if (write && !ovl_node_is_upper(fs_of(req), node_of(req, ino)))
-		d = new_deferred(req, ino, fi, run_open); /* a copy-up */
+	if (write && !(fi->flags & O_TRUNC) &&
+	    ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up))
+		d = new_deferred(req, ino, fi, run_open);
 	if (d && defer(d))
 		return;
 	free(d);
