@@ -96,7 +96,9 @@ void ovl_releasedir(struct ovl_fs *fs, struct ovl_dir *dir);
 /* xattrs: the returned value is the size, as getxattr(2) returns it. */
 ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, void *buf,
 		     size_t size);
-ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);
+/* privileged: the caller may see trusted.* names (CAP_SYS_ADMIN); others never do. */
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size,
+		      bool privileged);
 int ovl_setxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, const void *value,
 		 size_t size, int flags);
 int ovl_removexattr(struct ovl_fs *fs, struct ovl_node *node, const char *name);

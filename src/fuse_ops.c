@@ -679,7 +679,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	reply_xattr(req, ovl_listxattr(fs_of(req), node_of(req, ino), buf, size), buf, size);
+	/* The daemon is the mounter; what a caller may see is decided by the caller's ids
+	 * (FUSE passes no capabilities: uid 0 stands for CAP_SYS_ADMIN). */
+	bool privileged = fuse_req_ctx(req)->uid == 0;
+	reply_xattr(req, ovl_listxattr(fs_of(req), node_of(req, ino), buf, size, privileged), buf,
+		    size);
 	free(buf);
 }
 

@@ -61,7 +61,7 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 }
 
 /* Rewrites a layer's name list in place into what the overlay shows. */
-static size_t filter_names(char *list, size_t len)
+static size_t filter_names(char *list, size_t len, bool privileged)
 {
 	size_t out = 0, esc = sizeof(OVL_XATTR_ESCAPED) - 1;
 
@@ -69,6 +69,9 @@ static size_t filter_names(char *list, size_t len)
 		char *n = list + i;
 		size_t nlen = strlen(n) + 1;
 		i += nlen;
+		/* As any local filesystem: trusted.* is listed to privileged callers only. */
+		if (!privileged && strncmp(n, "trusted.", 8) == 0)
+			continue;
 		if (strncmp(n, OVL_XATTR_PREFIX, prefix_len) == 0) {
 			if (strncmp(n, OVL_XATTR_ESCAPED, esc) != 0)
 				continue; /* the overlay's own marker */
@@ -84,7 +87,8 @@ static size_t filter_names(char *list, size_t len)
 	return out;
 }
 
-ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size)
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size,
+		      bool privileged)
 {
 	char proc[64], *list = NULL;
 	int fd, err;
@@ -118,7 +122,7 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 			goto out;
 		}
 	}
-	len = (ssize_t)filter_names(list, (size_t)len);
+	len = (ssize_t)filter_names(list, (size_t)len, privileged);
 	if (size == 0)
 		err = (int)len;
 	else if ((size_t)len > size)

@@ -697,7 +697,7 @@ static const char *e_listx(struct ovl_fs *fs, const char *path)
 	ssize_t r = walk(fs, path, &n, NULL);
 
 	if (r == 0) {
-		r = ovl_listxattr(fs, n, list, sizeof(list));
+		r = ovl_listxattr(fs, n, list, sizeof(list), true);
 		put(fs, n);
 	}
 	if (r < 0) {
@@ -1519,10 +1519,10 @@ static void test_xattr_hidden_and_escaped(void)
 
 	if (CHECK_INT(walk(FS, "f", &n, NULL), 0)) {
 		char buf[256];
-		ssize_t need = ovl_listxattr(FS, n, NULL, 0);
+		ssize_t need = ovl_listxattr(FS, n, NULL, 0, true);
 		CHECK_INT(need, strlen("user.a trusted.t trusted.overlay.foo") + 1);
-		CHECK_INT(ovl_listxattr(FS, n, buf, (size_t)need), need);
-		CHECK_INT(ovl_listxattr(FS, n, buf, (size_t)need - 1), -ERANGE);
+		CHECK_INT(ovl_listxattr(FS, n, buf, (size_t)need, true), need);
+		CHECK_INT(ovl_listxattr(FS, n, buf, (size_t)need - 1, true), -ERANGE);
 		CHECK_INT(ovl_getxattr(FS, n, "trusted.overlay.foo", NULL, 0), 3);
 		CHECK_INT(ovl_getxattr(FS, n, "trusted.overlay.foo", buf, 2), -ERANGE);
 		put(FS, n);
