@@ -140,6 +140,7 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 {
 	pthread_mutex_lock(&node->lock);
+	atomic_store(&node->no_xattrs, false); /* what is found may be another object */
 	node->top = f->top;
 	node->type = f->st.st_mode & S_IFMT;
 	free(node->dirlayers);

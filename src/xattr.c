@@ -53,7 +53,10 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 	n = err ? err : getxattr(proc, rname, buf, size);
 	if (n < 0 && !err) {
 		n = -errno;
-		if (n == -ENODATA && listxattr(proc, NULL, 0) == 0)
+		/* Not for hard links: xattrs set through another name would not clear it. */
+		struct stat st;
+		if (n == -ENODATA && listxattr(proc, NULL, 0) == 0 && fstat(fd, &st) == 0 &&
+		    (S_ISDIR(st.st_mode) || st.st_nlink == 1))
 			atomic_store(&node->no_xattrs, true);
 	}
 	close(fd);
