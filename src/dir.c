@@ -374,31 +374,49 @@ int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct
 	return 0;
 }
 
+/* Whether `name` in parent can be removed: it exists, has the right type, and a directory
+ * is empty by the merged definition. Caller holds parent's op lock; f is filled. */
+static int check_removable(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir,
+			   struct ovl_found *f)
+{
+	int err = ovl_find(fs, parent, name, true, f);
+
+	if (!err && f->top < 0)
+		err = -ENOENT;
+	if (!err && dir && !S_ISDIR(f->st.st_mode))
+		err = -ENOTDIR;
+	if (!err && !dir && S_ISDIR(f->st.st_mode))
+		err = -EISDIR;
+	if (!err && dir) {
+		struct ovl_node tmp;
+		temp_node(&tmp, parent, name, f);
+		err = ovl_check_empty(fs, &tmp);
+		pthread_mutex_destroy(&tmp.lock);
+	}
+	return err;
+}
+
 static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir)
 {
 	struct ovl_found f = {0};
-	int err, pdfd = -1;
+	int err = 0, pdfd = -1;
 
 	if (fs->readonly)
 		return -EROFS;
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	err = ovl_copy_up_locked(fs, parent, false);
+	if (!ovl_node_is_upper(fs, parent)) {
+		/* A removal that fails (ENOTEMPTY...) must not copy the parent up. */
+		pthread_mutex_lock(&parent->op_lock);
+		err = check_removable(fs, parent, name, dir, &f);
+		pthread_mutex_unlock(&parent->op_lock);
+		ovl_found_free(&f);
+		if (!err)
+			err = ovl_copy_up_locked(fs, parent, false);
+	}
 	if (err)
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
-	err = ovl_find(fs, parent, name, true, &f);
-	if (!err && f.top < 0)
-		err = -ENOENT;
-	if (!err && dir && !S_ISDIR(f.st.st_mode))
-		err = -ENOTDIR;
-	if (!err && !dir && S_ISDIR(f.st.st_mode))
-		err = -EISDIR;
-	if (!err && dir) {
-		struct ovl_node tmp;
-		temp_node(&tmp, parent, name, &f);
-		err = ovl_check_empty(fs, &tmp);
-		pthread_mutex_destroy(&tmp.lock);
-	}
+	err = check_removable(fs, parent, name, dir, &f);
 	if (!err)
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)

@@ -72,12 +72,16 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 				continue;
 			pthread_mutex_lock(&n->lock);
 			n->top = 0;
+			bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
 			if (n->type == S_IFDIR && n->ndirlayers > 0) {
 				n->ndirlayers = 1;
 				n->dirlayers[0].layer = 0;
 				n->dirlayers[0].xwhiteouts = false;
 			}
 			pthread_mutex_unlock(&n->lock);
+			/* No longer merged: its link count is the real one now. */
+			if (was_merged && fs->attr_changed)
+				fs->attr_changed(fs->attr_changed_ctx, n);
 		}
 	}
 	pthread_mutex_unlock(&fs->table_lock);
