@@ -299,7 +299,7 @@ unlock:
 /* Forgets the name in the node table (if the kernel knows it), keeping its last attributes
  * for fds still open on it. */
 static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-			 const struct stat *st)
+			 const struct stat *st, int orphan_fd)
 {
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
@@ -307,8 +307,14 @@ static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		child->last_st = *st;
 		child->last_st.st_ino = child->ino;
 		child->refs++;
+		if (child->orphan_fd < 0) {
+			child->orphan_fd = orphan_fd;
+			orphan_fd = -1;
+		}
 	}
 	pthread_mutex_unlock(&fs->table_lock);
+	if (orphan_fd >= 0)
+		close(orphan_fd);
 	if (child) {
 		ovl_node_detach(fs, child);
 		ovl_node_unref(fs, child, 0, 1);
@@ -421,10 +427,13 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)
 		err = pdfd;
+	int keep = err ? -1 : ovl_keep_orphan(fs, parent, name);
 	if (!err)
 		err = ovl_remove_upper(fs, pdfd, name, &f);
 	if (!err)
-		detach_child(fs, parent, name, &f.st);
+		detach_child(fs, parent, name, &f.st, keep);
+	else if (keep >= 0)
+		close(keep);
 	if (pdfd >= 0)
 		close(pdfd);
 	pthread_mutex_unlock(&parent->op_lock);

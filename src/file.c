@@ -35,6 +35,7 @@ struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, 
 		return NULL;
 	pthread_rwlock_init(&f->lock, NULL);
 	atomic_init(&f->refs, 1);
+	atomic_fetch_add(&node->nopen, 1);
 	f->fs = fs;
 	f->node = node;
 	f->fd = fd;
@@ -79,8 +80,20 @@ static void file_unref(struct ovl_file *file)
 		return;
 	close(file->fd);
 	pthread_rwlock_destroy(&file->lock);
+	atomic_fetch_sub(&file->node->nopen, 1);
 	ovl_node_unref(file->fs, file->node, 0, 1);
 	free(file);
+}
+
+/* A read-only fd of an unlinked node's kept object (it was copied up, then unlinked). */
+static int reopen_orphan(struct ovl_node *node)
+{
+	char proc[64];
+
+	if (node->orphan_fd < 0 || ovl_proc_path(node->orphan_fd, proc, sizeof(proc)) < 0)
+		return -ENOENT;
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
@@ -95,7 +108,10 @@ int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
 	pthread_rwlock_wrlock(&file->lock);
 	if (!file->on_upper) {
 		pthread_rwlock_rdlock(&fs->rename_lock);
-		int fd = open_layer_file(fs, file->node, 0, O_RDONLY | (file->flags & O_DIRECT));
+		int fd =
+		    file->node->unlinked
+			? reopen_orphan(file->node)
+			: open_layer_file(fs, file->node, 0, O_RDONLY | (file->flags & O_DIRECT));
 		pthread_rwlock_unlock(&fs->rename_lock);
 		if (fd >= 0) {
 			close(file->fd);

@@ -49,6 +49,10 @@ struct ovl_node {
 	/* Serializes copy-up of this node and namespace changes in this directory. */
 	pthread_mutex_t op_lock;
 	struct stat last_st; /* for unlinked nodes that are still open */
+	/* An unlinked node with open files keeps its object through this O_PATH fd, so that
+	 * fstat, fchmod, fsetxattr and reads of the open files still reach it. */
+	int orphan_fd;
+	atomic_int nopen; /* open files */
 	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
@@ -117,6 +121,9 @@ int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, s
 int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st);
 
 int ovl_remove_tree_at(int dirfd, const char *name);
+/* Before `name` in parent goes away: keep its object for the node's open files. */
+int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer);
 
 /* node.c */
 struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name);

@@ -221,8 +221,12 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 	int dfd, err = 0;
 
 	if (node->unlinked) {
-		*st = node->last_st;
-		st->st_nlink = 0;
+		/* The object itself if open files kept it, else its last known attributes. */
+		if (node->orphan_fd < 0 || fstat(node->orphan_fd, st) < 0) {
+			*st = node->last_st;
+			st->st_nlink = 0;
+		}
+		ovl_fill_stat(fs, node, st);
 		return 0;
 	}
 	dfd = ovl_open_parent(fs, node, top, &name);

@@ -3,8 +3,10 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static size_t hash_name(const struct ovl_node *parent, const char *name, size_t size)
 {
@@ -85,6 +87,8 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 
 static void node_free(struct ovl_node *node)
 {
+	if (node->orphan_fd >= 0)
+		close(node->orphan_fd);
 	pthread_mutex_destroy(&node->lock);
 	pthread_mutex_destroy(&node->op_lock);
 	free(node->dirlayers);
@@ -107,6 +111,7 @@ struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const 
 	}
 	pthread_mutex_init(&node->lock, NULL);
 	pthread_mutex_init(&node->op_lock, NULL);
+	node->orphan_fd = -1;
 	node->parent = parent;
 	node->top = -1;
 	if (parent)
@@ -250,4 +255,31 @@ int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out)
 		memcpy(*out, node->dirlayers, sizeof(**out) * (size_t)n);
 	pthread_mutex_unlock(&node->lock);
 	return *out ? n : -ENOMEM;
+}
+
+/* Opens (O_PATH) the object of the child `name` if it has open files; -1 otherwise. Called
+ * before the name is removed, under the parent's op lock or the rename lock. */
+int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
+	bool open = child && atomic_load(&child->nopen) > 0;
+	pthread_mutex_unlock(&fs->table_lock);
+	if (!open)
+		return -1;
+	int fd = ovl_open_in_layer(fs, child, ovl_node_top(child), O_PATH);
+	return fd < 0 ? -1 : fd;
+}
+
+/* An fd for the node's object in layer: through the path, or for an unlinked node, a
+ * duplicate of the object it kept. -errno on failure. */
+int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer)
+{
+	if (node->unlinked) {
+		if (node->orphan_fd < 0)
+			return -ENOENT;
+		int fd = fcntl(node->orphan_fd, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	return ovl_open_in_layer(fs, node, layer, O_PATH);
 }

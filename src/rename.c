@@ -296,10 +296,16 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	src.was_pure_upper = !S_ISDIR(src.f.st.st_mode) || pure_upper(fs, src.node);
 	dst.was_pure_upper = !dst.node || !S_ISDIR(dst.f.st.st_mode) || pure_upper(fs, dst.node);
 	err = check_target(fs, &src, &dst, flags);
+	int keep = -1; /* the replaced object, for its open files */
+	if (!err && dst.node && !(flags & RENAME_EXCHANGE))
+		keep = ovl_keep_orphan(fs, newparent, newname);
 	if (!err)
 		err = do_rename(fs, &src, &dst, flags);
-	if (err)
+	if (err) {
+		if (keep >= 0)
+			close(keep);
 		goto out;
+	}
 	if (flags & RENAME_EXCHANGE) {
 		/* Move dst aside under a name no one can look up, then swap. */
 		ovl_node_move(fs, dst.node, parent, "/exchange");
@@ -310,10 +316,17 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 			/* Open files of the replaced object keep its last attributes. */
 			dst.node->last_st = dst.f.st;
 			dst.node->last_st.st_ino = dst.node->ino;
+			if (dst.node->orphan_fd < 0)
+				dst.node->orphan_fd = keep;
+			else if (keep >= 0)
+				close(keep);
+			keep = -1;
 			ovl_node_detach(fs, dst.node);
 		}
 		ovl_node_move(fs, src.node, newparent, newname);
 	}
+	if (keep >= 0)
+		close(keep);
 	if (!src.was_pure_upper)
 		make_subtree_upper(fs, src.node);
 	if ((flags & RENAME_EXCHANGE) && !dst.was_pure_upper)
