@@ -1,0 +1,249 @@
+"""The differential runner: the kernel overlayfs (the reference, KERNEL_OPTS as in
+test_differential_write.py) and ovlfs, each over its own identical copy of the layers, both
+mounted at once; every step is applied to both and compared:
+  * after every step: its result (value or errno name; for a step where ovlfs differs on
+    purpose, ovlfs's result against the modelled one, see model.py);
+  * every `check_every` steps and at the end: the visible trees (helpers.snapshot: types,
+    modes, owners, sizes, content hashes, link targets, rdev, nlink, non-overlay xattrs,
+    mtimes with times set during the run normalised to 'now'), the hard-link groups, and the
+    upper layers (whiteouts, opaque marks, xattrs incl. the escaped trusted.overlay.overlay.*,
+    kernel bookkeeping xattrs ignored);
+  * at the end, after unmounting: the upper layers again, ovlfs's work/work (empty) and
+    ovlfs's exit status (0).
+Not compared, by design: st_ino/st_dev, directory sizes, atime/ctime.
+A watchdog kills the ovlfs daemon (this run's, by pid) when one step takes longer than
+STEP_TIMEOUT: the stuck call then fails with ENOTCONN and the run reports a divergence
+instead of hanging."""
+import contextlib
+import os
+import pathlib
+import threading
+import time
+
+import write_helpers as wh
+from helpers import MountError, build_layers, diff_snapshots
+from . import ops as fops
+from .model import KernelModel, ModelError
+
+STEP_TIMEOUT = 30.0
+CHECK_EVERY = 25
+
+
+class Divergence(Exception):
+    """kind: result | tree | links | upper | work | daemon | model | hang."""
+
+    def __init__(self, kind, index, step, detail):
+        super().__init__(f"{kind} divergence at step {index} {step!r}:\n{detail}")
+        self.kind, self.index, self.step, self.detail = kind, index, step, detail
+
+    def signature(self):
+        return (self.kind, self.step[0] if self.kind in ("result", "model") and self.step
+                else None)
+
+
+class _Watchdog:
+    def __init__(self):
+        self.deadline = None
+        self.proc = None
+        self.fired = False
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            d, p = self.deadline, self.proc
+            if d is not None and p is not None and time.monotonic() > d and p.poll() is None:
+                self.fired = True
+                p.kill()  # only the daemon this run started
+
+    def arm(self, proc, seconds):
+        self.proc, self.deadline = proc, time.monotonic() + seconds
+
+    def disarm(self):
+        self.deadline = None
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+
+
+class Pair(contextlib.AbstractContextManager):
+    """Both mounts of one run. Use as a context manager; finish() does the final checks."""
+
+    def __init__(self, base, lowers, upper, check_every=CHECK_EVERY, step_timeout=STEP_TIMEOUT,
+                 ovlfs_opts=None):
+        self.base = pathlib.Path(base)
+        self.lowers, self.upper = lowers, upper
+        self.check_every = check_every
+        self.step_timeout = step_timeout
+        # extra ovlfs mount options (-o), e.g. writeback=1; default: OVLFS_FUZZ_OPTS
+        self.ovlfs_opts = tuple(o for o in (ovlfs_opts if ovlfs_opts is not None else
+                                            os.environ.get("OVLFS_FUZZ_OPTS", "")).split(",")
+                                if o)
+        self.stack = contextlib.ExitStack()
+        self.notes = {}  # step index -> modelled difference applied
+        self.index = 0
+        self.finished = False
+
+    def __enter__(self):
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.kset = build_layers(self.base / "k", self.lowers, self.upper)
+        self.oset = build_layers(self.base / "o", self.lowers, self.upper)
+        self.t0 = time.time_ns() - 10**9
+        try:
+            self.km = self.stack.enter_context(
+                self.kset.kernel(mnt=self.base / "mk", extra_opts=wh.KERNEL_OPTS))
+            self.om = self.stack.enter_context(
+                self.oset.ovlfs(mnt=self.base / "mo", extra_opts=self.ovlfs_opts))
+        except BaseException:
+            self.stack.close()
+            raise
+        self.kstate, self.ostate = fops.new_state(), fops.new_state()
+        self.model = KernelModel(self.km, self.kset.upper, self.kset.lowers, self._close_fds)
+        self.dog = _Watchdog()
+        return self
+
+    def __exit__(self, *exc):
+        self.dog.stop()
+        fops.close_state(self.kstate)
+        fops.close_state(self.ostate)
+        with contextlib.suppress(MountError):
+            self.stack.close()
+        return False
+
+    # ------------------------------------------------------------------ steps
+    def apply(self, step):
+        """Applies one step to both sides; raises Divergence."""
+        i = self.index
+        self.index += 1
+        if step[0] == "check":  # a pseudo-step: the full comparison, here
+            self.check(i, step)
+            return None
+        override = self.model.before(step)
+        if override is not None:
+            kres = "(not run on the kernel)"
+            expected, note = override
+        else:
+            kres = fops.execute(self.km, self.kstate, step, self.t0)
+            try:
+                expected, note = self.model.adjust(step, kres)
+            except ModelError as e:
+                raise Divergence("model", i, step, str(e)) from None
+        if self.model.fds_closed:
+            self.model.fds_closed = False
+            note = (note or "") + " (open fds of both sides closed)"
+        if note:
+            self.notes[i] = note
+        self.dog.arm(self.om.proc, self.step_timeout)
+        try:
+            ores = fops.execute(self.om, self.ostate, step, self.t0)
+        finally:
+            self.dog.disarm()
+        if self.dog.fired:
+            raise Divergence("hang", i, step, f"ovlfs did not answer within "
+                             f"{self.step_timeout}s; the daemon was killed")
+        if expected != ores:
+            what = f" (modelled: {note}; the kernel said {kres!r})" if note else ""
+            raise Divergence("result", i, step, f"kernel={_short(expected)} "
+                             f"ovlfs={_short(ores)}{what}")
+        if self.check_every and self.index % self.check_every == 0:
+            self.check(i, step)
+        return ores
+
+    def _close_fds(self):
+        fops.close_state(self.kstate)
+        fops.close_state(self.ostate)
+
+    def view(self):
+        return fops.view_of(self.km)
+
+    # ------------------------------------------------------------------ comparisons
+    def check(self, i=None, step=None, upper=True):
+        i = self.index - 1 if i is None else i
+        self.dog.arm(self.om.proc, self.step_timeout * 4)
+        try:
+            self._check(i, step, upper)
+        finally:
+            self.dog.disarm()
+        if self.dog.fired:
+            raise Divergence("hang", i, step, "ovlfs did not answer while the trees were "
+                             "compared; the daemon was killed")
+
+    def _check(self, i, step, upper):
+        kvis, ovis = wh.visible_snapshot(self.km, self.t0), wh.visible_snapshot(self.om, self.t0)
+        # the kernel lists stray whiteouts of directories that never merged, names it cannot
+        # look up (model.py, "stray-whiteout-listing"); ovlfs hides them
+        kvis = {p: r for p, r in kvis.items() if r != {"lstat_error": "ENOENT"}}
+        lines = diff_snapshots(kvis, ovis, ("kernel", "ovlfs"))
+        if lines:
+            raise Divergence("tree", i, step, "\n".join(lines))
+        kl, ol = wh.link_groups(self.km), wh.link_groups(self.om)
+        if kl != ol:
+            raise Divergence("links", i, step, f"hard-link groups: kernel {kl} ovlfs {ol}")
+        if upper:
+            self.check_upper(i, step)
+
+    def check_upper(self, i, step, when="while mounted"):
+        ku = wh.upper_snapshot(self.kset.upper, self.t0)
+        ou = wh.upper_snapshot(self.oset.upper, self.t0)
+        lines = diff_snapshots(ku, ou, ("kernel upper", "ovlfs upper"))
+        if lines:
+            raise Divergence("upper", i, step, f"upper layers differ ({when}):\n" +
+                             "\n".join(lines))
+
+    def finish(self):
+        """Final comparison, unmount, then the upper layers, work dir and exit status."""
+        i = self.index - 1
+        self.check(i, None)
+        self.dog.stop()
+        fops.close_state(self.kstate)
+        fops.close_state(self.ostate)
+        try:
+            self.stack.close()
+        except MountError as e:
+            raise Divergence("daemon", i, None, str(e)) from None
+        self.check_upper(i, None, "after unmount")
+        left = wh.work_leftovers(self.oset.work)
+        if left:
+            raise Divergence("work", i, None, f"stray entries in ovlfs's work/work: {left}")
+        self.finished = True
+
+
+def _short(v, n=300):
+    s = repr(v)
+    return s if len(s) <= n else s[:n] + f"...({len(s)} chars)"
+
+
+def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=None):
+    """Replays steps; returns (None, notes) or (Divergence, notes)."""
+    with Pair(base, lowers, upper, check_every, ovlfs_opts=ovlfs_opts) as pair:
+        try:
+            for step in steps:
+                pair.apply(step)
+            pair.finish()
+        except Divergence as d:
+            return d, pair.notes
+    return None, pair.notes
+
+
+def run_generated(base, seed, lowers, upper, nops, check_every=CHECK_EVERY, exclude=()):
+    """Generates and applies nops steps for seed (without the ops in exclude); returns
+    (steps applied, Divergence|None, notes)."""
+    gen = fops.OpGen(seed, exclude)
+    steps = []
+    view = None
+    with Pair(base, lowers, upper, check_every) as pair:
+        try:
+            for _ in range(nops):
+                if view is None:
+                    view = pair.view()
+                step = gen.next(view)
+                steps.append(step)
+                pair.apply(step)
+                if step[0] in fops.MUTATING or pair.notes.get(pair.index - 1):
+                    view = None
+            pair.finish()
+        except Divergence as d:
+            return steps, d, pair.notes
+    return steps, None, pair.notes

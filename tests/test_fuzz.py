@@ -1,0 +1,212 @@
+"""Differential fuzzing against the kernel overlayfs (tests/fuzz/, see its docstring), the CI
+part: a fixed set of seeds (layers and steps generated from each seed, every step's result
+compared, the trees every CHECK_EVERY steps, the upper layers and work dir at the end), the
+minimal reproductions of the ovlfs bugs the fuzzer found (xfail while they are open: each
+reason holds the reproduction), and the modelled differences (where ovlfs differs from the
+kernel on purpose, or the kernel is the odd one out: these must pass).
+
+Longer runs: `make fuzz SECONDS=3600` (or `cd tests && python3 -m fuzz --help`); a divergence
+is printed as a shrunk `def test_...(tmp_path): replay(...)` that pastes below."""
+import os
+
+import pytest
+
+from fuzz import gen_layers, replay, run_generated
+from fuzz.shrink import format_repro
+from fuzz.runner import Divergence
+from helpers import (FIXED_MTIME, Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink,  # noqa: F401
+                     Whiteout, XWhiteout, needs_fuse, needs_kernel_overlay)  # (all: for pasting)
+
+pytestmark = [needs_fuse, needs_kernel_overlay]
+T = FIXED_MTIME
+RO, WO, RW = os.O_RDONLY, os.O_WRONLY, os.O_RDWR
+XCHG, NOREPLACE = 2, 1
+
+SEEDS = range(1, 17)
+OPS_PER_SEED = 250
+CHECK_EVERY = 25
+
+# --------------------------------------------------------------------------- known ovlfs bugs
+# id -> (what is wrong, lowers, upper, steps[, ovlfs -o options]). Each is a minimal
+# reproduction found by the fuzzer and shrunk (KNOWN_SEED_FAILURES: seeds they also stop).
+KNOWN_BUGS = {
+    "B1-unlinked-open-file": (
+        "an fd whose name was unlinked acts on a detached node: fstat shows the attributes "
+        "frozen at unlink time, reads stop at the frozen size, truncates/writes through the fd "
+        "are not seen by fstat; fchmod/fsetxattr on it fail with ENOENT (kernel: the open "
+        "file stays live)",
+        [{}], {"a": "hello"},
+        [("fopen", "f", "a", RW), ("unlink", "a"), ("fwrite", "f", b"0123456789", 0),
+         ("fread", "f", 100, 0), ("ftruncate", "f", 0), ("fstat", "f")]),
+    "B1b-unlinked-link-keeps-stale-mode": (
+        "fd opened on one name of a hard-linked file, that name unlinked, chmod through the "
+        "other name: fstat on the fd still shows the old mode",
+        [{}], {"a": "hello", "b": Hardlink("a")},
+        [("fopen", "f", "a", RW), ("unlink", "a"), ("chmod", "b", 0o600), ("fstat", "f")]),
+    "B2-ro-fd-before-copy-up-after-link-unlink": (
+        "an O_RDONLY fd opened before copy-up; the file is copied up by link(), the old name "
+        "unlinked, the file written through the new name: the fd still reads the lower data "
+        "(kernel >= 4.19: it reads the copy-up)",
+        [{"c": "lowerdata"}], {},
+        [("fopen", "f", "c", RO), ("link", "c", "a"), ("unlink", "c"),
+         ("write", "a", b"NEWDATA--more", 0), ("fread", "f", 100, 0)]),
+    "B4-hard-link-stale-page-cache": (
+        "two names of one file: data written through one name, then utimensat on the other: "
+        "reading the other name returns the old data (its page cache is not invalidated)",
+        [{}], {"c": "tn1q2utrs5nj25o1qu"},
+        [("link", "c", "d"), ("fallocate", "d", 0x10, 0, 15972), ("read", "c"),
+         ("write", "d", b"t", 0), ("utime", "c", T * 10**9, "omit"), ("pread", "c", 5612, 0)]),
+    "B5-rename-between-hard-links": (
+        "renameat2(RENAME_EXCHANGE) (or rename) between two names of one file: ovlfs answers 0 "
+        "and does nothing (POSIX) but gives the names distinct node ids, so the kernel's FUSE "
+        "dcache swaps them: afterwards unlink of one name makes the other ENOENT (or nlink 0)",
+        [{}], {"a": "A", "n": Hardlink("a")},
+        [("rename", "n", "a", XCHG), ("unlink", "a"), ("read", "n")]),
+    "W1-writeback-hard-link-incoherent": (
+        "with -o writeback=1: data written through one name of a hard-linked file is not "
+        "seen through the other name (nor on disk until written back)",
+        [{}], {"b": File(b"z" * 8281), "c": {"a": Hardlink("b")}},
+        [("truncate", "b", 0), ("write", "c/a", b"r", 1), ("pread", "b", 8402, 0)],
+        ("writeback=1",)),
+    "W2-writeback-close-after-unlink-eio": (
+        "with -o writeback=1: close() of an O_RDONLY fd whose name (one of two hard links) was "
+        "unlinked fails with EIO (kernel: 0); the step reopens the slot, closing it first",
+        [{}], {"a": {"d": "data"}, "d": {"b": {"a": Hardlink("a/d")}}},
+        [("fopen", "f1", "d/b/a", RO), ("unlink", "d/b/a"), ("fopen", "f1", "nothere", RO)],
+        ("writeback=1",)),
+}
+
+# Bugs the fuzzer found that are fixed: their reproductions must pass.
+FIXED = {
+    "B3-stale-dir-attrs-after-dir-rename": (
+        "after a directory is moved (copied up, made opaque), a subdirectory that was merged "
+        "now lives in upper only and reports its real link count, but the kernel's FUSE "
+        "attribute cache keeps nlink=1 (not invalidated by the rename); fixed by c4c8c0d",
+        [{"d": {"b": {}}}], {},
+        [("mkdir", "d/b/a"), ("stat", "d/b"), ("rename", "d", "c"), ("stat", "c/b")]),
+    "B6-failed-rmdir-copies-up-parent": (
+        "rmdir of a non-empty lower directory fails with ENOTEMPTY but has copied its parent "
+        "up first: the parent becomes merged (nlink 1 instead of its real count; an extra "
+        "upper directory); fixed by c4c8c0d",
+        [{"b": {"a": {"x": "x"}}}], {},
+        [("rmdir", "b/a"), ("stat", "b")]),
+    "B7-hard-link-stale-no-xattr-cache": (
+        "getxattr through one name of a hard-linked file (ENODATA: ovlfs remembers that it has "
+        "no xattrs), setxattr through the other name: getxattr through the first still says "
+        "ENODATA, listxattr lists the name but getxattr fails (from 8f297b7; fixed by b0488a6)",
+        [{}], {"a": "x", "b": Hardlink("a")},
+        [("getx", "a", "user.y"), ("setx", "b", "user.y", b"1"), ("getx", "a", "user.y")]),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(FIXED))
+def test_fixed_bug(tmp_path, bug):
+    _, lowers, upper, steps = FIXED[bug]
+    replay(tmp_path, lowers, upper, steps, check_every=0)
+    replay(tmp_path / "checked", lowers, upper, steps, check_every=1)
+
+
+# seeds of SEEDS stopped by a known bug (the fuzzer stops at the first divergence)
+KNOWN_SEED_FAILURES = {1: "B1", 10: "B1", 12: "B1"}
+
+
+def _bug_reason(bug):
+    what, lowers, upper, steps = KNOWN_BUGS[bug][:4]
+    return (f"known ovlfs bug {bug}: {what}; reproduction: lowers={lowers!r} "
+            f"upper={upper!r} steps={steps!r}")
+
+
+def _xfail(bug, value=None):
+    return pytest.param(bug if value is None else value, id=str(bug if value is None else value),
+                        marks=pytest.mark.xfail(reason=_bug_reason(bug), strict=False))
+
+
+@pytest.mark.parametrize("bug", [_xfail(b) for b in sorted(KNOWN_BUGS)])
+def test_known_bug(tmp_path, bug):
+    _, lowers, upper, steps, *opts = KNOWN_BUGS[bug]
+    replay(tmp_path, lowers, upper, steps, check_every=0,  # as shrunk: trees at the end
+           ovlfs_opts=",".join(opts[0]) if opts else "")
+
+
+# --------------------------------------------------------------------------- seeds
+
+def _seed_params():
+    for seed in SEEDS:
+        bug = KNOWN_SEED_FAILURES.get(seed)
+        if bug is None:
+            yield pytest.param(seed, id=f"seed{seed}")
+        else:
+            full = next(b for b in KNOWN_BUGS if b.split("-")[0] == bug)
+            yield pytest.param(seed, id=f"seed{seed}", marks=pytest.mark.xfail(
+                reason=_bug_reason(full), strict=False))
+
+
+@pytest.mark.parametrize("seed", _seed_params())
+def test_fuzz_seed(tmp_path, seed):
+    lowers, upper = gen_layers(seed)
+    steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY)
+    if div is not None:
+        pytest.fail(f"seed {seed}: {div}\nmodelled steps: {notes}\nshrink it with: cd tests && "
+                    f"/usr/bin/python3 -m fuzz --seed {seed} --ops {OPS_PER_SEED}", pytrace=False)
+    assert len(steps) == OPS_PER_SEED
+
+
+# --------------------------------------------------------------------------- modelled differences
+# Where ovlfs differs on purpose or the kernel is the odd one out (tests/fuzz/model.py): the
+# fuzzer brings the kernel side to ovlfs's designed outcome. These must pass.
+MODELLED = {
+    "dir-rename-lower": (
+        [{"d": Dir({"x": "x", "s": {"y": "y"}}, mode=0o750, uid=3, xattrs={"user.d": "1"})}],
+        {}, [("rename", "d", "e"), ("ls", "e"), ("stat", "e"), ("stat", "d"), ("ls", "")]),
+    "dir-rename-merged-with-whiteouts-and-opaque-child": (
+        [{"d": {"x": "x", "y": "y", "s": {"deep": "D"}}}],
+        {"d": {"u": "U", "y": Whiteout(), "o": Opaque({"k": "k"})}},
+        [("rename", "d", "e"), ("ls", "e"), ("ls", "e/o"), ("rmdir", "e/s"),
+         ("unlink", "e/s/deep"), ("rmdir", "e/s"), ("rename", "e", "d")]),
+    "dir-exchange-lower-dirs-and-file": (
+        [{"d1": {"x": "x"}, "d2": {"y": "y"}, "f": "F"}], {},
+        [("rename", "d1", "d2", XCHG), ("ls", "d1"), ("ls", "d2"), ("rename", "d1", "f", XCHG),
+         ("read", "d1"), ("ls", "f"), ("rename", "f", "n", NOREPLACE), ("ls", "n")]),
+    "dir-rename-onto-empty-and-nonempty": (
+        [{"a": {"f": "F"}, "e": {}, "m": {"x": "x"}}], {},
+        [("rename", "a", "m"), ("rename", "a", "e"), ("ls", "e"), ("ls", "")]),
+    "dir-rename-keeps-open-fd-and-links": (
+        [{"d": {"f": "data"}}], {"d": {"u": "U"}, "h": Hardlink("d/u")},
+        [("fopen", "r", "d/f", RO), ("rename", "d", "e"), ("write", "e/f", b"NEW", 0),
+         ("fread", "r", 10, 0), ("write", "h", b"H", 0), ("read", "e/u")]),
+    "stray-whiteouts-in-never-merged-dirs": (
+        [{"y": {"w": Whiteout(), "k": "k"}}], {"x": {"w": Whiteout()}, "z": {"q": Whiteout()}},
+        [("ls", "x"), ("lsd", "y"), ("rmdir", "x"), ("rename", "z", "y"), ("unlink", "y/k"),
+         ("rename", "z", "y"), ("ls", "")]),
+    "xattr-whiteout-dir-rmdir-with-pinned-fd": (
+        [{"b": Dir({"c": XWhiteout()}, opaque="x")}], {"a": "A"},
+        [("fopen", "f0", "a", RO), ("mknod", "b/e", "p"), ("rename", "a", "b/c"),
+         ("rename", "b/e", "b/c"), ("rename", "b", "c"), ("fread", "f0", 10, 0), ("ls", "")]),
+    "xattr-whiteout-dir-rmdir": (
+        [{"x": Dir({"gone": XWhiteout(), "kept": "k"}, opaque="x")}, {"x": {"gone": "g"}}], {},
+        [("ls", "x"), ("unlink", "x/kept"), ("rmdir", "x"), ("ls", "")]),
+    "rename-between-lower-hard-links": (
+        [{"a": "A", "n": Hardlink("a"), "d": {"m": Hardlink("a")}}], {},
+        [("rename", "n", "a"), ("ls", ""), ("rename", "d/m", "n", XCHG), ("read", "n"),
+         ("stat", "a")]),
+    "failed-rename-side-effects": (
+        [{"c": "lower c"}],
+        {"c": Dir({}, opaque="y"), "d": {"b": {}}, "e": {}, "f": {"g": "g"}},
+        [("rename", "c", "d"), ("rename", "e", "f"), ("rename", "e", "n"), ("stat", "")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODELLED))
+def test_modelled_difference(tmp_path, case):
+    lowers, upper, steps = MODELLED[case]
+    replay(tmp_path, lowers, upper, steps)
+
+
+def test_reproduction_is_python(tmp_path):
+    """What the shrinker prints must paste as Python."""
+    lowers, upper = gen_layers(3)
+    div = Divergence("result", 1, ("rename", "a", "b", 2), "kernel=0 ovlfs='EXDEV'")
+    text = format_repro(3, lowers, upper, [("open", "a", WO | os.O_CREAT), ("rename", "a", "b", 2),
+                                           ("write", "a", b"x" * 100, 3)], div, {1: "dir-rename"})
+    compile(text, "<repro>", "exec")
+    assert "def test_fuzz_seed3(tmp_path):" in text and "replay(tmp_path," in text
