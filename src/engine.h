@@ -116,6 +116,11 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 int ovl_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	       struct ovl_node *newparent, const char *newname, unsigned flags);
+/* The same; *both_names_kept (if given) is set when the two names were links of one file,
+ * which POSIX leaves both in place (a caller that told others about a move must undo it). */
+int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		struct ovl_node *newparent, const char *newname, unsigned flags,
+		bool *both_names_kept);
 
 /* Whether the node's object lives in the upper layer (changing it needs no copy-up). */
 bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node);

@@ -338,10 +338,26 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -ovl_rmdir(fs_of(req), node_of(req, parent), name));
 }
 
+/* Renames and replies. A rename between two links of one file does nothing (POSIX), but
+ * the kernel, which sees two inodes, moves its dentries as for any rename: after the reply,
+ * tell it to look both names up again. */
+static void do_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned flags)
+{
+	bool kept = false;
+	int err = ovl_rename2(fs_of(req), node_of(req, parent), name, node_of(req, newparent),
+			      newname, flags, &kept);
+
+	fuse_reply_err(req, -err);
+	if (!err && kept && session) {
+		fuse_lowlevel_notify_inval_entry(session, parent, name, strlen(name));
+		fuse_lowlevel_notify_inval_entry(session, newparent, newname, strlen(newname));
+	}
+}
+
 static void run_rename(struct deferred *d)
 {
-	fuse_reply_err(d->req, -ovl_rename(fs_of(d->req), node_of(d->req, d->ino), d->name,
-					   node_of(d->req, d->newparent), d->newname, d->flags));
+	do_rename(d->req, d->ino, d->name, d->newparent, d->newname, d->flags);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -360,8 +376,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		free(d->newname);
 		free(d);
 	}
-	fuse_reply_err(req, -ovl_rename(fs_of(req), node_of(req, parent), name,
-					node_of(req, newparent), newname, flags));
+	do_rename(req, parent, name, newparent, newname, flags);
 }
 
 static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file)

@@ -256,6 +256,13 @@ static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsi
 int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	       struct ovl_node *newparent, const char *newname, unsigned flags)
 {
+	return ovl_rename2(fs, parent, name, newparent, newname, flags, NULL);
+}
+
+int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		struct ovl_node *newparent, const char *newname, unsigned flags,
+		bool *both_names_kept)
+{
 	struct side src = {.parent = parent, .name = name};
 	struct side dst = {.parent = newparent, .name = newname};
 	struct stat st;
@@ -280,8 +287,24 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	if (parent == newparent && strcmp(name, newname) == 0)
 		goto out;
 	if (dst.f.top == src.f.top && dst.f.st.st_dev == src.f.st.st_dev &&
-	    dst.f.st.st_ino == src.f.st.st_ino)
-		goto out; /* two names of one file: nothing to do */
+	    dst.f.st.st_ino == src.f.st.st_ino) {
+		/* Two names of one file: POSIX says do nothing on disk. The kernel sees two
+		 * inodes: it swaps their dentries on an exchange, which swapping the nodes
+		 * follows; a plain rename the caller undoes (both_names_kept). */
+		if (flags & RENAME_EXCHANGE) {
+			err = ovl_lookup_locked(fs, parent, name, &src.node, &st);
+			if (!err)
+				err = ovl_lookup_locked(fs, newparent, newname, &dst.node, &st);
+			if (!err) {
+				ovl_node_move(fs, dst.node, parent, "/exchange");
+				ovl_node_move(fs, src.node, newparent, newname);
+				ovl_node_move(fs, dst.node, parent, name);
+			}
+		} else if (both_names_kept) {
+			*both_names_kept = true;
+		}
+		goto out;
+	}
 	err = ovl_lookup_locked(fs, parent, name, &src.node, &st);
 	if (!err && dst.f.top >= 0)
 		err = ovl_lookup_locked(fs, newparent, newname, &dst.node, &st);
