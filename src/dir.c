@@ -253,6 +253,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 		return -EPERM;
 	if (fs->readonly)
 		return -EROFS;
+	/* A second name may change the xattrs behind this node's back. */
+	atomic_store(&src->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	err = ovl_copy_up_locked(fs, src, false);
 	if (!err)

@@ -70,6 +70,19 @@ KNOWN_BUGS = {
         [{}], {"a": "x"},
         [("getx", "a", "user.z"), ("link", "a", "b"), ("setx", "b", "user.z", b"z"),
          ("getx", "a", "user.z")]),
+    "B8-unlinked-link-name-stale-attrs": (
+        "hard links are distinct FUSE inodes: a name is unlinked while an fd on it stays open, "
+        "the remaining name (now nlink 1: its attributes are cached) does not see the size of "
+        "a write through the fd",
+        [{}], {"a": "x" * 14},
+        [("link", "a", "n"), ("fopen", "f", "a", RW), ("unlink", "a"), ("stat", "n"),
+         ("fwrite", "f", b"b", 5291), ("stat", "n")]),
+    "B8b-unlinked-link-name-fd-stale-size": (
+        "the other direction: fd on a name, link() a second name, unlink the first, read past "
+        "EOF through the fd, write through the second name: fstat on the fd keeps the old size",
+        [{}], {"a": "r"},
+        [("fopen", "f", "a", RO), ("link", "a", "n"), ("unlink", "a"), ("fread", "f", 10, 5),
+         ("write", "n", b"4", 9), ("fstat", "f")]),
     "W1-writeback-hard-link-incoherent": (
         "with -o writeback=1: data written through one name of a hard-linked file is not "
         "seen through the other name (nor on disk until written back)",
@@ -115,7 +128,7 @@ def test_fixed_bug(tmp_path, bug):
 
 
 # seeds of SEEDS stopped by a known bug (the fuzzer stops at the first divergence)
-KNOWN_SEED_FAILURES = {1: "B1", 10: "B1"}  # seed 12 passes since B1 was fixed
+KNOWN_SEED_FAILURES = {1: "B8b", 10: "B8"}  # (seed 12 passes since B1 was fixed)
 
 
 def _bug_reason(bug):
@@ -131,7 +144,8 @@ def _xfail(bug, value=None):
 
 # Fixed since they were found (still listed above with their stories): regression tests.
 FIXED_SINCE = {"B1-unlinked-open-file", "B1b-unlinked-link-keeps-stale-mode",
-               "B2-ro-fd-before-copy-up-after-link-unlink", "B5-rename-between-hard-links"}
+               "B2-ro-fd-before-copy-up-after-link-unlink", "B5-rename-between-hard-links",
+               "B7b-no-xattr-cache-survives-link"}
 
 
 @pytest.mark.parametrize("bug", [b if b in FIXED_SINCE else _xfail(b)

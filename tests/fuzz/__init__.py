@@ -49,17 +49,9 @@ details and reasons in model.py):
 Some of these change the kernel's upper layer behind its back and then evict unused dentries
 (/proc/sys/vm/drop_caches, mode 2: system-wide but harmless) so that it looks them up again.
 
-ovlfs bugs found (minimal reproductions, xfail while open: tests/test_fuzz.py KNOWN_BUGS,
-and tests/test_stress.py for the race): B1 unlinked-but-open files act on a frozen node
-(fstat, reads, fchmod/fsetxattr ENOENT); B2 an O_RDONLY fd opened before copy-up keeps
-reading the lower file after link()+unlink; B3 stale directory attributes (nlink) after a
-directory rename; B4 stale page cache of one hard-link name after a write through another
-and a setattr; B5 rename/exchange between two hard links desynchronises the kernel's
-dcache; B6 a failing rmdir copies the parent up; B7 the "no xattrs" cache of one hard-link
-name survived a setxattr through another (fixed: test_fuzz.py FIXED); C1 chmod races with
-unlink+create -> ENODATA;
-with -o writeback=1 (opt-in): W1 data written through one hard-link name is not seen
-through the other, W2 close() of an fd whose hard-link name was unlinked fails with EIO.
+ovlfs bugs found: tests/test_fuzz.py lists each with its minimal reproduction, as KNOWN_BUGS
+(xfail while open) or FIXED (regression tests); the race found by the stress test is in
+tests/test_stress.py (KNOWN_RACES).
 """
 import pathlib
 

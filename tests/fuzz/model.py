@@ -53,7 +53,9 @@ after it are compared like any other.
    opaque before the upper rename fails (ENOTEMPTY), and ext4 updates the parent's times
    when a RENAME_WHITEOUT rename fails with ENOTEMPTY (checked on plain ext4). A failed call
    must change nothing (ovlfs checks first and changes nothing). Model: the opaque value
-   and the parents' times are put back in the kernel's upper layer, dentries evicted.
+   and the parents' times are put back in the kernel's upper layer, dentries evicted (an
+   open fd below the directory would pin its dentry, and with it the stale opaque flag: the
+   open fds of both sides are then closed first, see forget()).
 """
 import errno
 import os
@@ -83,15 +85,34 @@ def _errname(e):
 
 
 class KernelModel:
-    def __init__(self, kroot, kupper, lowers, close_fds=None):
+    def __init__(self, kroot, kupper, lowers, close_fds=None, kernel_fds=None):
         self.root = os.fspath(kroot)
         self.upper = os.fspath(kupper)
         self.lowers = [os.fspath(p) for p in lowers]
-        self.close_fds = close_fds  # closes the open fds of both sides (see rmdir)
+        self.close_fds = close_fds  # closes the open fds of both sides (see forget)
+        self.kernel_fds = kernel_fds  # the kernel side's open fds
         self.fds_closed = False
 
     def k(self, rel):
         return os.path.join(self.root, rel) if rel else self.root
+
+    def forget(self, rel):
+        """Makes the kernel drop its cached dentries at and below rel (after a change to its
+        upper layer behind its back). An open fd below rel would pin them: then the open fds
+        of both sides are closed first (alike: later fd steps answer EBADF on both)."""
+        top = self.k(rel)
+        if self.close_fds is not None and self.kernel_fds is not None:
+            for fd in self.kernel_fds():
+                try:
+                    path = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    continue
+                path = path.removesuffix(" (deleted)")
+                if path == top or path.startswith(top + "/"):
+                    self.close_fds()
+                    self.fds_closed = True
+                    break
+        drop_dentry_cache()
 
     def u(self, rel):
         return os.path.join(self.upper, rel) if rel else self.upper
@@ -151,7 +172,7 @@ class KernelModel:
                 os.removexattr(self.u(rel), OPAQUE)
             else:
                 os.setxattr(self.u(rel), OPAQUE, old)
-            drop_dentry_cache()  # the kernel keeps the opaque flag with its dentry
+            self.forget(rel)  # the kernel keeps the opaque flag with its dentry
             undone = True
         for rel, old in times.items():
             if old is not None and self._times_of_upper(rel) != old:
@@ -253,7 +274,7 @@ class KernelModel:
                 os.unlink(p)
                 removed = True
         if removed:
-            drop_dentry_cache()  # it may hold dentries of what we removed (else ESTALE)
+            self.forget(rel)  # it may hold dentries of what we removed (else ESTALE)
 
     def rmdir(self, rel):
         try:
@@ -394,4 +415,4 @@ class KernelModel:
             if removed:
                 os.utime(dirpath, ns=(dst_st.st_atime_ns, dst_st.st_mtime_ns))
         if purged:
-            drop_dentry_cache()  # it may hold dentries of the whiteouts (else ESTALE)
+            self.forget(dst)  # it may hold dentries of the whiteouts (else ESTALE)

@@ -100,7 +100,8 @@ class Pair(contextlib.AbstractContextManager):
             self.stack.close()
             raise
         self.kstate, self.ostate = fops.new_state(), fops.new_state()
-        self.model = KernelModel(self.km, self.kset.upper, self.kset.lowers, self._close_fds)
+        self.model = KernelModel(self.km, self.kset.upper, self.kset.lowers, self._close_fds,
+                                 lambda: list(self.kstate["fds"].values()))
         self.dog = _Watchdog()
         return self
 
