@@ -37,7 +37,7 @@ struct ovl_node {
 	uint64_t nlookup;	/* kernel references */
 	uint64_t refs;		/* nlookup > 0, children in table, internal pins */
 	uint64_t ino;		/* overlay inode number, fixed for the node's life */
-	mode_t type;		/* S_IFMT bits */
+	_Atomic mode_t type;	/* S_IFMT bits; set under lock, read without */
 	bool unlinked;		/* no longer reachable by name */
 	bool in_table;
 	struct ovl_node *onext, *oprev; /* unlinked nodes, freed at unmount */
