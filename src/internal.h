@@ -109,7 +109,6 @@ int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
 /* An fd of node's parent directory in layer, or of the node itself with *name = ".". */
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name);
 int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags);
-void ovl_close_dir(struct ovl_fs *fs, int fd);
 uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
 void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino);
 void ovl_maps_free(struct ovl_fs *fs);

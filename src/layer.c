@@ -87,13 +87,6 @@ int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const c
 	return ovl_open_in_layer(fs, node->parent, layer, O_PATH | O_DIRECTORY);
 }
 
-void ovl_close_dir(struct ovl_fs *fs, int fd)
-{
-	(void)fs;
-	if (fd >= 0)
-		close(fd);
-}
-
 bool ovl_is_whiteout_stat(const struct stat *st)
 {
 	return S_ISCHR(st->st_mode) && st->st_rdev == OVL_WHITEOUT_DEV;
