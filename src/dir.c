@@ -113,6 +113,19 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 	return ovl_node_install(fs, parent, name, &f, true, node, st);
 }
 
+/* -EEXIST unless the name is free in the merged view; f tells whether upper whited it out.
+ * Caller holds parent's op lock. */
+static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			struct ovl_found *f)
+{
+	int err = ovl_find(fs, parent, name, false, f);
+
+	if (!err && f->top >= 0)
+		err = -EEXIST;
+	ovl_found_free(f);
+	return err;
+}
+
 /* Creates `name` in parent's upper directory. Over a whiteout, the object is built in the
  * work directory and swapped in, so that the whiteout is never missing. */
 static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
@@ -132,10 +145,7 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	if (err)
 		return err;
 	pthread_mutex_lock(&parent->op_lock);
-	err = ovl_find(fs, parent, name, false, &f);
-	if (!err && f.top >= 0)
-		err = -EEXIST;
-	ovl_found_free(&f);
+	err = name_is_free(fs, parent, name, &f);
 	pdfd = err ? err : ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (pdfd < 0) {
 		pthread_mutex_unlock(&parent->op_lock);
@@ -262,10 +272,7 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	if (err)
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
-	err = ovl_find(fs, parent, name, false, &f);
-	if (!err && f.top >= 0)
-		err = -EEXIST;
-	ovl_found_free(&f);
+	err = name_is_free(fs, parent, name, &f);
 	if (!err)
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)

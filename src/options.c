@@ -418,6 +418,17 @@ static const struct opt_spec *find_opt(const char *name, size_t len)
 }
 
 /* Applies one option; tok is the raw token (escapes intact), len bytes long. */
+
+/* A name=0|1 option; with invert, 0 sets the flag (fsync=0 means no fsync). */
+static int set_flag01(struct parse_state *st, const char *name, const char *val, bool *flag,
+		      bool invert)
+{
+	if (strcmp(val, "0") && strcmp(val, "1"))
+		return fail(st, "invalid value '%s' for option '%s' (expected 0 or 1)", val, name);
+	*flag = (val[0] == '1') != invert;
+	return 0;
+}
+
 static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 {
 	struct ovl_config *cfg = st->cfg;
@@ -478,25 +489,13 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		cfg->readonly = false;
 		break;
 	case ACT_FSYNC:
-		if (strcmp(val, "0") && strcmp(val, "1"))
-			ret = fail(st, "invalid value '%s' for option 'fsync' (expected 0 or 1)",
-				   val);
-		else
-			cfg->no_fsync = val[0] == '0';
+		ret = set_flag01(st, name, val, &cfg->no_fsync, true);
 		break;
 	case ACT_WRITEBACK:
-		if (strcmp(val, "0") && strcmp(val, "1"))
-			ret = fail(
-			    st, "invalid value '%s' for option 'writeback' (expected 0 or 1)", val);
-		else
-			cfg->writeback = val[0] == '1';
+		ret = set_flag01(st, name, val, &cfg->writeback, false);
 		break;
 	case ACT_THREADED:
-		if (strcmp(val, "0") && strcmp(val, "1"))
-			ret = fail(st, "invalid value '%s' for option 'threaded' (expected 0 or 1)",
-				   val);
-		else
-			cfg->threaded = val[0] == '1';
+		ret = set_flag01(st, name, val, &cfg->threaded, false);
 		break;
 	case ACT_VOLATILE:
 		cfg->no_fsync = true;
