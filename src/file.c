@@ -23,6 +23,10 @@ static int open_layer_file(struct ovl_fs *fs, struct ovl_node *node, int layer, 
 	/* A device where a regular file was: the name was removed (whited out) meanwhile. */
 	if (fd == -ENXIO || fd == -ENODEV)
 		fd = -ESTALE;
+	/* Removed from the layer by another program: ESTALE makes the kernel look the name
+	 * up again and retry the open once (an O_CREAT then creates it). */
+	if (fd == -ENOENT && !node->unlinked)
+		fd = -ESTALE;
 	return fd;
 }
 
