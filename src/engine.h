@@ -38,6 +38,8 @@ struct ovl_cred {
 
 int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
 void ovl_fs_destroy(struct ovl_fs *fs);
+/* Nodes in the node table: names the kernel holds, and their ancestors. */
+size_t ovl_node_count(struct ovl_fs *fs);
 struct ovl_node *ovl_root(struct ovl_fs *fs);
 bool ovl_is_readonly(const struct ovl_fs *fs);
 

@@ -4,6 +4,7 @@
 #include "fuse_ops.h"
 #include "workers.h"
 #include "log.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,6 +99,8 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	if (!cfg->foreground)
 		ovl_log_init(true, cfg->debug);
 	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
+	if (ovl_stats_start(fs) != 0)
+		ovl_log(LOG_WARNING, "no node count on SIGUSR1");
 	if (cfg->threaded && !cfg->single_thread) {
 		ret = serve_threaded(se);
 	} else {
@@ -111,6 +114,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		ovl_pool_stop(pool);
 		ovl_fuse_set_pool(NULL);
 	}
+	ovl_stats_stop();
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)
 		ovl_log(LOG_ERR, "serving %s failed: %s", cfg->mountpoint, strerror(-ret));

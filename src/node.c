@@ -144,6 +144,14 @@ static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 	}
 }
 
+size_t ovl_node_count(struct ovl_fs *fs)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	size_t n = fs->table_count;
+	pthread_mutex_unlock(&fs->table_lock);
+	return n;
+}
+
 void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs)
 {
 	pthread_mutex_lock(&fs->table_lock);
