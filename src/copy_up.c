@@ -273,11 +273,12 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 		close(sdfd);
 		return err;
 	}
-	/* Replaced by another type under the mount (a directory by a file): copying it would
-	 * put that object where the kernel knows the old one. */
+	/* Replaced by another type under the mount (a directory by a file or a symlink):
+	 * copying it would put that object where the kernel knows the old one. ENOENT, not
+	 * ESTALE: the kernel must not walk the stale path again through a new symlink. */
 	if ((st.st_mode & S_IFMT) != node->type) {
 		close(sdfd);
-		return -ESTALE;
+		return -ENOENT;
 	}
 	err = build_copy(fs, sdfd, name, &st, tmp, truncate);
 	close(sdfd);

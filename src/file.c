@@ -5,11 +5,30 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static bool wants_write(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* The node's name was removed from the layer by another program while its directory is
+ * still there: ESTALE then makes the kernel look the name up again and retry the open once
+ * (an O_CREAT then creates it). A directory on the way that is gone or is now a symlink
+ * stays ENOENT: nothing is looked up through it again. */
+static bool name_vanished(struct ovl_fs *fs, struct ovl_node *node, int layer)
+{
+	const char *name;
+	struct stat st;
+	int dfd = ovl_open_parent(fs, node, layer, &name);
+	bool gone;
+
+	if (dfd < 0)
+		return false;
+	gone = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+	close(dfd);
+	return gone;
 }
 
 /* Opens the node's layer file; O_DIRECT is dropped where the layer refuses it. */
@@ -23,9 +42,7 @@ static int open_layer_file(struct ovl_fs *fs, struct ovl_node *node, int layer, 
 	/* A device where a regular file was: the name was removed (whited out) meanwhile. */
 	if (fd == -ENXIO || fd == -ENODEV)
 		fd = -ESTALE;
-	/* Removed from the layer by another program: ESTALE makes the kernel look the name
-	 * up again and retry the open once (an O_CREAT then creates it). */
-	if (fd == -ENOENT && !node->unlinked)
+	if (fd == -ENOENT && name_vanished(fs, node, layer))
 		fd = -ESTALE;
 	return fd;
 }
