@@ -216,6 +216,11 @@ static int build_copy(struct ovl_fs *fs, int sdfd, const char *name, const struc
 		if (utimensat(fs->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			err = -errno;
 	}
+	/* As the kernel (unless fsync=0): the data is on disk before the copy is renamed into
+	 * place, else a crash of the upper filesystem can leave an empty copy hiding the lower
+	 * file (delayed allocation commits the rename before the data). */
+	if (!err && dfd >= 0 && !truncate && !fs->no_fsync && fsync(dfd) < 0)
+		err = -errno;
 	if (sfd >= 0)
 		close(sfd);
 	if (dfd >= 0)

@@ -81,6 +81,8 @@ ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, siz
 		  off_t off);
 bool ovl_file_is_direct(const struct ovl_file *file);
 int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync);
+/* Syncs the directory on upper (its entries: creates, renames, removals). */
+int ovl_fsyncdir(struct ovl_fs *fs, struct ovl_node *node, bool datasync);
 int ovl_fallocate(struct ovl_fs *fs, struct ovl_file *file, int mode, off_t off, off_t len);
 off_t ovl_lseek(struct ovl_fs *fs, struct ovl_file *file, off_t off, int whence);
 ssize_t ovl_copy_file_range(struct ovl_fs *fs, struct ovl_file *in, off_t off_in,

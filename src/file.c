@@ -185,6 +185,24 @@ int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync)
 	return err;
 }
 
+int ovl_fsyncdir(struct ovl_fs *fs, struct ovl_node *node, bool datasync)
+{
+	int fd, err = 0;
+
+	/* A directory only in lower layers has nothing of ours to sync. */
+	if (fs->no_fsync || !ovl_node_is_upper(fs, node))
+		return 0;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	fd = ovl_open_in_layer(fs, node, 0, O_RDONLY | O_DIRECTORY);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (fd < 0)
+		return fd;
+	if ((datasync ? fdatasync(fd) : fsync(fd)) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 int ovl_fallocate(struct ovl_fs *fs, struct ovl_file *file, int mode, off_t off, off_t len)
 {
 	int fd = ovl_file_get_fd(fs, file);

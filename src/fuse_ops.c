@@ -638,12 +638,23 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+static void run_fsyncdir(struct deferred *d)
+{
+	fuse_reply_err(d->req, -ovl_fsyncdir(fs_of(d->req), node_of(d->req, d->ino),
+					     d->datasync != 0));
+}
+
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	struct deferred *d = new_deferred(req, ino, fi, run_fsyncdir);
+
+	if (d) {
+		d->datasync = datasync;
+		if (defer(d))
+			return;
+		free(d);
+	}
+	fuse_reply_err(req, -ovl_fsyncdir(fs_of(req), node_of(req, ino), datasync != 0));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
