@@ -100,6 +100,11 @@ def test_nodes_follow_kernel_forgets(layers):
         assert nodes <= peak_nodes // 20, (
             f"the node table did not shrink: {nodes} of {peak_nodes} nodes left")
 
+        # A second walk reuses the memory freed by the first (printed, not asserted: RSS
+        # depends on malloc).
+        assert walk(m / "tree") == total
+        print(f"second walk: nodes {node_count(m)}, VmRSS {rss_kib(m.proc.pid)} KiB")
+
         # and the tree still serves (nodes are made again on demand)
         assert os.path.isfile(m / "tree" / "d00000" / "f0001")
         assert len(os.listdir(m / "tree" / "d00000")) == min(PER_DIR - 1, total - 1)
