@@ -295,6 +295,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	}
 	if (!err)
 		err = ovl_lookup_locked(fs, parent, name, node, st);
+	if (!err) /* the source is one of the object's names now, whatever it showed before */
+		ovl_alias_note(fs, src, st, 0);
 	if (pdfd >= 0)
 		close(pdfd);
 	if (sdfd >= 0)

@@ -49,6 +49,11 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, str
 void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup);
 
 int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+/* Hard links: the other nodes (names) the kernel holds for node's object, up to max, so
+ * that a change through one name can drop what is cached for the others. */
+size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,
+			size_t max);
+bool ovl_node_has_aliases(struct ovl_fs *fs, struct ovl_node *node);
 int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *st);
 int ovl_access(struct ovl_fs *fs, struct ovl_node *node, int mask);

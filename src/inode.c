@@ -107,10 +107,17 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		}
 	}
 	if (!err && (to_set & ~OVL_SET_SIZE)) {
-		fd =
-		    node->unlinked && file ? dup(file->fd) : ovl_open_in_layer(fs, node, 0, O_PATH);
+		/* An unlinked node is reached through the caller's open file or the object it
+		 * kept; with neither, the name went away under the request (-ENOENT). */
+		if (node->unlinked && file) {
+			fd = dup(file->fd);
+			if (fd < 0)
+				fd = -errno;
+		} else {
+			fd = ovl_node_object_fd(fs, node, 0);
+		}
 		if (fd < 0)
-			err = node->unlinked ? -errno : fd;
+			err = fd;
 		else
 			err = apply_attrs(fd, to_set, attr);
 	}

@@ -56,6 +56,7 @@ struct ovl_node {
 	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
+	atomic_bool aliased; /* in the hard-link index (alias.c) */
 };
 
 /* Maps a copied-up object's upper (dev, ino) to the number it had below, so that st_ino
@@ -91,6 +92,8 @@ struct ovl_fs {
 	uint64_t next_private_ino;
 	struct ovl_node *root;
 	struct ovl_node *orphans;
+	struct ovl_alias **aliases; /* hard-link index by ino, under table_lock */
+	size_t aliases_size, aliases_count;
 };
 
 struct ovl_file {
@@ -183,6 +186,12 @@ int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool repla
 int ovl_set_opaque(int dirfd, const char *name);
 int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f);
 int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
+
+/* alias.c: the other names' nodes of an upper hard-linked file. */
+void ovl_alias_add_locked(struct ovl_fs *fs, struct ovl_node *node);
+void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node);
+void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st, int top);
+void ovl_alias_free_all(struct ovl_fs *fs);
 
 /* makedev(0, 0) with the type of st_rdev */
 #define OVL_WHITEOUT_DEV ((dev_t)0)

@@ -127,13 +127,14 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 {
-	(void)fs;
 	st->st_ino = node->ino;
 	pthread_mutex_lock(&node->lock);
+	int top = node->top;
 	/* As the kernel: a merged directory has no meaningful link count. */
 	if (S_ISDIR(st->st_mode) && node->ndirlayers > 1)
 		st->st_nlink = 1;
 	pthread_mutex_unlock(&node->lock);
+	ovl_alias_note(fs, node, st, top);
 }
 
 /* Sets what the node is from a find result (which it takes over). */
@@ -169,7 +170,8 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		}
 		node->ino = ino;
 	} else if (fresh || node->type != (f->st.st_mode & S_IFMT)) {
-		node->ino = ino; /* replaced behind our back */
+		ovl_alias_del_locked(fs, node); /* indexed by its old number */
+		node->ino = ino;		/* replaced behind our back */
 	}
 	if (node->nlookup++ == 0)
 		node->refs++;

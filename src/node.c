@@ -85,8 +85,9 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 	return NULL;
 }
 
-static void node_free(struct ovl_node *node)
+static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 {
+	ovl_alias_del_locked(fs, node);
 	if (node->orphan_fd >= 0)
 		close(node->orphan_fd);
 	pthread_mutex_destroy(&node->lock);
@@ -138,7 +139,7 @@ static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 			if (node->onext)
 				node->onext->oprev = node->oprev;
 		}
-		node_free(node);
+		node_free(fs, node);
 		node = parent;
 		refs = 1;
 	}
@@ -222,22 +223,23 @@ void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *ne
 
 void ovl_node_free_all(struct ovl_fs *fs)
 {
+	ovl_alias_free_all(fs);
 	for (size_t i = 0; fs->table && i < fs->table_size; i++) {
 		struct ovl_node *n, *next;
 		for (n = fs->table[i]; n; n = next) {
 			next = n->hnext;
-			node_free(n);
+			node_free(fs, n);
 		}
 	}
 	free(fs->table);
 	fs->table = NULL;
 	while (fs->orphans) {
 		struct ovl_node *next = fs->orphans->onext;
-		node_free(fs->orphans);
+		node_free(fs, fs->orphans);
 		fs->orphans = next;
 	}
 	if (fs->root)
-		node_free(fs->root);
+		node_free(fs, fs->root);
 	fs->root = NULL;
 }
 

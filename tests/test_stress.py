@@ -41,10 +41,9 @@ SUBS = ("s0", "s1", "s2")
 TOLERATED = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR,
              errno.EINVAL, errno.ELOOP}  # (ELOOP: a symlink renamed onto its own target)
 LINKS = ("l0", "l1", "y0", "y1")
-# Known ovlfs races, (op, errno) -> bug: counted and printed, not failed on here;
-# test_known_race_* below reproduces each on its own (xfail while open).
-KNOWN_RACES = {("chmod", errno.ENODATA): "C1: chmod racing with unlink and re-create of the "
-               "same name fails with ENODATA"}
+# Known ovlfs races, (op, errno) -> bug: counted and printed, not failed on here, each with
+# its own reproduction test while open.
+KNOWN_RACES = {}  # none open; C1 (chmod racing unlink+create: ENODATA) fixed, see below
 
 
 def _lower():
@@ -325,10 +324,9 @@ def _race_worker(root, seed, ops, out_path):
     os._exit(1 if bad else 0)
 
 
-@pytest.mark.xfail(reason="known ovlfs race C1: 4 processes doing chmod, unlink and creat on "
-                   "the same 4 upper files: chmod sometimes fails with ENODATA (expected: 0 or "
-                   "ENOENT)", strict=False)
-def test_known_race_chmod_unlink_create(tmp_path):
+def test_race_chmod_unlink_create(tmp_path):
+    """Regression for C1: chmod of a name being unlinked and re-created answered ENODATA
+    (a stale errno, when the node was unlinked and no file was open); now 0 or ENOENT."""
     ls = build_layers(tmp_path / "layers", [{"z": "z"}], {f"f{i}": "x" * 100 for i in range(4)})
     with ls.ovlfs() as mnt:
         ctx = multiprocessing.get_context("fork")

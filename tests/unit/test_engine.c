@@ -2440,6 +2440,55 @@ out:
 	env_fini(&e);
 }
 
+/* The other names of an upper hard-linked file (alias.c); lower links are not indexed. */
+static void test_hard_link_aliases(void)
+{
+	struct env e;
+	struct ovl_node *a = NULL, *b = NULL, *c = NULL, *l1 = NULL, *l2 = NULL, *out[4];
+
+	env_init(&e, 1, true);
+	mkf(UP, "a", "A");
+	mkf(UP, "c", "C");
+	mkf(LO1, "l1", "L");
+	if (link(lp(UP, "a"), lp(UP, "b")) < 0 || link(lp(LO1, "l1"), lp(LO1, "l2")) < 0)
+		die("link");
+	if (!env_mount(&e))
+		goto out;
+	CHECK_INT(walk(FS, "a", &a, NULL), 0);
+	CHECK_INT(walk(FS, "c", &c, NULL), 0);
+	CHECK_INT(walk(FS, "l1", &l1, NULL), 0);
+	CHECK_INT(walk(FS, "l2", &l2, NULL), 0);
+	if (!a || !c || !l1 || !l2)
+		goto put;
+	CHECK(!ovl_node_has_aliases(FS, a)); /* the other name is not known yet */
+	if (!CHECK_INT(walk(FS, "b", &b, NULL), 0))
+		goto put;
+	if (CHECK_INT((int)ovl_node_aliases(FS, a, out, 4), 1))
+		CHECK(out[0] == b);
+	if (CHECK_INT((int)ovl_node_aliases(FS, b, out, 4), 1))
+		CHECK(out[0] == a);
+	CHECK(!ovl_node_has_aliases(FS, c));
+	CHECK(!ovl_node_has_aliases(FS, l1)); /* copy-up would break a lower link anyway */
+	put(FS, b); /* forgotten: no longer an alias */
+	b = NULL;
+	CHECK(!ovl_node_has_aliases(FS, a));
+	/* link() makes the source an alias even if it was seen with one name only */
+	struct ovl_node *n;
+	struct stat st;
+	if (CHECK_INT(ovl_link(FS, c, ovl_root(FS), "c2", &n, &st), 0)) {
+		if (CHECK_INT((int)ovl_node_aliases(FS, c, out, 4), 1))
+			CHECK(out[0] == n);
+		put(FS, n);
+	}
+put:
+	for (struct ovl_node **p = (struct ovl_node *[]){a, b, c, l1, l2}, **end = p + 5; p < end;
+	     p++)
+		if (*p)
+			put(FS, *p);
+out:
+	env_fini(&e);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Read-only overlays and parameters                                                           */
 /* ------------------------------------------------------------------------------------------ */
@@ -2854,6 +2903,7 @@ static const struct {
     T(test_rename_errors),
     T(test_rename_merged_dir),
     T(test_link),
+    T(test_hard_link_aliases),
     T(test_readonly),
     T(test_concurrency),
 #undef T
