@@ -127,13 +127,13 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 {
-	(void)fs;
 	st->st_ino = node->ino;
 	pthread_mutex_lock(&node->lock);
 	/* As the kernel: a merged directory has no meaningful link count. */
 	if (S_ISDIR(st->st_mode) && node->ndirlayers > 1)
 		st->st_nlink = 1;
 	pthread_mutex_unlock(&node->lock);
+	ovl_owner_show(fs, node, st);
 }
 
 /* Sets what the node is from a find result (which it takes over). */
