@@ -43,7 +43,7 @@ static const char usage_text[] =
     "  uidmapping=DISK:SHOWN:LEN[:...], gidmapping=DISK:SHOWN:LEN[:...]\n"
     "                         show on-disk IDs DISK.. as SHOWN.. (unmapped: 65534)\n"
     "  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
-    "                         show every object owned by 0 or N; chown is a no-op\n"
+    "                         show every object owned by 0 or N; chown always succeeds\n"
     "  xattr_permissions=0|1|2  keep owner and mode in an xattr: 1 security.*, 2 user.*\n"
     "\n"
     "FUSE options passed to libfuse:\n"

@@ -79,6 +79,16 @@ def test_mapping_same_through_readdir(layers):
         assert r.returncode == 0 and " 2 2 " in r.stdout.split("\n")[1], r.stdout
 
 
+def test_fuse_overlayfs_man_page_example(layers):
+    """fuse-overlayfs(1)'s own example: files stored as 0:0 and 1:1, mounted with the
+    namespace's uid_map line by line, show as the host IDs 1000 and 110000."""
+    ls = layers([{"a": helpers.File("a", uid=0, gid=0), "b": helpers.File("b", uid=1, gid=1)}])
+    opts = ("uidmapping=0:1000:1:1:110000:65536", "gidmapping=0:1000:1:1:110000:65536")
+    with ls.ovlfs(extra_opts=opts) as mnt:
+        assert owner(mnt / "a") == (1000, 1000)
+        assert owner(mnt / "b") == (110000, 110000)
+
+
 def test_new_objects_stored_with_mapped_ids(layers):
     ls = layers([LOWER])
     with ls.ovlfs(extra_opts=MAPPED) as mnt:
@@ -230,6 +240,23 @@ def test_xattr_permissions_chmod_chown_go_to_the_xattr(layers, level, name):
         disk = os.lstat(ls.upper / "f")
         assert (disk.st_uid, disk.st_gid, disk.st_mode & 0o7777) == (0, 0, 0o644)
         assert xattr(ls.upper / "f", name) == "5:6:4711:file"
+
+
+def test_xattr_permissions_kernel_checks_the_shown_owner(layers):
+    """The backing file is root's and 0755; what the kernel checks is the override."""
+    with wh.public_dir() as pub:
+        ls = helpers.build_layers(pub / "set", [{}])
+        with ls.ovlfs(mnt=pub / "mnt", extra_opts=("xattr_permissions=2",)) as mnt:
+            (mnt / "f").write_text("secret\n")
+            os.chown(mnt / "f", 1000, 1000)
+            os.chmod(mnt / "f", 0o600)
+            append = "import sys; open(sys.argv[1], 'a').write('more\\n')"
+            r = wh.as_user(1000, 1000, "/usr/bin/python3", "-c", append, str(mnt / "f"))
+            assert r.returncode == 0, r.stderr
+            r = wh.as_user(1001, 1001, "/usr/bin/python3", "-c", append, str(mnt / "f"))
+            assert r.returncode != 0 and "PermissionError" in r.stderr
+            assert (ls.upper / "f").read_text() == "secret\nmore\n"
+            assert owner(ls.upper / "f") == (0, 0)
 
 
 def test_xattr_permissions_hidden_through_the_mount(layers):
