@@ -8,7 +8,8 @@ BUILD ?= build
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 ENGINE_SRC = src/fs.c src/layer.c src/node.c src/namei.c src/readdir.c src/inode.c \
-	     src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c
+	     src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
+	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c
 FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c src/stats.c
 HEADERS = $(wildcard src/*.h)
@@ -28,9 +29,9 @@ $(BUILD)/test_engine: tests/unit/test_engine.c $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tests/unit/test_engine.c $(ENGINE_SRC) -lpthread
 
-$(BUILD)/test_options: tests/unit/test_options.c $(CLI_SRC) $(HEADERS)
+$(BUILD)/test_options: tests/unit/test_options.c $(CLI_SRC) src/idmap.c $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tests/unit/test_options.c $(CLI_SRC)
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tests/unit/test_options.c $(CLI_SRC) src/idmap.c
 
 demo: deps
 	$(MAKE) $(BUILD)/ovlfs

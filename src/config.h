@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "engine.h" /* struct ovl_owner_opts */
+
 #define OVL_MAX_LOWER 500
 
 struct ovl_config {
@@ -21,6 +23,7 @@ struct ovl_config {
 	bool writeback;	    /* -o writeback=1: the kernel's writeback cache */
 	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
 	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
+	struct ovl_owner_opts owner; /* uidmapping=, squash_to_*=, xattr_permissions= */
 	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
 	char *fuse_opts;
 };

@@ -160,11 +160,12 @@ int ovl_copy_xattrs(const char *src, const char *dst)
 }
 
 /* Builds the copy of the object under sdfd/name as work/tmp. */
-static int build_copy(struct ovl_fs *fs, int sdfd, const char *name, const struct stat *st,
-		      const char *tmp, bool truncate)
+static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
+		      const struct stat *st, const char *tmp, bool truncate)
 {
 	char src[64], dst[PATH_MAX];
 	int err = 0, sfd = -1, dfd = -1;
+	bool in_xattr = false; /* the owner went to an override xattr */
 
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG:
@@ -206,10 +207,14 @@ static int build_copy(struct ovl_fs *fs, int sdfd, const char *name, const struc
 		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, tmp);
 		err = ovl_copy_xattrs(src, dst);
 	}
-	if (!err && fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (!err)
+		err = ovl_owner_copy_up(fs, layer, sfd, fs->work_fd, tmp, st, &in_xattr);
+	if (!err && !in_xattr &&
+	    fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
 		err = -errno;
 	/* The mode goes on after the data and the owner, which would clear setuid. */
-	if (!err && !S_ISLNK(st->st_mode) && fchmodat(fs->work_fd, tmp, st->st_mode & 07777, 0) < 0)
+	if (!err && !in_xattr && !S_ISLNK(st->st_mode) &&
+	    fchmodat(fs->work_fd, tmp, st->st_mode & 07777, 0) < 0)
 		err = -errno;
 	if (!err) {
 		struct timespec ts[2] = {st->st_atim, st->st_mtim};
@@ -285,7 +290,7 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 		close(sdfd);
 		return -ENOENT;
 	}
-	err = build_copy(fs, sdfd, name, &st, tmp, truncate);
+	err = build_copy(fs, top, sdfd, name, &st, tmp, truncate);
 	close(sdfd);
 	if (err)
 		goto fail;

@@ -48,6 +48,7 @@ struct new_object {
 	const char *target; /* symlinks */
 	int open_flags;	    /* regular files created by create(): the fd is kept */
 	int fd;
+	bool as_file; /* a device kept as a regular file (its type in an override xattr) */
 };
 
 static int make_object(int dirfd, const char *name, struct new_object *o)
@@ -67,8 +68,10 @@ static int make_object(int dirfd, const char *name, struct new_object *o)
 			return o->fd < 0 ? -errno : 0;
 		}
 		/* fallthrough */
-	default:
-		return mknodat(dirfd, name, o->mode, o->rdev) < 0 ? -errno : 0;
+	default: {
+		mode_t mode = o->as_file ? S_IFREG | (o->mode & 07777) : o->mode;
+		return mknodat(dirfd, name, mode, o->as_file ? 0 : o->rdev) < 0 ? -errno : 0;
+	}
 	}
 }
 
@@ -77,12 +80,20 @@ static void remove_object(int dirfd, const char *name, mode_t mode)
 	(void)unlinkat(dirfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 }
 
-/* Owner and mode of a new object: the caller's, with setgid directories honoured. The chown
+/* Owner and mode of a new object: the caller's, with setgid directories honoured (in an
+ * override xattr where the upper layer keeps owners so: owner.c). The chown
  * comes first since it clears setuid/setgid bits. */
-static int set_owner(int dirfd, const char *name, struct new_object *o, uid_t uid, gid_t gid,
-		     bool setgid_dir)
+static int set_owner(struct ovl_fs *fs, int dirfd, const char *name, struct new_object *o,
+		     uid_t uid, gid_t gid, bool setgid_dir)
 {
 	mode_t mode = o->mode & 07777;
+	bool done;
+	int err = ovl_owner_init_new(fs, dirfd, name,
+				     S_ISDIR(o->mode) && setgid_dir ? o->mode | S_ISGID : o->mode,
+				     o->rdev, uid, gid, &done);
+
+	if (err || done)
+		return err;
 
 	/* The daemon's own ids are already the object's. */
 	if ((uid != geteuid() || gid != getegid() || setgid_dir) &&
@@ -155,12 +166,13 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		err = -errno;
 		goto out;
 	}
-	uid_t uid = cred->uid;
-	gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : cred->gid;
-	bool sgid = pst.st_mode & S_ISGID;
+	uid_t uid;
+	gid_t gid;
+	bool sgid;
+	ovl_owner_new_ids(fs, cred, pdfd, &pst, &uid, &gid, &sgid);
 	if (!f.whiteout_in_upper) {
 		err = make_object(pdfd, name, o);
-		if (!err && (err = set_owner(pdfd, name, o, uid, gid, sgid)))
+		if (!err && (err = set_owner(fs, pdfd, name, o, uid, gid, sgid)))
 			remove_object(pdfd, name, o->mode);
 	} else {
 		err = ovl_tmpname(fs, tmp, sizeof(tmp));
@@ -168,7 +180,7 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 			err = make_object(fs->work_fd, tmp, o);
 		if (err)
 			goto out;
-		err = set_owner(fs->work_fd, tmp, o, uid, gid, sgid);
+		err = set_owner(fs, fs->work_fd, tmp, o, uid, gid, sgid);
 		/* A directory over a whiteout hides what the whiteout hid. */
 		if (!err && S_ISDIR(o->mode))
 			err = ovl_set_opaque(fs->work_fd, tmp);
@@ -222,6 +234,7 @@ int ovl_mknod(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode
 		return -EPERM;
 	if (S_ISDIR(mode) || S_ISLNK(mode))
 		return -EINVAL;
+	o.as_file = ovl_owner_device_as_file(fs, mode);
 	return create_common(fs, parent, name, &o, cred, node, st);
 }
 

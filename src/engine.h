@@ -17,6 +17,33 @@ struct ovl_node;
 struct ovl_file;
 struct ovl_dir;
 
+/*
+ * Ownership as the mount shows it (fuse-overlayfs's uidmapping=, gidmapping=, squash_to_*,
+ * xattr_permissions=; src/idmap.c parses and maps, src/owner.c applies). A range maps the
+ * on-disk IDs [disk, disk+len) to the IDs [shown, shown+len) seen through the mount.
+ */
+#define OVL_IDMAP_MAX 340      /* as many ranges as the kernel's uid_map takes */
+#define OVL_OVERFLOW_ID 65534u /* what an unmapped ID shows as (the kernel's overflowuid) */
+struct ovl_idrange {
+	uint32_t disk, shown, len;
+};
+struct ovl_idmap {
+	int n; /* 0: every ID as on disk */
+	struct ovl_idrange r[OVL_IDMAP_MAX];
+};
+struct ovl_owner_opts {
+	struct ovl_idmap uids, gids;
+	bool squash_root, has_squash_uid, has_squash_gid;
+	uint32_t squash_uid, squash_gid;
+	int xattr_permissions; /* 0, 1 (security.*) or 2 (user.*) */
+};
+/* Applies one ownership option (name=val); -1 with one line in err when val is bad. */
+int ovl_owner_opt(struct ovl_owner_opts *o, const char *name, const char *val, char *err,
+		  size_t errlen);
+/* On-disk ID -> shown ID (OVL_OVERFLOW_ID when unmapped), and back (false when unmapped). */
+uint32_t ovl_id_shown(const struct ovl_idmap *m, uint32_t disk);
+bool ovl_id_disk(const struct ovl_idmap *m, uint32_t shown, uint32_t *disk);
+
 struct ovl_fs_params {
 	const char *const *lowerdirs; /* top layer first */
 	int nlower;
@@ -24,6 +51,7 @@ struct ovl_fs_params {
 	const char *workdir;
 	bool readonly;
 	bool no_fsync;
+	const struct ovl_owner_opts *owner; /* NULL: owners as on disk */
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

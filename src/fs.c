@@ -155,6 +155,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	if (!err && fs->has_upper && !fs->readonly)
 		err = open_workdir(fs, p->workdir);
 	if (!err)
+		err = ovl_owner_setup(fs, p->owner);
+	if (!err)
 		err = ovl_node_init_table(fs);
 	if (!err)
 		err = make_root(fs);

@@ -81,12 +81,15 @@ static int apply_attrs(int fd, int to_set, const struct stat *attr)
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out)
 {
+	struct stat disk_attr; /* attr with the owner as stored */
 	int err = 0, fd = -1;
 
 	if (fs->readonly)
 		return -EROFS;
 	if ((to_set & OVL_SET_SIZE) && node->type == S_IFDIR)
 		return -EISDIR;
+	if ((err = ovl_owner_map_attr(fs, &to_set, attr, &disk_attr)))
+		return err;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	if (!node->unlinked) {
 		bool trunc0 = (to_set & OVL_SET_SIZE) && attr->st_size == 0;
@@ -118,13 +121,13 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		}
 		if (fd < 0)
 			err = fd;
-		else
-			err = apply_attrs(fd, to_set, attr);
+		else if (!(err = ovl_owner_setattr(fs, fd, &to_set, &disk_attr)))
+			err = apply_attrs(fd, to_set, &disk_attr);
 	}
 	if (!err) {
 		if (node->unlinked && fd >= 0 && fstat(fd, out) == 0) {
+			node->last_st = *out; /* as on disk: shown anew each time */
 			ovl_fill_stat(fs, node, out);
-			node->last_st = *out;
 		} else {
 			err = ovl_stat_node(fs, node, out);
 		}

@@ -22,6 +22,7 @@ struct ovl_layer {
 	dev_t dev;
 	int fsid; /* index of dev among the layers' distinct filesystems */
 	bool is_upper;
+	int override; /* OVL_OVR_*: whether owner and mode live in an xattr (owner.c) */
 };
 
 /* One layer in which a directory exists, top-down. */
@@ -94,6 +95,9 @@ struct ovl_fs {
 	struct ovl_node *orphans;
 	struct ovl_alias **aliases; /* hard-link index by ino, under table_lock */
 	size_t aliases_size, aliases_count;
+	struct ovl_owner_opts owner;
+	bool owner_active; /* some ownership option or override xattr is in effect */
+	bool owner_xattrs; /* some layer keeps owners in override xattrs */
 };
 
 struct ovl_file {
@@ -192,6 +196,31 @@ void ovl_alias_add_locked(struct ovl_fs *fs, struct ovl_node *node);
 void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node);
 void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st, int top);
 void ovl_alias_free_all(struct ovl_fs *fs);
+/* owner.c: ownership as the mount shows it. IDs on disk and in override xattrs are the
+ * disk side; mapping and squashing apply only where attributes cross the mount. */
+enum { OVL_OVR_NONE, OVL_OVR_PRIVILEGED, OVL_OVR_CONTAINERS, OVL_OVR_USER };
+int ovl_owner_setup(struct ovl_fs *fs, const struct ovl_owner_opts *opts);
+/* A layer's stat of node's object -> what the mount shows (the one place: ovl_fill_stat). */
+void ovl_owner_show(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+/* Disk-side owner of a new object in the upper directory pdfd (whose stat is *pst). */
+void ovl_owner_new_ids(struct ovl_fs *fs, const struct ovl_cred *cred, int pdfd, struct stat *pst,
+		       uid_t *uid, gid_t *gid, bool *sgid);
+/* Records a new object's owner and mode in an override xattr; *done false: chown it. */
+int ovl_owner_init_new(struct ovl_fs *fs, int dirfd, const char *name, mode_t mode, dev_t rdev,
+		       uid_t uid, gid_t gid, bool *done);
+bool ovl_owner_device_as_file(struct ovl_fs *fs, mode_t mode);
+/* A setattr's owner as stored (-EINVAL for an ID outside the mapping), before anything is
+ * copied up; then what goes to an override xattr or is squashed is done and cleared from
+ * *to_set, the rest is for the inode. */
+int ovl_owner_map_attr(struct ovl_fs *fs, int *to_set, const struct stat *attr,
+		       struct stat *disk_attr);
+int ovl_owner_setattr(struct ovl_fs *fs, int fd, int *to_set, const struct stat *disk_attr);
+/* A copy-up to an upper layer with override xattrs: records the owner there; *done false:
+ * chown the copy as usual. */
+int ovl_owner_copy_up(struct ovl_fs *fs, int layer, int sfd, int dirfd, const char *tmp,
+		      const struct stat *st, bool *done);
+bool ovl_owner_hidden_xattr(struct ovl_fs *fs, const char *name);
+size_t ovl_owner_filter_xattrs(struct ovl_fs *fs, char *list, size_t len);
 
 /* makedev(0, 0) with the type of st_rdev */
 #define OVL_WHITEOUT_DEV ((dev_t)0)

@@ -163,6 +163,7 @@ int main(int argc, char **argv)
 	    .workdir = cfg.workdir,
 	    .readonly = cfg.readonly,
 	    .no_fsync = cfg.no_fsync,
+	    .owner = &cfg.owner,
 	    .attr_changed = ovl_fuse_attr_changed,
 	};
 	int e = ovl_fs_new(&params, &fs);

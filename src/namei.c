@@ -135,6 +135,7 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 		st->st_nlink = 1;
 	pthread_mutex_unlock(&node->lock);
 	ovl_alias_note(fs, node, st, top);
+	ovl_owner_show(fs, node, st);
 }
 
 /* Sets what the node is from a find result (which it takes over). */

@@ -39,6 +39,13 @@ static const char usage_text[] =
     "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
     "                         workers for long requests (default 0; see ovlfs(1))\n"
     "\n"
+    "Ownership as the mount shows it (see ovlfs(1)):\n"
+    "  uidmapping=DISK:SHOWN:LEN[:...], gidmapping=DISK:SHOWN:LEN[:...]\n"
+    "                         show on-disk IDs DISK.. as SHOWN.. (unmapped: 65534)\n"
+    "  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
+    "                         show every object owned by 0 or N; chown always succeeds\n"
+    "  xattr_permissions=0|1|2  keep owner and mode in an xattr: 1 security.*, 2 user.*\n"
+    "\n"
     "FUSE options passed to libfuse:\n"
     "  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME,\n"
     "  suid, nosuid, dev, nodev, exec, noexec, atime, noatime, sync, async,\n"
@@ -47,15 +54,14 @@ static const char usage_text[] =
     "Accepted for compatibility and ignored:\n"
     "  timeout=, fast_ino=, noacl, static_nlink,\n"
     "  redirect_dir=off, context=, sync=, fast_ino_check=, xino=off|auto|on,\n"
-    "  noxattrs=0, xattr_permissions=0, defaults, diratime, nodiratime, relatime,\n"
+    "  noxattrs=0, defaults, diratime, nodiratime, relatime,\n"
     "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
     "  splice_move, no_splice_read, no_splice_write, no_splice_move, clone_fd,\n"
     "  max_idle_threads=, lazytime, nolazytime, iversion, noiversion,\n"
     "  nostrictatime, mand, nomand, comment=, x-*\n"
     "\n"
     "Recognised but not supported yet:\n"
-    "  uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=,\n"
-    "  xattr_permissions=1|2, plugins=, ino32_t, noxattrs=1\n";
+    "  plugins=, ino32_t, noxattrs=1\n";
 
 enum opt_kind {
 	OPT_FLAG,  /* bare name only */
@@ -79,7 +85,7 @@ enum opt_action {
 	ACT_CHOICE, /* ignored, but the value must be one of choices */
 	ACT_REDIRECT_DIR,
 	ACT_NOXATTRS,
-	ACT_XATTR_PERMISSIONS,
+	ACT_OWNER, /* ownership options: idmap.c */
 	ACT_UNSUPPORTED,
 	ACT_FUSE,
 	ACT_SYNC, /* bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored */
@@ -119,13 +125,15 @@ static const struct opt_spec opt_table[] = {
     {"fast_ino_check", OPT_VALUE, ACT_IGNORE, NULL},
     {"xino", OPT_VALUE, ACT_CHOICE, "off|auto|on"},
     {"noxattrs", OPT_EITHER, ACT_NOXATTRS, NULL},
-    {"xattr_permissions", OPT_VALUE, ACT_XATTR_PERMISSIONS, NULL},
 
-    {"uidmapping", OPT_VALUE, ACT_UNSUPPORTED, NULL},
-    {"gidmapping", OPT_VALUE, ACT_UNSUPPORTED, NULL},
-    {"squash_to_root", OPT_FLAG, ACT_UNSUPPORTED, NULL},
-    {"squash_to_uid", OPT_VALUE, ACT_UNSUPPORTED, NULL},
-    {"squash_to_gid", OPT_VALUE, ACT_UNSUPPORTED, NULL},
+    /* Ownership as the mount shows it (src/idmap.c, src/owner.c). */
+    {"uidmapping", OPT_VALUE, ACT_OWNER, NULL},
+    {"gidmapping", OPT_VALUE, ACT_OWNER, NULL},
+    {"squash_to_root", OPT_FLAG, ACT_OWNER, NULL},
+    {"squash_to_uid", OPT_VALUE, ACT_OWNER, NULL},
+    {"squash_to_gid", OPT_VALUE, ACT_OWNER, NULL},
+    {"xattr_permissions", OPT_VALUE, ACT_OWNER, NULL},
+
     {"plugins", OPT_VALUE, ACT_UNSUPPORTED, NULL},
     {"ino32_t", OPT_FLAG, ACT_UNSUPPORTED, NULL},
 
@@ -533,10 +541,9 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 			ret = fail(st, "invalid value '%s' for option 'noxattrs' (expected 0 or 1)",
 				   val);
 		break;
-	case ACT_XATTR_PERMISSIONS:
-		/* 0 is the default (no override xattrs), which is what ovlfs does. */
-		if (strcmp(val, "0"))
-			ret = fail(st, "option 'xattr_permissions' is not supported by ovlfs yet");
+	case ACT_OWNER:
+		if (ovl_owner_opt(&cfg->owner, name, val, st->err, st->errlen) < 0)
+			ret = OVL_ARGS_ERROR;
 		break;
 	case ACT_UNSUPPORTED:
 		ret = fail(st, "option '%s' is not supported by ovlfs yet", name);

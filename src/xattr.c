@@ -43,7 +43,7 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 
 	if (err)
 		return err;
-	if (atomic_load(&node->no_xattrs))
+	if (atomic_load(&node->no_xattrs) || ovl_owner_hidden_xattr(fs, name))
 		return -ENODATA;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
@@ -126,6 +126,7 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 		}
 	}
 	len = (ssize_t)filter_names(list, (size_t)len, privileged);
+	len = (ssize_t)ovl_owner_filter_xattrs(fs, list, (size_t)len);
 	if (size == 0)
 		err = (int)len;
 	else if ((size_t)len > size)
@@ -150,6 +151,8 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 		return err;
 	if (fs->readonly)
 		return -EROFS;
+	if (ovl_owner_hidden_xattr(fs, name))
+		return -EPERM; /* owners are changed by chown, not by hand */
 	atomic_store(&node->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	if (remove) {

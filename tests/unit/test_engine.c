@@ -1899,6 +1899,68 @@ out:
 	env_fini(&e);
 }
 
+/* Ownership options (owner.c): a mapping shown and stored, chown refused before any copy-up
+ * for an unmapped ID, override xattrs written by create, chmod and copy-up. */
+static void test_owner_options(void)
+{
+	static struct ovl_owner_opts o; /* large: not on the stack */
+	struct ovl_node *n, *root;
+	struct stat st, attr;
+	char err[256], val[64];
+	struct env e;
+	const char *lowers[1];
+
+	memset(&o, 0, sizeof(o));
+	CHECK_INT(ovl_owner_opt(&o, "uidmapping", "1000:0:1:100000:1:100", err, sizeof(err)), 0);
+	CHECK_INT(ovl_owner_opt(&o, "gidmapping", "2000:0:1", err, sizeof(err)), 0);
+	CHECK_INT(ovl_owner_opt(&o, "xattr_permissions", "2", err, sizeof(err)), 0);
+	env_init(&e, 1, true);
+	lowers[0] = LO1;
+	mkf(LO1, "f", "data");
+	if (lchown(lp(LO1, "f"), 100004, 2000) < 0)
+		die("lchown");
+	struct ovl_fs_params p = {
+	    .lowerdirs = lowers, .nlower = 1, .upperdir = UP, .workdir = e.work, .owner = &o};
+	if (!CHECK_INT(ovl_fs_new(&p, &e.fs), 0))
+		goto out;
+	CHECK_INT(walk(FS, "f", &n, &st), 0);
+	CHECK_INT(st.st_uid, 5);
+	CHECK_INT(st.st_gid, 0);
+	put(FS, n);
+	CHECK_INT(walk(FS, "", &root, &st), 0);
+	CHECK_INT(st.st_uid, OVL_OVERFLOW_ID); /* the upper root is 0:0 on disk */
+
+	memset(&attr, 0, sizeof(attr));
+	attr.st_uid = 500; /* outside 1..100 */
+	CHECK_INT(e_setattr(FS, "f", OVL_SET_UID, &attr, &st), -EINVAL);
+	CHECK_INT(lx(UP, "f", &st), -ENOENT); /* refused before copy-up */
+	attr.st_uid = 7;
+	attr.st_mode = 0640;
+	CHECK_INT(e_setattr(FS, "f", OVL_SET_UID | OVL_SET_MODE, &attr, &st), 0);
+	CHECK_INT(st.st_uid, 7);
+	CHECK_INT(st.st_mode & 07777, 0640);
+	ssize_t len = lgetxattr(lp(UP, "f"), "user.containers.override_stat", val, sizeof(val) - 1);
+	val[len < 0 ? 0 : len] = '\0';
+	CHECK_STR(val, "100006:2000:0640:file");
+	CHECK_INT(lx(UP, "f", &st), 0);
+	CHECK_INT(st.st_uid, 0); /* the inode keeps the daemon's owner */
+	CHECK_STR(e_getx(FS, "f", "user.containers.override_stat"), "<-ENODATA>");
+
+	struct ovl_cred c = {.uid = 3, .gid = 0};
+	CHECK_INT(ovl_mkdir(FS, root, "d", 0700, &c, &n, &st), 0);
+	CHECK_INT(st.st_uid, 3);
+	CHECK_INT(st.st_mode & 07777, 0700);
+	put(FS, n);
+	len = lgetxattr(lp(UP, "d"), "user.containers.override_stat", val, sizeof(val) - 1);
+	val[len < 0 ? 0 : len] = '\0';
+	CHECK_STR(val, "100002:2000:0700:dir");
+	CHECK_INT(lx(UP, "d", &st), 0);
+	CHECK_INT(st.st_mode & 07777, 0755);
+	put(FS, root);
+out:
+	env_fini(&e);
+}
+
 /* D53 and other calls that must not copy up. */
 static void test_no_copy_up_on_read(void)
 {
@@ -2892,6 +2954,7 @@ static const struct {
     T(test_fd_follows_copy_up),
     T(test_parent_chain_copy_up),
     T(test_setattr_copy_up),
+    T(test_owner_options),
     T(test_no_copy_up_on_read),
     T(test_create_over_whiteout),
     T(test_mkdir_over_whiteout),

@@ -312,22 +312,112 @@ static void test_ignored(struct tally *t)
 		expect_ignored(t, opts[i], __LINE__);
 }
 
+/* uidmapping=, gidmapping=, squash_to_*, xattr_permissions= (idmap.c). */
+static void test_owner_opts(struct tally *t)
+{
+	struct ovl_config cfg;
+	char err[512];
+	uint32_t id;
+	int rc;
+
+	rc = PARSE(&cfg, err, "-o",
+		   "lowerdir=/l,uidmapping=0:1000:1:1:100000:65536,gidmapping=0:2000:10", "-o",
+		   "squash_to_gid=7,xattr_permissions=2", "/m");
+	CHECK(t, rc == OVL_ARGS_OK);
+	CHECK(t, cfg.owner.uids.n == 2 && cfg.owner.gids.n == 1);
+	CHECK(t, cfg.owner.uids.r[1].disk == 1 && cfg.owner.uids.r[1].shown == 100000 &&
+		     cfg.owner.uids.r[1].len == 65536);
+	CHECK(t, cfg.owner.has_squash_gid && cfg.owner.squash_gid == 7);
+	CHECK(t, !cfg.owner.has_squash_uid && !cfg.owner.squash_root);
+	CHECK(t, cfg.owner.xattr_permissions == 2);
+	CHECK(t, cfg.fuse_opts == NULL);
+	/* disk -> shown, and back; outside every range: the overflow ID / no mapping. */
+	CHECK(t, ovl_id_shown(&cfg.owner.uids, 0) == 1000);
+	CHECK(t, ovl_id_shown(&cfg.owner.uids, 1) == 100000);
+	CHECK(t, ovl_id_shown(&cfg.owner.uids, 65536) == 165535);
+	CHECK(t, ovl_id_shown(&cfg.owner.uids, 65537) == 65534);
+	CHECK(t, ovl_id_shown(&cfg.owner.uids, 4294967295u) == 65534);
+	CHECK(t, ovl_id_disk(&cfg.owner.uids, 1000, &id) && id == 0);
+	CHECK(t, ovl_id_disk(&cfg.owner.uids, 100005, &id) && id == 6);
+	CHECK(t, !ovl_id_disk(&cfg.owner.uids, 0, &id));
+	CHECK(t, !ovl_id_disk(&cfg.owner.uids, 165536, &id));
+	CHECK(t, ovl_id_disk(&cfg.owner.gids, 2009, &id) && id == 9);
+	CHECK(t, !ovl_id_disk(&cfg.owner.gids, 2010, &id));
+	ovl_config_free(&cfg);
+
+	/* No mapping: IDs as they are; ',' (escaped) separates triples too; last one wins. */
+	struct ovl_idmap none = {0};
+	CHECK(t, ovl_id_shown(&none, 12345) == 12345);
+	CHECK(t, ovl_id_disk(&none, 12345, &id) && id == 12345);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uidmapping=5:6:7,uidmapping=0:0:1\\,10:20:5", "-o",
+		   "squash_to_root,squash_to_uid=4294967294", "/m");
+	CHECK(t, rc == OVL_ARGS_OK);
+	CHECK(t, cfg.owner.uids.n == 2 && cfg.owner.uids.r[1].shown == 20);
+	CHECK(t, cfg.owner.squash_root && cfg.owner.squash_uid == 4294967294u);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,xattr_permissions=0,uidmapping=0:0:4294967295",
+		   "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.owner.xattr_permissions == 0);
+	ovl_config_free(&cfg);
+
+	static const char expect_triples[] =
+	    "(expected DISK:SHOWN:LEN[:DISK:SHOWN:LEN...] with decimal IDs)";
+	char want[256];
+	static const char *const bad[] = {"",	     "0:1000",	       "0:1000:1:", "a:1:1",
+					  "0:-1:1",  "0:1:1:2:3",      " 0:1:1",    "0::1000:1",
+					  "0:1:0x1", "0:99999999999:1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char opt[128];
+		snprintf(want, sizeof(want), "invalid value '%s' for option 'gidmapping' %s",
+			 bad[i], expect_triples);
+		snprintf(opt, sizeof(opt), "lowerdir=/l,gidmapping=%s", bad[i]);
+		expect_err_list(t, want, (const char *const[]){"-o", opt, "/m", NULL}, __LINE__);
+	}
+	EXPECT_ERR(t, "option 'uidmapping': range 0:1000:0 is empty", "-o",
+		   "lowerdir=/l,uidmapping=0:1000:0", "/m");
+	EXPECT_ERR(t,
+		   "option 'uidmapping': range 4294967290:0:10 goes past the largest ID "
+		   "4294967294",
+		   "-o", "lowerdir=/l,uidmapping=4294967290:0:10", "/m");
+	EXPECT_ERR(t,
+		   "option 'uidmapping': range 0:4294967295:1 goes past the largest ID "
+		   "4294967294",
+		   "-o", "lowerdir=/l,uidmapping=0:4294967295:1", "/m");
+	EXPECT_ERR(t, "option 'uidmapping': range 5:100:1 overlaps 0:0:10", "-o",
+		   "lowerdir=/l,uidmapping=0:0:10:5:100:1", "/m");
+	EXPECT_ERR(t, "option 'gidmapping': range 100:5:3 overlaps 0:0:10", "-o",
+		   "lowerdir=/l,gidmapping=0:0:10:100:5:3", "/m");
+	/* The maximum number of ranges, and one more. */
+	char *many = malloc(341 * 24 + 64);
+	if (CHECK(t, many != NULL)) {
+		size_t pos = (size_t)sprintf(many, "lowerdir=/l,uidmapping=");
+		for (int i = 0; i < 341; i++)
+			pos += (size_t)sprintf(many + pos, "%s%d:%d:1", i ? ":" : "", i, i);
+		EXPECT_ERR(t, "option 'uidmapping' has more than 340 ranges", "-o", many, "/m");
+		many[strlen(many) - strlen(":340:340:1")] = '\0';
+		rc = PARSE(&cfg, err, "-o", many, "/m");
+		CHECK(t, rc == OVL_ARGS_OK && cfg.owner.uids.n == 340);
+		ovl_config_free(&cfg);
+		free(many);
+	}
+	EXPECT_ERR(t, "invalid value '-1' for option 'squash_to_uid' (expected a decimal ID)", "-o",
+		   "lowerdir=/l,squash_to_uid=-1", "/m");
+	EXPECT_ERR(t, "invalid value 'root' for option 'squash_to_gid' (expected a decimal ID)",
+		   "-o", "lowerdir=/l,squash_to_gid=root", "/m");
+	EXPECT_ERR(t,
+		   "invalid value '4294967295' for option 'squash_to_gid' (expected a decimal "
+		   "ID)",
+		   "-o", "lowerdir=/l,squash_to_gid=4294967295", "/m");
+	EXPECT_ERR(t, "option 'squash_to_root' does not take a value", "-o",
+		   "lowerdir=/l,squash_to_root=1", "/m");
+	EXPECT_ERR(t, "option 'uidmapping' requires a value (uidmapping=...)", "-o",
+		   "lowerdir=/l,uidmapping", "/m");
+	EXPECT_ERR(t, "invalid value '3' for option 'xattr_permissions' (expected 0, 1 or 2)", "-o",
+		   "lowerdir=/l,xattr_permissions=3", "/m");
+}
+
 static void test_unsupported(struct tally *t)
 {
-	EXPECT_ERR(t, "option 'uidmapping' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,uidmapping=0:1000:1", "/m");
-	EXPECT_ERR(t, "option 'gidmapping' is not supported by ovlfs yet", "-o",
-		   "gidmapping=0:1000:1,lowerdir=/l", "/m");
-	EXPECT_ERR(t, "option 'squash_to_root' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,squash_to_root", "/m");
-	EXPECT_ERR(t, "option 'squash_to_uid' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,squash_to_uid=0", "/m");
-	EXPECT_ERR(t, "option 'squash_to_gid' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,squash_to_gid=0", "/m");
-	EXPECT_ERR(t, "option 'xattr_permissions' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,xattr_permissions=2", "/m");
-	EXPECT_ERR(t, "option 'xattr_permissions' is not supported by ovlfs yet", "-o",
-		   "lowerdir=/l,xattr_permissions=1", "/m");
 	EXPECT_ERR(t, "option 'plugins' is not supported by ovlfs yet", "-o",
 		   "lowerdir=/l,plugins=/a.so:/b.so", "/m");
 	EXPECT_ERR(t, "option 'ino32_t' is not supported by ovlfs yet", "-o", "lowerdir=/l,ino32_t",
@@ -884,6 +974,7 @@ int main(void)
 	test_flags(&t);
 	test_ignored(&t);
 	test_unsupported(&t);
+	test_owner_opts(&t);
 	test_fuse_opts(&t);
 	test_escapes(&t);
 	test_help_version(&t);
