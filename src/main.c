@@ -4,6 +4,7 @@
 #include "fuse_ops.h"
 #include "workers.h"
 #include "log.h"
+#include "subcommands.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -139,6 +140,11 @@ int main(int argc, char **argv)
 	int ret;
 
 	ovl_log_init(false, false);
+	/* `ovlfs export|diff ...` read a layer and never mount (export.c, diff.c). */
+	if (argc > 1 && !strcmp(argv[1], "export"))
+		return ovl_export_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "diff"))
+		return ovl_diff_main(argc - 1, argv + 1);
 	ret = ovl_parse_args(argc, argv, &cfg, err, sizeof(err));
 	if (ret == OVL_ARGS_EXIT)
 		return 0;
