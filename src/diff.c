@@ -132,6 +132,11 @@ static int cmp_lname(const void *a, const void *b)
 	return c ? c : (x->layer > y->layer) - (x->layer < y->layer);
 }
 
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct lw_entry *)a)->name, ((const struct lw_entry *)b)->name);
+}
+
 /* Reports D for every name visible in the merged lower directory l that the upper
  * directory d does not hold as an object (d hides them all: it or an ancestor is opaque). */
 static int report_hidden(struct differ *x, const struct lset *l, const struct lw_dir *d,
@@ -169,16 +174,16 @@ static int report_hidden(struct differ *x, const struct lset *l, const struct lw
 		free(all);
 		return fail(x, dir, "", "read the lower layers' directory below", r);
 	}
-	qsort(all, n, sizeof(*all), cmp_lname);
+	if (n)
+		qsort(all, n, sizeof(*all), cmp_lname);
 	for (size_t i = 0; i < n && !r; i++) {
 		if (i && !strcmp(all[i].name, all[i - 1].name))
 			continue; /* the top-most occurrence decides */
 		if (all[i].hidden)
 			continue;
-		bool in_upper = false;
-		for (size_t j = 0; j < d->n && !in_upper; j++) /* d->e is sorted: could bsearch */
-			in_upper = d->e[j].kind == LW_OBJECT && !strcmp(d->e[j].name, all[i].name);
-		if (!in_upper)
+		struct lw_entry key = {.name = all[i].name};
+		const struct lw_entry *u = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry);
+		if (!u || u->kind != LW_OBJECT)
 			r = add_change(x, 'D', dir, all[i].name);
 	}
 	for (size_t i = 0; i < n; i++)
@@ -330,7 +335,8 @@ int ovl_diff_main(int argc, char **argv)
 	if (!r)
 		r = walk(&x, ufd, "", &roots, false, &below, &opaque);
 	if (!r) {
-		qsort(x.ch, x.n, sizeof(*x.ch), cmp_change);
+		if (x.n)
+			qsort(x.ch, x.n, sizeof(*x.ch), cmp_change);
 		for (size_t i = 0; i < x.n; i++) {
 			/* one line per path: an object and a whiteout of its name show the object */
 			if (i && !strcmp(x.ch[i].path, x.ch[i - 1].path))

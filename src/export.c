@@ -178,7 +178,8 @@ static int read_xattrs(int dfd, const char *name, struct tar_xattr **out, size_t
 		free_xattrs(xa, n);
 		return r;
 	}
-	qsort(xa, n, sizeof(*xa), cmp_xattr);
+	if (n)
+		qsort(xa, n, sizeof(*xa), cmp_xattr);
 	*out = xa;
 	*nout = n;
 	return 0;

@@ -69,7 +69,8 @@ int lw_list_names(int dfd, char ***out, size_t *nout)
 		lw_free_names(names, n);
 		return err;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_names);
 	*out = names;
 	*nout = n;
 	return 0;

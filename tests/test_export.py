@@ -295,11 +295,16 @@ def test_export_pax_for_large_values(tmp_path):
     up = build_layer(tmp_path / "upper", {"big_ids": File("x", uid=3_000_000, gid=4_000_000),
                                           "old": File("o")})
     os.utime(up / "old", (-100, -100))
+    raw = os.fsencode(up) + b"/" + b"d" * 90 + b"/\xff\xfe" + b"x" * 30  # long, not UTF-8
+    os.mkdir(os.path.dirname(raw))
+    open(raw, "wb").close()
     out = export(up, tmp_path / "l.tar")
     with tarfile.open(out) as t:
         m = t.getmember("big_ids")
         assert (m.uid, m.gid) == (3_000_000, 4_000_000)
         assert t.getmember("old").mtime == -100
+        names = [os.fsencode(n) for n in t.getnames()]
+        assert raw[len(os.fsencode(up)) + 1:] in names, names
     r = subprocess.run(["tar", "tvf", str(out)], capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
 
