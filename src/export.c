@@ -426,6 +426,7 @@ static int open_output(const char *name, struct output *o)
 	mode_t mask;
 
 	o->tmp = NULL;
+	o->fd = -1;
 	if (!name || !strcmp(name, "-")) {
 		if (isatty(STDOUT_FILENO)) {
 			ovl_log(LOG_ERR, "export: refusing to write a tar archive to a terminal "
@@ -435,7 +436,12 @@ static int open_output(const char *name, struct output *o)
 		o->fd = STDOUT_FILENO;
 		return 0;
 	}
-	if (stat(name, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+	if (stat(name, &st) == 0 && S_ISDIR(st.st_mode)) {
+		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
+			strerror(EISDIR));
+		return -1;
+	}
+	if (stat(name, &st) == 0 && !S_ISREG(st.st_mode)) {
 		o->fd = open(name, O_WRONLY | O_TRUNC | O_CLOEXEC);
 		if (o->fd < 0) {
 			ovl_log(LOG_ERR, "export: cannot open '%s': %s", name, strerror(errno));
@@ -483,7 +489,7 @@ static int close_output(const char *name, struct output *o, bool ok)
 		ovl_log(LOG_ERR, "export: cannot write the archive to %s: %s", name, strerror(errno));
 		ok = false;
 	}
-	if (o->fd != STDOUT_FILENO && close(o->fd) < 0 && ok) {
+	if (o->fd >= 0 && o->fd != STDOUT_FILENO && close(o->fd) < 0 && ok) {
 		ovl_log(LOG_ERR, "export: cannot write the archive to %s: %s", name, strerror(errno));
 		ok = false;
 	}

@@ -367,8 +367,17 @@ def test_export_bad_input(tmp_path):
     assert "needs a file name" in one_error_line(run("export", up, "-o"))
     assert "unexpected argument" in one_error_line(run("export", up, "other"))
     assert "no upper" in one_error_line(run("export"))
+    line = one_error_line(run("export", up, "-o", tmp_path))
+    assert "Is a directory" in line and str(tmp_path) in line
     line = one_error_line(run("export", up, "-o", tmp_path / "nodir" / "x.tar"))
     assert "nodir" in line and "No such file or directory" in line
+    master, slave = os.openpty()
+    try:
+        line = one_error_line(run("export", up, stdout=slave))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "terminal" in line
     r = run("export", "--help")
     assert r.returncode == 0 and b"usage: ovlfs export" in r.stdout
 
