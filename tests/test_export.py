@@ -16,7 +16,8 @@ import tarfile
 import pytest
 
 from helpers import (Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink, Whiteout, XWhiteout,
-                     build_layer, clone_tree, needs_fuse, ovlfs_binary, snapshot)
+                     build_layer, clone_tree, needs_fuse, needs_kernel_overlay, ovlfs_binary,
+                     snapshot)
 
 pytestmark = needs_fuse
 RUN_TIMEOUT = 60
@@ -154,7 +155,8 @@ def change_through_mount(m):
     """Every kind of change a container makes: writes, metadata, deletions of lower files and
     directories, rmdir+mkdir (opaque), renames of files and directories, hard links,
     symlinks, special files, xattrs (a binary one, an escaped trusted.overlay.* one), long
-    names and link targets."""
+    names and link targets. Returns whether the directory rename happened (the kernel
+    refuses it with EXDEV without redirect_dir)."""
     with open(m / "edit.txt", "a") as f:
         f.write("appended\n")
     os.setxattr(m / "edit.txt", "user.b", b"\x00\xff\nbin")
@@ -183,18 +185,28 @@ def change_through_mount(m):
     os.mkdir(m / "opq")
     os.mkdir(m / "opq" / "olddir")
     (m / "opq" / "fresh").write_text("fresh")
-    os.rename(m / "rdir", m / "rdir2")
+    try:
+        os.rename(m / "rdir", m / "rdir2")
+        renamed = True
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        renamed = False
     shutil.rmtree(m / "deldir")
     with open(m / "lh1", "a") as f:
         f.write(" changed")
     os.utime(m / "keep.txt", (1_600_000_000, 1_600_000_000))
     os.chown(m / "sym", 42, 43, follow_symlinks=False)
+    return renamed
 
 
-def test_export_applies_to_the_merged_view(layers, tmp_path):
+@pytest.mark.parametrize("backend", ["ovlfs", pytest.param("kernel", marks=needs_kernel_overlay)])
+def test_export_applies_to_the_merged_view(layers, tmp_path, backend):
+    """An upper written by ovlfs, and one written by the kernel overlayfs (origin and impure
+    marks, whiteouts hard-linked to one inode), each applied over the lower it was made on."""
     ls = layers([LOWER])
-    with ls.ovlfs() as m:
-        change_through_mount(m)
+    with (ls.ovlfs() if backend == "ovlfs" else ls.kernel()) as m:
+        renamed = change_through_mount(m)
         merged = view(m)
         merged_links = os.stat(m / "link_src").st_ino == os.stat(m / "etc/hardlink").st_ino
     assert merged_links
@@ -211,10 +223,12 @@ def test_export_applies_to_the_merged_view(layers, tmp_path):
         members = {m.name: m for m in t.getmembers()}
         names = [m.name for m in t.getmembers()]
         assert len(names) == len(members), "a path appears twice"
-        for wh in (".wh.del.txt", ".wh.ren_src.txt", ".wh.rdir", ".wh.deldir", "etc/.wh.hosts"):
+        for wh in (".wh.del.txt", ".wh.ren_src.txt", ".wh.deldir", "etc/.wh.hosts") + \
+                  ((".wh.rdir",) if renamed else ()):
             assert members[wh].isreg() and members[wh].size == 0, wh
         assert members["opq/" + OPQ].isreg()
-        assert members["rdir2/" + OPQ].isreg(), "a renamed directory is opaque"
+        if backend == "ovlfs":
+            assert members["rdir2/" + OPQ].isreg(), "a renamed directory is opaque"
         assert "opq" in members and members["opq"].isdir()
         assert not [n for n in names if "overlay.opaque" in n]
         assert members["etc/hardlink"].islnk() and members["etc/hardlink"].linkname == "link_src" \
@@ -539,3 +553,20 @@ def test_diff_bad_input(tmp_path):
     r = run("diff", "--help")
     assert r.returncode == 0 and b"usage: ovlfs diff" in r.stdout
     assert diff(up, low) == ["C /a"]
+
+
+@needs_kernel_overlay
+def test_diff_of_a_kernel_upper_needs_no_lowers(layers):
+    """The kernel overlayfs marks what it copies up (overlay.origin): on its upper layers the
+    upper alone gives the same lines as the comparison with the lower layers."""
+    ls = layers([{"f": "f", "g": "g", "d": {"old": "o"}, "keep": "k"}])
+    with ls.kernel() as m:
+        os.chmod(m / "f", 0o600)
+        os.unlink(m / "g")
+        (m / "d" / "new").write_text("n")
+        (m / "n").write_text("n")
+        os.mkdir(m / "nd")
+        (m / "nd" / "x").write_text("x")
+    expected = ["C /d", "A /d/new", "C /f", "D /g", "A /n", "A /nd", "A /nd/x"]
+    assert diff(ls.upper, *ls.lowers) == expected
+    assert diff(ls.upper) == expected
