@@ -67,7 +67,8 @@ static int fail(struct differ *x, const char *path, const char *name, const char
 static int add_change(struct differ *x, char kind, const char *dir, const char *name)
 {
 	if (x->n == x->cap) {
-		struct change *c = realloc(x->ch, (x->cap = x->cap ? 2 * x->cap : 256) * sizeof(*c));
+		struct change *c =
+		    realloc(x->ch, (x->cap = x->cap ? 2 * x->cap : 256) * sizeof(*c));
 		if (!c)
 			return fail(x, "", "", "list the changes of", -ENOMEM);
 		x->ch = c;
@@ -94,10 +95,12 @@ static int lower_lookup(const struct lset *l, const char *name, struct lset *out
 			lset_free(out);
 			return -errno;
 		}
-		if (lw_is_chr_whiteout(&st) || (l->d[i].xwh && lw_is_xwhiteout(l->d[i].fd, name, &st)))
+		if (lw_is_chr_whiteout(&st) ||
+		    (l->d[i].xwh && lw_is_xwhiteout(l->d[i].fd, name, &st)))
 			break;
 		if (!S_ISDIR(st.st_mode)) {
-			/* a non-directory is the object on top; below a directory it ends the merge */
+			/* a non-directory is the object on top; below a directory it ends the merge
+			 */
 			if (!kind)
 				kind = 1;
 			break;
@@ -294,8 +297,10 @@ int ovl_diff_main(int argc, char **argv)
 			lset_free(&roots);
 			return fputs(diff_usage, stdout) < 0 || fflush(stdout) ? 1 : 0;
 		} else if (!dashdash && a[0] == '-' && a[1]) {
-			ovl_log(LOG_ERR, "diff: unknown option '%s' (usage: ovlfs diff UPPERDIR "
-					 "[LOWERDIR...])", a);
+			ovl_log(LOG_ERR,
+				"diff: unknown option '%s' (usage: ovlfs diff UPPERDIR "
+				"[LOWERDIR...])",
+				a);
 			r = -1;
 		} else if (!upper) {
 			upper = a;
@@ -303,9 +308,11 @@ int ovl_diff_main(int argc, char **argv)
 			int fd = open(a, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 			if (fd < 0) {
 				if (errno == ENOTDIR)
-					ovl_log(LOG_ERR, "diff: the lower layer '%s' is not a directory", a);
+					ovl_log(LOG_ERR,
+						"diff: the lower layer '%s' is not a directory", a);
 				else
-					ovl_log(LOG_ERR, "diff: cannot open the lower layer '%s': %s", a,
+					ovl_log(LOG_ERR,
+						"diff: cannot open the lower layer '%s': %s", a,
 						strerror(errno));
 				r = -1;
 				break;
@@ -323,10 +330,11 @@ int ovl_diff_main(int argc, char **argv)
 		ufd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (ufd < 0) {
 			if (errno == ENOTDIR)
-				ovl_log(LOG_ERR, "diff: the upper layer '%s' is not a directory", upper);
+				ovl_log(LOG_ERR, "diff: the upper layer '%s' is not a directory",
+					upper);
 			else
-				ovl_log(LOG_ERR, "diff: cannot open the upper layer '%s': %s", upper,
-					strerror(errno));
+				ovl_log(LOG_ERR, "diff: cannot open the upper layer '%s': %s",
+					upper, strerror(errno));
 			r = -1;
 		}
 	}
@@ -338,13 +346,15 @@ int ovl_diff_main(int argc, char **argv)
 		if (x.n)
 			qsort(x.ch, x.n, sizeof(*x.ch), cmp_change);
 		for (size_t i = 0; i < x.n; i++) {
-			/* one line per path: an object and a whiteout of its name show the object */
+			/* one line per path: an object and a whiteout of its name show the object
+			 */
 			if (i && !strcmp(x.ch[i].path, x.ch[i - 1].path))
 				continue;
 			printf("%c %s\n", x.ch[i].kind, x.ch[i].path);
 		}
 		if (fflush(stdout) != 0 || ferror(stdout)) {
-			ovl_log(LOG_ERR, "diff: cannot write to standard output: %s", strerror(errno));
+			ovl_log(LOG_ERR, "diff: cannot write to standard output: %s",
+				strerror(errno));
 			r = -1;
 		}
 	}

@@ -78,7 +78,8 @@ static int link_lookup(struct exporter *x, const struct stat *st, const char *pa
 			return -ENOMEM;
 		for (size_t i = 0; i < old.links_cap; i++)
 			if (old.links[i].path)
-				x->links[slot_of(x, old.links[i].dev, old.links[i].ino)] = old.links[i];
+				x->links[slot_of(x, old.links[i].dev, old.links[i].ino)] =
+				    old.links[i];
 		free(old.links);
 	}
 	size_t h = slot_of(x, st->st_dev, st->st_ino);
@@ -307,7 +308,7 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 
 /* What a directory's listing turns into: its entries renamed as they go into the layer. */
 struct item {
-	char *out; /* name in the layer */
+	char *out;		  /* name in the layer */
 	const struct lw_entry *e; /* NULL: the opaque marker without a `.wh..wh..opq` entry */
 };
 
@@ -320,8 +321,7 @@ static int cmp_items(const void *a, const void *b)
 }
 
 /* A whiteout or the opaque marker: an empty file with the source's owner and time. */
-static int write_marker(struct exporter *x, const char *path, const struct stat *st,
-			mode_t mode)
+static int write_marker(struct exporter *x, const char *path, const struct stat *st, mode_t mode)
 {
 	struct tar_entry t = {.path = path, .type = TAR_REG, .mode = mode};
 	int r;
@@ -474,7 +474,8 @@ static int open_output(const char *name, struct output *o)
 	mask = umask(0);
 	umask(mask);
 	if (fchmod(o->fd, 0666 & ~mask) < 0) {
-		ovl_log(LOG_ERR, "export: cannot set the mode of '%s': %s", o->tmp, strerror(errno));
+		ovl_log(LOG_ERR, "export: cannot set the mode of '%s': %s", o->tmp,
+			strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -486,11 +487,13 @@ static int close_output(const char *name, struct output *o, bool ok)
 	int r = 0;
 
 	if (o->tmp && ok && fsync(o->fd) < 0) {
-		ovl_log(LOG_ERR, "export: cannot write the archive to %s: %s", name, strerror(errno));
+		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
+			strerror(errno));
 		ok = false;
 	}
 	if (o->fd >= 0 && o->fd != STDOUT_FILENO && close(o->fd) < 0 && ok) {
-		ovl_log(LOG_ERR, "export: cannot write the archive to %s: %s", name, strerror(errno));
+		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
+			strerror(errno));
 		ok = false;
 	}
 	if (o->tmp && ok && rename(o->tmp, name) < 0) {
@@ -522,7 +525,7 @@ int ovl_export_main(int argc, char **argv)
 	bool gzip = false, dashdash = false;
 	struct exporter x = {0};
 	struct output o;
-	char *path;
+	char *path, *quoted = NULL;
 	int ufd, r;
 	const size_t cap = 1 << 16;
 
@@ -551,7 +554,6 @@ int ovl_export_main(int argc, char **argv)
 	if (!upper)
 		return usage_error("%s", "no upper directory given");
 	x.upper = upper;
-	x.out_name = !out_name || !strcmp(out_name, "-") ? "standard output" : out_name;
 	ufd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (ufd < 0) {
 		if (errno == ENOTDIR)
@@ -561,9 +563,20 @@ int ovl_export_main(int argc, char **argv)
 				strerror(errno));
 		return 1;
 	}
+	if (out_name && strcmp(out_name, "-")) {
+		if (asprintf(&quoted, "'%s'", out_name) < 0) {
+			ovl_log(LOG_ERR, "export: out of memory");
+			close(ufd);
+			return 1;
+		}
+		x.out_name = quoted;
+	} else {
+		x.out_name = "standard output";
+	}
 	if (open_output(out_name, &o) < 0) {
 		close_output(out_name, &o, false);
 		close(ufd);
+		free(quoted);
 		return 1;
 	}
 	struct stat ost;
@@ -592,5 +605,6 @@ int ovl_export_main(int argc, char **argv)
 	free(x.links);
 	if (close_output(out_name, &o, r == 0) < 0)
 		r = -1;
+	free(quoted);
 	return r ? 1 : 0;
 }

@@ -12,10 +12,10 @@
 #define LW_WH_PREFIX ".wh."
 
 enum lw_kind {
-	LW_OBJECT, /* a file, directory, link, ... of the layer */
+	LW_OBJECT,   /* a file, directory, link, ... of the layer */
 	LW_WHITEOUT, /* hides `hidden` below: char 0/0, an xattr whiteout, or `.wh.<hidden>` */
 	LW_OPQ_MARK, /* a `.wh..wh..opq` entry: its directory is opaque */
-	LW_META, /* another `.wh..wh.*` name (aufs bookkeeping): not content */
+	LW_META,     /* another `.wh..wh.*` name (aufs bookkeeping): not content */
 };
 
 struct lw_entry {

@@ -17,7 +17,7 @@
 struct tar_writer {
 	int fd;
 	gzFile gz;
-	int err; /* first error, sticky */
+	int err;	/* first error, sticky */
 	uint64_t total; /* bytes of archive so far */
 	uint64_t entry_left, entry_size;
 	size_t used;
@@ -242,8 +242,7 @@ static int pax_records(const struct tar_entry *e, const char *path, struct pax *
 	if (!r && e->gid > 07777777)
 		r = pax_add_num(p, "gid", e->gid, false);
 	if (!r && (e->mtime < 0 || (uint64_t)e->mtime > 077777777777ULL))
-		r = pax_add_num(p, "mtime",
-				e->mtime < 0 ? -(uint64_t)e->mtime : (uint64_t)e->mtime,
+		r = pax_add_num(p, "mtime", e->mtime < 0 ? -(uint64_t)e->mtime : (uint64_t)e->mtime,
 				e->mtime < 0);
 	for (size_t i = 0; !r && i < e->nxattrs; i++) {
 		char *key;

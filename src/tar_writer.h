@@ -29,8 +29,8 @@ struct tar_entry {
 	enum tar_type type;
 	mode_t mode; /* permission bits (07777) */
 	uint64_t uid, gid;
-	int64_t mtime; /* seconds */
-	uint64_t size; /* bytes of data that follow (TAR_REG only) */
+	int64_t mtime;	      /* seconds */
+	uint64_t size;	      /* bytes of data that follow (TAR_REG only) */
 	const char *linkname; /* TAR_LINK, TAR_SYMLINK */
 	unsigned devmajor, devminor;
 	const struct tar_xattr *xattrs; /* become SCHILY.xattr.<name> PAX records */
