@@ -12,6 +12,7 @@ ENGINE_SRC = src/fs.c src/layer.c src/node.c src/namei.c src/readdir.c src/inode
 	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c
 FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c src/stats.c
+LAYER_TOOL_SRC = src/export.c src/diff.c src/layer_walk.c src/tar_writer.c
 HEADERS = $(wildcard src/*.h)
 
 .PHONY: all deps demo check test unit mount-tests sanitize clean format
@@ -21,9 +22,10 @@ all: $(BUILD)/ovlfs $(BUILD)/test_engine $(BUILD)/test_options
 deps:
 	bash scripts/install-deps.sh
 
-$(BUILD)/ovlfs: $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(HEADERS)
+$(BUILD)/ovlfs: $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(LAYER_TOOL_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
-	$(CC) $(WARN_CFLAGS) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(FUSE_LIBS) -lpthread
+	$(CC) $(WARN_CFLAGS) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) \
+		$(LAYER_TOOL_SRC) $(FUSE_LIBS) -lz -lpthread
 
 $(BUILD)/test_engine: tests/unit/test_engine.c $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)

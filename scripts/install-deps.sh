@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing ovlfs needs, from Debian's packages, if missing.
 set -euo pipefail
-pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr
+pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
 	e2fsprogs btrfs-progs dmsetup) # the last three: fault tests (tests/test_faults.py)
 missing=()
 for p in "${pkgs[@]}"; do

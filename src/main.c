@@ -5,6 +5,7 @@
 #include "workers.h"
 #include "log.h"
 #include "stats.h"
+#include "subcommands.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -143,6 +144,11 @@ int main(int argc, char **argv)
 	int ret;
 
 	ovl_log_init(false, false);
+	/* `ovlfs export|diff ...` read a layer and never mount (export.c, diff.c). */
+	if (argc > 1 && !strcmp(argv[1], "export"))
+		return ovl_export_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "diff"))
+		return ovl_diff_main(argc - 1, argv + 1);
 	ret = ovl_parse_args(argc, argv, &cfg, err, sizeof(err));
 	if (ret == OVL_ARGS_EXIT)
 		return 0;

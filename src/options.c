@@ -15,6 +15,8 @@
 
 static const char usage_text[] =
     "usage: ovlfs [OPTIONS] [SOURCE] MOUNTPOINT\n"
+    "       ovlfs export UPPERDIR [-o FILE|-] [-z]   (an upper layer as an OCI layer tar)\n"
+    "       ovlfs diff UPPERDIR [LOWERDIR...]       (its changes: A|C|D /path)\n"
     "\n"
     "SOURCE is accepted (mount.fuse3 passes one) and ignored.\n"
     "\n"

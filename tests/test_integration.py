@@ -286,6 +286,15 @@ def _option_names():
     return sorted(set(re.findall(r'\{"([a-z_0-9]+)",', table)))
 
 
+def _subcommand_options():
+    """Every option `ovlfs export` and `ovlfs diff` accept, from their parsers."""
+    found = set()
+    for name in ("export.c", "diff.c"):
+        src = (REPO / "src" / name).read_text()
+        found |= set(re.findall(r'!strcmp\(a, "(--?[a-z][a-z-]*)"\)', src))
+    return sorted(found)
+
+
 def test_man_page_renders_and_covers_every_option():
     page = REPO / "doc" / "ovlfs.1"
     if shutil.which("groff") is None:
@@ -299,9 +308,14 @@ def test_man_page_renders_and_covers_every_option():
     flat = re.sub(r"\s+", " ", text.replace("\u2010", "-").replace("\u2212", "-"))
     missing = [o for o in _option_names() if o not in flat.replace(" ", "")]
     assert not missing, f"options not in the man page: {missing}"
+    subopts = _subcommand_options()
+    assert {"-o", "-z"} <= set(subopts), subopts
+    missing = [o for o in subopts if o not in flat]
+    assert not missing, f"export/diff options not in the man page: {missing}"
     for must in ("EXIT STATUS", "EXAMPLES", "ON-DISK FORMAT", "fuse.ovlfs", "fstab",
                  "trusted.overlay.opaque", "trusted.overlay.overlay", "ENOTCONN", "umount -l",
-                 "fusermount3 -u", "syslog"):
+                 "fusermount3 -u", "syslog", "ovlfs export", "ovlfs diff", ".wh..wh..opq",
+                 "A /path", "C /path", "D /path", "SCHILY.xattr"):
         assert must in flat, f"{must!r} missing from the man page"
     if shutil.which("man"):
         r = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
