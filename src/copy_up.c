@@ -223,8 +223,9 @@ static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
 	}
 	/* As the kernel (unless fsync=0): the data is on disk before the copy is renamed into
 	 * place, else a crash of the upper filesystem can leave an empty copy hiding the lower
-	 * file (delayed allocation commits the rename before the data). */
-	if (!err && dfd >= 0 && !truncate && !fs->no_fsync && fsync(dfd) < 0)
+	 * file (delayed allocation commits the rename before the data). An empty file has
+	 * no data to lose. */
+	if (!err && dfd >= 0 && !truncate && st->st_size > 0 && !fs->no_fsync && fsync(dfd) < 0)
 		err = -errno;
 	if (sfd >= 0)
 		close(sfd);
