@@ -21,6 +21,7 @@ struct ovl_config {
 	bool readonly;	    /* -o ro, or no upperdir */
 	bool no_fsync;	    /* -o fsync=0 or volatile: fsync is a no-op */
 	bool writeback;	    /* -o writeback=1: the kernel's writeback cache */
+	bool noacl;	    /* -o noacl: the kernel checks mode bits only, no POSIX ACLs */
 	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
 	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
 	struct ovl_owner_opts owner; /* uidmapping=, squash_to_*=, xattr_permissions= */

@@ -19,10 +19,16 @@ static const double cache_timeout = 3600.0;
 static struct fuse_session *session;
 static struct ovl_pool *pool;
 static bool writeback;
+static bool acl = true;
 
 void ovl_fuse_set_writeback(bool on)
 {
 	writeback = on;
+}
+
+void ovl_fuse_set_acl(bool on)
+{
+	acl = on;
 }
 
 /* With the writeback cache the kernel writes whole pages (it may read a page to fill it) at
@@ -199,6 +205,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
 		writeback = false;
+	/* POSIX ACLs, as the kernel overlayfs honours them: the kernel asks for an inode's
+	 * ACL once, caches it and checks permissions with it (without this, ls -l asks the
+	 * daemon for every entry's ACL and permission checks see mode bits only). The kernel
+	 * still applies the umask itself: no FUSE_CAP_DONT_MASK. */
+	if (acl && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -17,6 +17,8 @@ void ovl_fuse_set_pool(struct ovl_pool *pool);
 
 /* The kernel's writeback cache (-o writeback=1). Set before the session starts. */
 void ovl_fuse_set_writeback(bool on);
+/* POSIX ACLs: the kernel reads them through getxattr, caches them and enforces them. */
+void ovl_fuse_set_acl(bool on);
 
 /* The engine's attr_changed hook: drops the kernel's cached attributes of a node. */
 struct ovl_node;

@@ -84,6 +84,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	}
 	ovl_fuse_set_session(se);
 	ovl_fuse_set_writeback(cfg->writeback);
+	ovl_fuse_set_acl(!cfg->noacl);
 	if (fuse_set_signal_handlers(se) != 0) {
 		ovl_log(LOG_ERR, "could not set signal handlers");
 		goto destroy;

@@ -38,6 +38,7 @@ static const char usage_text[] =
     "  volatile               same as fsync=0\n"
     "  kernel_cache           keep the kernel page cache across opens\n"
     "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
+    "  noacl                  ignore POSIX ACLs in permission checks (mode bits only)\n"
     "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
     "                         workers for long requests (default 0; see ovlfs(1))\n"
     "\n"
@@ -54,7 +55,7 @@ static const char usage_text[] =
     "  dirsync, auto_unmount, max_read=N\n"
     "\n"
     "Accepted for compatibility and ignored:\n"
-    "  timeout=, fast_ino=, noacl, static_nlink,\n"
+    "  timeout=, fast_ino=, static_nlink,\n"
     "  redirect_dir=off, context=, sync=, fast_ino_check=, xino=off|auto|on,\n"
     "  noxattrs=0, defaults, diratime, nodiratime, relatime,\n"
     "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
@@ -79,6 +80,7 @@ enum opt_action {
 	ACT_RW,
 	ACT_FSYNC,
 	ACT_WRITEBACK,
+	ACT_NOACL,
 	ACT_THREADED,
 	ACT_VOLATILE,
 	ACT_DEBUG,
@@ -119,7 +121,7 @@ static const struct opt_spec opt_table[] = {
     {"threaded", OPT_VALUE, ACT_THREADED, NULL},
     {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
     {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
-    {"noacl", OPT_FLAG, ACT_IGNORE, NULL},
+    {"noacl", OPT_FLAG, ACT_NOACL, NULL},
     {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
     {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
     {"context", OPT_VALUE, ACT_IGNORE, NULL},
@@ -500,6 +502,9 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		break;
 	case ACT_FSYNC:
 		ret = set_flag01(st, name, val, &cfg->no_fsync, true);
+		break;
+	case ACT_NOACL:
+		cfg->noacl = true;
 		break;
 	case ACT_WRITEBACK:
 		ret = set_flag01(st, name, val, &cfg->writeback, false);

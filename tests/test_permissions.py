@@ -9,6 +9,7 @@ result (value or errno name) must be the same on both sides.
 import json
 import os
 import stat
+import struct
 
 import pytest
 
@@ -18,6 +19,21 @@ import write_helpers as wh
 pytestmark = [helpers.needs_fuse, helpers.needs_kernel_overlay]
 
 USER, OTHER, THIRD = 1000, 1001, 1002
+
+
+def _acl(*entries):
+    """A system.posix_acl_access value: (tag, perm, id) entries after the version header."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+NO_ID = 0xFFFFFFFF
+# Owner rw, USER may read, group and others nothing (mode 0640: the group bits are the mask).
+ACL_READ_FOR_USER = _acl((ACL_USER_OBJ, 6, NO_ID), (ACL_USER, 4, USER), (ACL_GROUP_OBJ, 0, NO_ID),
+                         (ACL_MASK, 4, NO_ID), (ACL_OTHER, 0, NO_ID))
+# A root directory (0775: mask rwx) where OTHER may create.
+ACL_DIR_FOR_OTHER = _acl((ACL_USER_OBJ, 7, NO_ID), (ACL_USER, 7, OTHER),
+                         (ACL_GROUP_OBJ, 5, NO_ID), (ACL_MASK, 7, NO_ID), (ACL_OTHER, 5, NO_ID))
 
 LOWER = {
     "secret": helpers.File("root only\n", mode=0o600),
@@ -31,6 +47,9 @@ LOWER = {
                             mode=0o6777),
     "own": helpers.File("mine\n", uid=USER, gid=USER, mode=0o644,
                         xattrs={"trusted.secret": b"t", "user.note": b"u"}),
+    "acl_file": helpers.File("readable through an ACL\n", mode=0o640,
+                             xattrs={"system.posix_acl_access": ACL_READ_FOR_USER}),
+    "acl_dir": helpers.Dir(mode=0o775, xattrs={"system.posix_acl_access": ACL_DIR_FOR_OTHER}),
 }
 
 # The child: runs one operation and prints its result as JSON (a value or an errno name).
@@ -103,6 +122,13 @@ CHECKS = [
     ("user_xattr_readable", USER, "getx", ["own", "user.note"], None),
     ("security_setxattr_non_root", USER, "setx", ["own", "security.foo", "v"], None),
     ("user_setxattr_non_owner", OTHER, "setx", ["own", "user.x", "v"], None),
+    # POSIX ACLs are enforced as on the kernel overlayfs (mode bits alone would refuse these)
+    ("acl_grants_read", USER, "read", ["acl_file"], None),
+    ("acl_access_bits", USER, "access", ["acl_file"], None),
+    ("acl_denies_others", OTHER, "read", ["acl_file"], None),
+    ("acl_grants_create_in_dir", OTHER, "create", ["acl_dir/mine"], "acl_dir/mine"),
+    ("acl_denies_create_in_dir", USER, "create", ["acl_dir/not_mine"], None),
+    ("acl_listed", USER, "listx", ["acl_file"], None),
 ]
 
 # Known divergences of ovlfs from the kernel overlayfs: check name -> reason (strict xfail).
@@ -174,3 +200,7 @@ def test_expected_errnos(results):
     assert not mode & stat.S_ISUID
     assert k["trusted_setxattr_non_root"] == "EPERM"
     assert "trusted.secret" not in k["trusted_hidden_from_listxattr"]
+    assert k["acl_grants_read"] == "readable through an ACL\n"
+    assert k["acl_denies_others"] == "EACCES"
+    assert k["acl_grants_create_in_dir"] == 0
+    assert k["acl_denies_create_in_dir"] == "EACCES"
