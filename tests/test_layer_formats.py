@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import (Dir, build_layer, expect_errno, is_fuse_mount, needs_fuse,
+from helpers import (Dir, File, build_layer, expect_errno, is_fuse_mount, needs_fuse,
                      needs_kernel_overlay, ovlfs_binary)
 from write_helpers import is_whiteout, opaque_of, tree
 
@@ -139,9 +139,11 @@ def test_create_over_wh_file_whiteouts(layers):
 def test_rmdir_and_rename_over_wh_files(layers):
     """Emptiness counts .wh.-hidden lower names as gone; the directory is replaced by a
     whiteout of the mount's form (char 0/0 by default)."""
-    ls = layers([{"d": {"x": "x"}, "s": "s", "t": {"y": ""}}],
-                {"d": {".wh.x": ""}, "t": {".wh.y": ""}})
+    ls = layers([{"d": {"x": "x"}, "s": "s", "t": {"y": ""}, "m": {"y": "y", "z": "z"}}],
+                {"d": {".wh.x": ""}, "t": {".wh.y": ""}, "m": {".wh.y": ""}})
     with ls.ovlfs() as mnt:
+        os.rename(mnt / "m", mnt / "n")  # copied up, opaque: its .wh. files are purged
+        assert names(mnt / "n") == ["z"]
         assert names(mnt / "d") == []
         os.rmdir(mnt / "d")
         expect_errno(errno.EISDIR, os.rename, mnt / "s", mnt / "t")
@@ -150,17 +152,25 @@ def test_rmdir_and_rename_over_wh_files(layers):
         assert names(mnt / "t") == []
     assert is_whiteout(ls.upper / "d")
     assert opaque_of(ls.upper / "t") == b"y"
+    assert names(ls.upper / "n") == ["z"] and opaque_of(ls.upper / "n") == b"y"
+    assert is_whiteout(ls.upper / "m")
 
 
 def test_user_overlay_marks_need_userxattr(layers):
     """Without userxattr user.overlay.* is the user's (nested rootless overlays keep their
     marks); with it, those are ovlfs's markers: honoured, hidden, and escaped."""
-    spec = {"d": Dir(xattrs={U_OPAQUE: "y"}, children={"u": ""})}
-    ls = layers([spec, {"d": {"l": ""}}])
+    spec = {"d": Dir(xattrs={U_OPAQUE: "y"}, children={"u": ""}),
+            "x": Dir(xattrs={U_OPAQUE: "x"},
+                     children={"w": File(xattrs={"user.overlay.whiteout": ""})})}
+    ls = layers([spec, {"d": {"l": ""}, "x": {"w": "w", "v": "v"}}])
     with ls.ovlfs() as mnt:
         assert names(mnt / "d") == ["l", "u"]
         assert U_OPAQUE in xattr_names(mnt / "d")
+        assert names(mnt / "x") == ["v", "w"]
+        assert (mnt / "x" / "w").read_text() == ""
     with ls.ovlfs(extra_opts=["userxattr"]) as mnt:
+        assert names(mnt / "x") == ["v"]  # the kernel 6.7+ xattr whiteout, user.* form
+        expect_errno(errno.ENOENT, os.lstat, mnt / "x" / "w")
         assert names(mnt / "d") == ["u"]
         assert xattr_names(mnt / "d") == []
         os.setxattr(mnt / "d", "user.overlay.mine", b"v")  # copies d up
