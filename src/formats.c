@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -54,20 +55,51 @@ static int mark_value(int dfd, const char *name, const char *xname)
 	return 0;
 }
 
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465 /* Linux 6.13; one number on every architecture */
+#endif
+
+/* Which of the opaque marks dfd/name carries, from one listxattrat (most directories carry
+ * none, and one call then replaces up to three getxattrs). Bit i set: marks[i] present;
+ * -1: unknown (no listxattrat, or a long list), ask each. */
+static int listed_marks(int dfd, const char *name, const char *const *marks, int n)
+{
+	static atomic_bool no_listxattrat;
+	char list[512];
+	int found = 0;
+	long len;
+
+	if (atomic_load(&no_listxattrat))
+		return -1;
+	len = syscall(SYS_listxattrat, dfd, name, AT_SYMLINK_NOFOLLOW, list, sizeof(list));
+	if (len < 0) {
+		if (errno == ENOSYS)
+			atomic_store(&no_listxattrat, true);
+		return -1;
+	}
+	for (long i = 0; i < len; i += (long)strlen(list + i) + 1)
+		for (int j = 0; j < n; j++)
+			if (strcmp(list + i, marks[j]) == 0)
+				found |= 1 << j;
+	return found;
+}
+
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 {
+	const char *const marks[] = {OVL_XATTR_OPAQUE, fs->x_opaque, OVL_FXATTR_PREFIX "opaque"};
 	char path[NAME_MAX + sizeof(OVL_WH_OPAQUE) + 2];
+	int has = listed_marks(dfd, name, marks, 3);
 	struct stat st;
 	int v = 0, u;
 
-	if (fs->read_trusted)
+	if (fs->read_trusted && (has & 1))
 		v = mark_value(dfd, name, OVL_XATTR_OPAQUE);
-	if (v != 'y' && fs->userxattr && (u = mark_value(dfd, name, fs->x_opaque)))
+	if (v != 'y' && fs->userxattr && (has & 2) && (u = mark_value(dfd, name, fs->x_opaque)))
 		v = u;
 	/* What follows only hides lower layers: not worth a syscall with none below. */
 	if (v == 'y' || !below)
 		return v;
-	if (mark_value(dfd, name, OVL_FXATTR_PREFIX "opaque") == 'y')
+	if ((has & 4) && mark_value(dfd, name, OVL_FXATTR_PREFIX "opaque") == 'y')
 		return 'y';
 	if (snprintf(path, sizeof(path), "%s/" OVL_WH_OPAQUE, name) >= (int)sizeof(path))
 		return v;
