@@ -295,10 +295,11 @@ int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p)
 	r = writable ? probe(fs, true) : geteuid() == 0;
 	if (r < 0)
 		return r;
-	fs->read_trusted = r;
+	/* Root reads the lower layers' trusted marks even if the upper cannot hold them. */
+	fs->read_trusted = r || geteuid() == 0;
 	if (fs->has_upper)
 		rec = read_record(fs, &rec_user);
-	fs->userxattr = p->userxattr || rec_user || !fs->read_trusted;
+	fs->userxattr = p->userxattr || rec_user || !r;
 	snprintf(fs->x_opaque, sizeof(fs->x_opaque), "%sopaque",
 		 fs->userxattr ? OVL_UXATTR_PREFIX : OVL_XATTR_PREFIX);
 	snprintf(fs->x_whiteout, sizeof(fs->x_whiteout), "%swhiteout",

@@ -435,3 +435,71 @@ def test_many_layers_between_name_and_whiteout(layers):
         (mnt / "y").write_text("new")  # over upper's .wh.y: the file goes
         assert names(mnt) == ["y"]
     assert sorted(p.name for p in ls.upper.iterdir()) == ["y"]
+
+
+def _tar_layer(dest, entries):
+    """Extracts an image layer tar built in memory: entries maps a path to bytes (a file) or
+    None (a directory), in tar order."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in entries.items():
+            info = tarfile.TarInfo(path)
+            info.mtime = 1_500_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    dest.mkdir()
+    with tarfile.open(fileobj=buf) as tar:
+        # Our own tar: the extraction filter (Python 3.12+) only silences a warning.
+        tar.extractall(dest, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+    os.utime(dest, (1_500_000_000, 1_500_000_000))
+    return dest
+
+
+def _convert_to_kernel_format(layer):
+    """What containers/storage does on unpacking for the kernel: .wh.<n> becomes a 0/0
+    device n, .wh..wh..opq becomes trusted.overlay.opaque=y on its directory."""
+    for dirpath, dirnames, filenames in os.walk(layer):
+        for n in dirnames + filenames:
+            if not n.startswith(".wh."):
+                continue
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            os.unlink(p)
+            if n == ".wh..wh..opq":
+                os.setxattr(dirpath, "trusted.overlay.opaque", b"y")
+            else:
+                os.mknod(os.path.join(dirpath, n[4:]), stat.S_IFCHR | 0o600, 0)
+            os.utime(dirpath, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+
+@needs_kernel_overlay
+def test_image_layers_from_tar_match_the_converted_kernel_view(tmp_path):
+    from helpers import assert_same_tree, mount_kernel, mount_ovlfs, snapshot
+    base = {"etc/": None, "etc/passwd": b"root", "etc/hosts": b"h", "usr/": None,
+            "usr/lib/": None, "usr/lib/old.so": b"o", "usr/bin/": None, "usr/bin/sh": b"s",
+            "var/": None, "var/cache/": None, "var/cache/x": b"x"}
+    top = {"etc/": None, "etc/.wh.passwd": b"", "etc/shadow": b"s", "usr/": None,
+           "usr/.wh..wh..opq": b"", "usr/bin/": None, "usr/bin/sh": b"new",
+           ".wh.var": b""}
+    views = {}
+    for kind in ("ovlfs", "kernel"):
+        d = tmp_path / kind
+        d.mkdir()
+        low = [_tar_layer(d / "top", top), _tar_layer(d / "base", base)]
+        if kind == "kernel":
+            _convert_to_kernel_format(low[0])
+            with mount_kernel(low, mnt=d / "mnt") as mnt:
+                views[kind] = snapshot(mnt, overlay_xattrs=True)
+        else:
+            with mount_ovlfs(low, mnt=d / "mnt") as mnt:
+                views[kind] = snapshot(mnt, overlay_xattrs=True)
+    assert sorted(views["ovlfs"]) == [".", "etc", "etc/hosts", "etc/shadow", "usr", "usr/bin",
+                                       "usr/bin/sh"]
+    assert_same_tree(views["kernel"], views["ovlfs"])
