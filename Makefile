@@ -7,8 +7,8 @@ FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 BUILD ?= build
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-ENGINE_SRC = src/fs.c src/layer.c src/node.c src/namei.c src/readdir.c src/inode.c \
-	     src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
+ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readdir.c \
+	     src/inode.c src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
 	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c
 FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c src/stats.c

@@ -25,6 +25,8 @@ struct ovl_config {
 	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
 	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
 	struct ovl_owner_opts owner; /* uidmapping=, squash_to_*=, xattr_permissions= */
+	bool userxattr;	    /* -o userxattr: markers under user.overlay.* */
+	int whiteout;	    /* -o whiteout=: 0 auto, 1 chardev, 2 file (OVL_WHITEOUT_*) */
 	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
 	char *fuse_opts;
 };

@@ -101,15 +101,9 @@ static int copy_data(int in, int out, const struct stat *st)
 	return ftruncate(out, size) < 0 ? -errno : 0;
 }
 
-static bool is_private_xattr(const char *name)
-{
-	return strncmp(name, OVL_XATTR_PREFIX, strlen(OVL_XATTR_PREFIX)) == 0 &&
-	       strncmp(name, OVL_XATTR_ESCAPED, strlen(OVL_XATTR_ESCAPED)) != 0;
-}
-
 /* Copies every xattr but the overlay's own markers from src (a /proc fd path) to dst (a path
  * whose last component is not followed). */
-int ovl_copy_xattrs(const char *src, const char *dst)
+int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst)
 {
 	ssize_t len = listxattr(src, NULL, 0);
 	char *names, *value = NULL;
@@ -124,7 +118,7 @@ int ovl_copy_xattrs(const char *src, const char *dst)
 	if (len < 0)
 		err = -errno;
 	for (char *n = names; !err && n < names + len; n += strlen(n) + 1) {
-		if (is_private_xattr(n))
+		if (ovl_is_private_xattr(fs, n))
 			continue;
 		ssize_t vlen = getxattr(src, n, NULL, 0);
 		if (vlen < 0) {
@@ -205,7 +199,7 @@ static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
 	}
 	if (!err && ovl_proc_path(sfd, src, sizeof(src)) == 0) {
 		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, tmp);
-		err = ovl_copy_xattrs(src, dst);
+		err = ovl_copy_xattrs(fs, src, dst);
 	}
 	if (!err)
 		err = ovl_owner_copy_up(fs, layer, sfd, fs->work_fd, tmp, st, &in_xattr);
@@ -255,6 +249,7 @@ static int node_now_upper(struct ovl_node *node)
 		}
 		n[0].layer = 0;
 		n[0].xwhiteouts = false;
+		n[0].no_wh_files = false;
 		memcpy(n + 1, node->dirlayers, sizeof(*n) * (size_t)node->ndirlayers);
 		free(node->dirlayers);
 		node->dirlayers = n;

@@ -9,39 +9,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-/* A whiteout at dirfd/name; with replace, atomically over what is there (a non-directory). */
-int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace)
-{
-	char tmp[64];
-	int err;
-
-	if (!replace)
-		return mknodat(dirfd, name, S_IFCHR, OVL_WHITEOUT_DEV) < 0 ? -errno : 0;
-	err = ovl_tmpname(fs, tmp, sizeof(tmp));
-	if (err)
-		return err;
-	if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
-		return -errno;
-	if (renameat(fs->work_fd, tmp, dirfd, name) < 0) {
-		err = -errno;
-		(void)unlinkat(fs->work_fd, tmp, 0);
-	}
-	return err;
-}
-
-int ovl_set_opaque(int dirfd, const char *name)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 struct new_object {
 	mode_t mode; /* type and permission bits */
 	dev_t rdev;
@@ -152,6 +119,8 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		return -EROFS;
 	if (strlen(name) > (size_t)fs->namemax)
 		return -ENAMETOOLONG;
+	if (ovl_is_wh_name(name))
+		return -EINVAL; /* reserved for whiteouts, as fuse-overlayfs */
 	err = ovl_copy_up_locked(fs, parent, false);
 	if (err)
 		return err;
@@ -170,7 +139,8 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	gid_t gid;
 	bool sgid;
 	ovl_owner_new_ids(fs, cred, pdfd, &pst, &uid, &gid, &sgid);
-	if (!f.whiteout_in_upper) {
+	/* A directory over a .wh.<name> file is built aside too: it must be opaque first. */
+	if (!f.whiteout_in_upper && !(f.whfile_in_upper && S_ISDIR(o->mode))) {
 		err = make_object(pdfd, name, o);
 		if (!err && (err = set_owner(fs, pdfd, name, o, uid, gid, sgid)))
 			remove_object(pdfd, name, o->mode);
@@ -183,8 +153,11 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		err = set_owner(fs, fs->work_fd, tmp, o, uid, gid, sgid);
 		/* A directory over a whiteout hides what the whiteout hid. */
 		if (!err && S_ISDIR(o->mode))
-			err = ovl_set_opaque(fs->work_fd, tmp);
-		if (!err && S_ISDIR(o->mode)) {
+			err = ovl_set_opaque(fs, fs->work_fd, tmp);
+		if (!err && !f.whiteout_in_upper) {
+			if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_NOREPLACE) < 0)
+				err = -errno;
+		} else if (!err && S_ISDIR(o->mode)) {
 			if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_EXCHANGE) < 0)
 				err = -errno;
 			else
@@ -195,6 +168,8 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		if (err)
 			remove_object(fs->work_fd, tmp, o->mode);
 	}
+	if (!err && f.whfile_in_upper)
+		ovl_drop_wh_file(pdfd, name);
 	if (!err)
 		err = install_new(fs, parent, name, pdfd, node, st);
 out:
@@ -276,6 +251,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 		return -EPERM;
 	if (fs->readonly)
 		return -EROFS;
+	if (ovl_is_wh_name(name))
+		return -EINVAL;
 	/* A second name may change the xattrs behind this node's back. */
 	atomic_store(&src->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
@@ -297,6 +274,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	if (!err && !f.whiteout_in_upper) {
 		if (linkat(sdfd, sname, pdfd, name, 0) < 0)
 			err = -errno;
+		else if (f.whfile_in_upper)
+			ovl_drop_wh_file(pdfd, name);
 	} else if (!err) {
 		err = ovl_tmpname(fs, tmp, sizeof(tmp));
 		if (!err && linkat(sdfd, sname, fs->work_fd, tmp, 0) < 0)
@@ -390,13 +369,9 @@ int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct
 	if (err)
 		return err;
 	if (f->below) {
-		if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
-			return -errno;
-		if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_EXCHANGE) < 0) {
-			err = -errno;
-			(void)unlinkat(fs->work_fd, tmp, 0);
+		err = ovl_whiteout_dir(fs, pdfd, name, tmp);
+		if (err)
 			return err;
-		}
 	} else if (renameat(pdfd, name, fs->work_fd, tmp) < 0) {
 		return -errno;
 	}

@@ -52,6 +52,10 @@ struct ovl_fs_params {
 	bool readonly;
 	bool no_fsync;
 	const struct ovl_owner_opts *owner; /* NULL: owners as on disk */
+	/* On-disk format: userxattr forces user.overlay.* markers (else chosen when trusted.*
+	 * cannot be set); whiteout is one of OVL_WHITEOUT_*. See formats.c. */
+	bool userxattr;
+	int whiteout;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);
@@ -64,7 +68,11 @@ struct ovl_cred {
 	gid_t gid;
 };
 
+enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };
+
 int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
+/* The on-disk format in use: user.overlay.* markers; .wh. file whiteouts. */
+void ovl_fs_format(const struct ovl_fs *fs, bool *userxattr, bool *file_whiteouts);
 void ovl_fs_destroy(struct ovl_fs *fs);
 /* Nodes in the node table: names the kernel holds, and their ancestors. */
 size_t ovl_node_count(struct ovl_fs *fs);

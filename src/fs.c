@@ -109,7 +109,8 @@ static int make_root(struct ovl_fs *fs)
 	for (int i = 0; i < fs->nlayers; i++) {
 		root->dirlayers[i].layer = i;
 		root->dirlayers[i].xwhiteouts =
-		    !fs->layers[i].is_upper && ovl_opaque_value(fs->layers[i].root_fd) == 'x';
+		    !fs->layers[i].is_upper &&
+		    ovl_dir_opaque(fs, fs->layers[i].root_fd, ".", false) == 'x';
 	}
 	if (fstat(fs->layers[0].root_fd, &st) < 0)
 		return -errno;
@@ -154,6 +155,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	}
 	if (!err && fs->has_upper && !fs->readonly)
 		err = open_workdir(fs, p->workdir);
+	if (!err)
+		err = ovl_formats_init(fs, p);
 	if (!err)
 		err = ovl_owner_setup(fs, p->owner);
 	if (!err)

@@ -15,6 +15,13 @@
 #define OVL_XATTR_WHITEOUT OVL_XATTR_PREFIX "whiteout"
 /* A caller's trusted.overlay.X is stored as trusted.overlay.overlay.X (kernel 6.7+). */
 #define OVL_XATTR_ESCAPED OVL_XATTR_PREFIX "overlay."
+/* The same markers under user.overlay. (the kernel's userxattr; ovlfs's rootless mode). */
+#define OVL_UXATTR_PREFIX "user.overlay."
+/* fuse-overlayfs's own namespace: its opaque mark is read, the whole prefix is hidden. */
+#define OVL_FXATTR_PREFIX "user.fuseoverlayfs."
+/* OCI image layers (and fuse-overlayfs without mknod): whiteouts as files. */
+#define OVL_WH_PREFIX ".wh."
+#define OVL_WH_OPAQUE ".wh..wh..opq"
 
 struct ovl_layer {
 	char *path;
@@ -29,6 +36,7 @@ struct ovl_layer {
 struct ovl_dirlayer {
 	int layer;
 	bool xwhiteouts; /* lower dir marked opaque="x": may hold xattr whiteouts */
+	bool no_wh_files; /* a listing found no .wh.* name here (never set where we add some) */
 };
 
 struct ovl_node {
@@ -81,6 +89,12 @@ struct ovl_fs {
 	int ndevs;
 	int xino_bits; /* high bits used for the filesystem index */
 	long namemax;
+	/* On-disk format (formats.c): the marker prefix ovlfs writes and reads as its own
+	 * (trusted.overlay. or user.overlay.), and whether whiteouts are .wh. files. */
+	bool userxattr;
+	bool file_whiteouts;
+	bool read_trusted; /* trusted.* is readable (privileged) */
+	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
 	pthread_mutex_t table_lock; /* node table, refs, origin map, fallback ino map */
@@ -122,9 +136,7 @@ void ovl_maps_free(struct ovl_fs *fs);
 bool ovl_is_whiteout_stat(const struct stat *st);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
-int ovl_opaque_value(int dirfd);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
-int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st);
 
 int ovl_remove_tree_at(int dirfd, const char *name);
 /* Before `name` in parent goes away: keep its object for the node's open files. */
@@ -153,6 +165,7 @@ struct ovl_found {
 	struct ovl_dirlayer *dirlayers;
 	bool opaque;
 	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
+	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
 };
 int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
@@ -168,7 +181,7 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 /* copy_up.c */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
-int ovl_copy_xattrs(const char *src, const char *dst);
+int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst);
 
 /* file.c */
 struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, int flags,
@@ -185,9 +198,28 @@ int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **
 		  bool *has_whiteouts);
 void ovl_dirents_free(struct ovl_dirent *ents, size_t count);
 
-/* dir.c helpers used by rename.c */
+/* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form. */
+struct ovl_fs_params;
+int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p);
+bool ovl_is_wh_name(const char *name);
+/* 1 if dfd holds .wh.<name>, 0 if not (or name is too long to have one), or -errno. */
+int ovl_has_wh_file(int dfd, const char *name);
+/* The opaque mark of directory dfd/name ("." for dfd itself): 'y', 'x' or 0. With
+ * below, layers under this one would merge: the marks that only hide them are read too. */
+int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
+int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
+/* A whiteout at dirfd/name; with replace, atomically over what is there (a non-directory). */
 int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace);
-int ovl_set_opaque(int dirfd, const char *name);
+/* A whiteout at pdfd/name while a directory is there: the directory ends up in the work
+ * directory as tmp. */
+int ovl_whiteout_dir(struct ovl_fs *fs, int pdfd, const char *name, const char *tmp);
+int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name);
+/* After name was created over a .wh.<name> file: the file is no longer needed. */
+void ovl_drop_wh_file(int dfd, const char *name);
+/* Private marker xattrs: never shown, never copied up. */
+bool ovl_is_private_xattr(const struct ovl_fs *fs, const char *name);
+
+/* dir.c helpers used by rename.c */
 int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f);
 int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
 

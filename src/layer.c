@@ -149,26 +149,6 @@ int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, s
 	return n < 0 ? -errno : (int)n;
 }
 
-/* 'y' (opaque), 'x' (may hold xattr whiteouts) or 0. Read with size 1, as the kernel does:
- * any longer value ("yes") is neither. */
-int ovl_opaque_value(int dirfd)
-{
-	char v;
-	int n = ovl_fd_getxattr(dirfd, OVL_XATTR_OPAQUE, &v, 1);
-
-	if (n == 1 && (v == 'y' || v == 'x'))
-		return v;
-	return 0;
-}
-
-/* A kernel 6.7+ whiteout: a zero-size regular file carrying overlay.whiteout. */
-int ovl_is_xwhiteout(int dirfd, const char *name, const struct stat *st)
-{
-	if (!S_ISREG(st->st_mode) || st->st_size != 0)
-		return 0;
-	return ovl_getxattr_at(dirfd, name, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
-}
-
 static size_t hash_dev_ino(dev_t dev, ino_t ino, size_t size)
 {
 	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev * 0xff51afd7ed558ccdULL;

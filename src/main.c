@@ -171,6 +171,8 @@ int main(int argc, char **argv)
 	    .readonly = cfg.readonly,
 	    .no_fsync = cfg.no_fsync,
 	    .owner = &cfg.owner,
+	    .userxattr = cfg.userxattr,
+	    .whiteout = cfg.whiteout,
 	    .attr_changed = ovl_fuse_attr_changed,
 	};
 	int e = ovl_fs_new(&params, &fs);
@@ -178,6 +180,13 @@ int main(int argc, char **argv)
 		ovl_log(LOG_ERR, "cannot open the layers: %s", strerror(-e));
 		ovl_config_free(&cfg);
 		return 1;
+	}
+	if (cfg.upperdir && !cfg.readonly) {
+		bool ux, fw;
+		ovl_fs_format(fs, &ux, &fw);
+		ovl_log(ux || fw ? LOG_NOTICE : LOG_INFO, "layer format: %s markers, %s whiteouts",
+			ux ? "user.overlay.*" : "trusted.overlay.*",
+			fw ? ".wh. file" : "character device 0/0");
 	}
 	ret = serve(&cfg, fs);
 	ovl_fs_destroy(fs);

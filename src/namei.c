@@ -22,24 +22,50 @@ static int add_dirlayer(struct ovl_found *f, int layer, bool xwh)
 		return -ENOMEM;
 	n[f->ndirlayers].layer = layer;
 	n[f->ndirlayers].xwhiteouts = xwh;
+	n[f->ndirlayers].no_wh_files = false;
 	f->dirlayers = n;
 	f->ndirlayers++;
-	return 0;
-}
-
-/* Reads the opaque mark of directory `name` under dfd: 'y', 'x' or 0. */
-static int child_opaque(int dfd, const char *name)
-{
-	char v;
-
-	if (ovl_getxattr_at(dfd, name, OVL_XATTR_OPAQUE, &v, 1) == 1 && (v == 'y' || v == 'x'))
-		return v;
 	return 0;
 }
 
 static bool gone(int err)
 {
 	return err == -ENOENT || err == -ENOTDIR;
+}
+
+/* Layers that lacked the name since the last layer that had it: a .wh.<name> file in one
+ * of them hides the name below. Checked only once a layer below has the name, so that a
+ * name found nowhere costs nothing more; their directory fds are kept meanwhile. */
+#define MISSED_MAX 16
+struct missed {
+	int n;
+	int idx[MISSED_MAX]; /* index into the parent's layer list */
+	int fd[MISSED_MAX];
+};
+
+static void missed_clear(struct missed *m)
+{
+	for (int i = 0; i < m->n; i++)
+		close(m->fd[i]);
+	m->n = 0;
+}
+
+static bool upper_first(struct ovl_fs *fs, const struct ovl_dirlayer *pl)
+{
+	return fs->layers[pl[0].layer].is_upper;
+}
+
+/* The index of the first missed layer with a .wh.<name>, -1 if none, or -errno. */
+static int missed_whiteout(struct missed *m, const char *name)
+{
+	int r = -1;
+
+	for (int i = 0; i < m->n && r == -1; i++) {
+		int w = ovl_has_wh_file(m->fd[i], name);
+		r = w < 0 ? w : w ? m->idx[i] : -1;
+	}
+	missed_clear(m);
+	return r;
 }
 
 /*
@@ -51,6 +77,7 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 	     struct ovl_found *f)
 {
 	struct ovl_dirlayer *pl;
+	struct missed missed = {0};
 	bool merging = false;
 	int n, err = 0;
 
@@ -60,6 +87,8 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		return -ENAMETOOLONG;
 	if (parent->type != S_IFDIR)
 		return -ENOTDIR;
+	if (ovl_is_wh_name(name))
+		return 0; /* OCI whiteout names are never shown */
 	n = ovl_node_dirlayers(parent, &pl);
 	if (n < 0)
 		return n;
@@ -77,15 +106,43 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		}
 		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			err = -errno;
-			close(dfd);
-			if (gone(err)) {
-				err = 0;
-				continue;
+			if (!gone(err)) {
+				close(dfd);
+				break;
 			}
-			break;
+			err = 0;
+			/* Only a layer with some below and maybe some .wh. file may hide it. */
+			if (i == n - 1 || pl[i].no_wh_files) {
+				close(dfd);
+			} else if (missed.n < MISSED_MAX) {
+				missed.idx[missed.n] = i;
+				missed.fd[missed.n++] = dfd;
+			} else {
+				int w = ovl_has_wh_file(dfd, name);
+				close(dfd);
+				if (w) {
+					/* A layer above may hold one too: the upper, say. */
+					int m = missed_whiteout(&missed, name);
+					err = w < 0 ? w : m < -1 ? m : 0;
+					if (!err && f->top < 0)
+						f->whfile_in_upper = m >= 0 ? !m && upper_first(fs, pl)
+									    : upper;
+					break;
+				}
+			}
+			continue;
+		}
+		int w = missed.n ? missed_whiteout(&missed, name) : -1;
+		if (w != -1) {
+			close(dfd);
+			if (w < -1)
+				err = w;
+			else if (f->top < 0)
+				f->whfile_in_upper = !w && upper_first(fs, pl);
+			break; /* whited out above this layer */
 		}
 		bool wh = ovl_is_whiteout_stat(&st) ||
-			  (!upper && pl[i].xwhiteouts && ovl_is_xwhiteout(dfd, name, &st));
+			  (!upper && pl[i].xwhiteouts && ovl_is_xwhiteout(fs, dfd, name, &st));
 		if (f->top < 0) {
 			if (wh) {
 				f->whiteout_in_upper = upper;
@@ -95,14 +152,14 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 			f->top = layer;
 			f->st = st;
 			if (S_ISDIR(st.st_mode)) {
-				int op = child_opaque(dfd, name);
+				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
 				err = add_dirlayer(f, layer, op == 'x' && !upper);
 				merging = op != 'y';
 				f->opaque = op == 'y';
 			}
 		} else if (merging) {
 			if (!wh && S_ISDIR(st.st_mode)) {
-				int op = child_opaque(dfd, name);
+				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
 				err = add_dirlayer(f, layer, op == 'x' && !upper);
 				merging = op != 'y';
 			} else {
@@ -119,6 +176,7 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		if (!merging && (!want_below || f->below || wh))
 			break;
 	}
+	missed_clear(&missed);
 	free(pl);
 	if (err)
 		ovl_found_free(f);

@@ -41,6 +41,10 @@ static const char usage_text[] =
     "  noacl                  ignore POSIX ACLs in permission checks (mode bits only)\n"
     "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
     "                         workers for long requests (default 0; see ovlfs(1))\n"
+    "  userxattr              overlay markers under user.overlay.* (rootless; chosen\n"
+    "                         by itself when trusted.* cannot be set)\n"
+    "  whiteout=auto|chardev|file  whiteouts as 0/0 devices or OCI .wh. files\n"
+    "                         (default auto: chardev where mknod is permitted)\n"
     "\n"
     "Ownership as the mount shows it (see ovlfs(1)):\n"
     "  uidmapping=DISK:SHOWN:LEN[:...], gidmapping=DISK:SHOWN:LEN[:...]\n"
@@ -95,6 +99,8 @@ enum opt_action {
 	ACT_SYNC, /* bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored */
 	ACT_ALLOW_OTHER,
 	ACT_ALLOW_ROOT,
+	ACT_USERXATTR,
+	ACT_WHITEOUT,
 };
 
 struct opt_spec {
@@ -115,6 +121,9 @@ static const struct opt_spec opt_table[] = {
     {"debug", OPT_FLAG, ACT_DEBUG, NULL},
     /* libfuse's low-level session rejects kernel_cache; the engine applies it per open. */
     {"kernel_cache", OPT_FLAG, ACT_KERNEL_CACHE, NULL},
+    /* On-disk format (rootless and image layers). */
+    {"userxattr", OPT_FLAG, ACT_USERXATTR, NULL},
+    {"whiteout", OPT_VALUE, ACT_WHITEOUT, "auto|chardev|file"},
 
     /* fuse-overlayfs tunables that ovlfs does differently. */
     {"timeout", OPT_VALUE, ACT_IGNORE, NULL},
@@ -521,6 +530,16 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		break;
 	case ACT_KERNEL_CACHE:
 		cfg->kernel_cache = true;
+		break;
+	case ACT_USERXATTR:
+		cfg->userxattr = true;
+		break;
+	case ACT_WHITEOUT:
+		if (!in_choices(o->choices, val))
+			ret = fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
+				   val, name, o->choices);
+		else
+			cfg->whiteout = val[0] == 'a' ? 0 : val[0] == 'c' ? 1 : 2;
 		break;
 	case ACT_IGNORE:
 		break;

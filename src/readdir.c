@@ -82,6 +82,8 @@ static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, b
 	struct slot *s;
 	int err;
 
+	if (ovl_is_wh_name(de->d_name))
+		return 0; /* OCI whiteouts are never shown (merge_layer applies them) */
 	if (m->set.used * 2 >= m->set.size && (err = set_grow(&m->set)))
 		return err;
 	s = set_find(&m->set, de->d_name);
@@ -93,7 +95,7 @@ static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, b
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return errno == ENOENT ? 0 : -errno;
 		hidden = ovl_is_whiteout_stat(&st) || (type == DT_REG && xwh && !upper &&
-						       ovl_is_xwhiteout(dfd, de->d_name, &st));
+						       ovl_is_xwhiteout(fs, dfd, de->d_name, &st));
 		type = (unsigned char)IFTODT(st.st_mode);
 	}
 	s->name = strdup(de->d_name);
@@ -123,10 +125,47 @@ static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, b
 	return 0;
 }
 
+/* Hides name from the layers below; a name this layer has stays (it is in the set). */
+static int hide_name(struct merge *m, const char *name)
+{
+	struct slot *s;
+	int err;
+
+	if (!*name || ovl_is_wh_name(name))
+		return 0; /* .wh..wh..opq and the like mark the directory, not a name */
+	if (m->set.used * 2 >= m->set.size && (err = set_grow(&m->set)))
+		return err;
+	s = set_find(&m->set, name);
+	if (s->name)
+		return 0;
+	s->name = strdup(name);
+	if (!s->name)
+		return -ENOMEM;
+	s->idx = HIDDEN;
+	m->set.used++;
+	m->has_whiteouts = true;
+	return 0;
+}
+
+/* Remembers that a layer of the directory holds no .wh. name, so that lookups there need
+ * not look for one. Not for the upper layer where ovlfs itself writes such files. */
+static void note_no_wh_files(struct ovl_fs *fs, struct ovl_node *node, int layer)
+{
+	if (fs->layers[layer].is_upper && fs->file_whiteouts)
+		return;
+	pthread_mutex_lock(&node->lock);
+	for (int i = 0; i < node->ndirlayers; i++)
+		if (node->dirlayers[i].layer == layer)
+			node->dirlayers[i].no_wh_files = true;
+	pthread_mutex_unlock(&node->lock);
+}
+
 static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_dirlayer *dl,
 		       struct merge *m)
 {
 	int fd = ovl_open_in_layer(fs, node, dl->layer, O_RDONLY | O_DIRECTORY);
+	char **hide = NULL; /* .wh.<name> targets, applied once this layer's names are in */
+	size_t nhide = 0;
 	int err = 0;
 
 	if (fd < 0)
@@ -141,12 +180,30 @@ static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ov
 	while (!err && (de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		err = merge_entry(fs, m, dl->layer, dirfd(d), dl->xwhiteouts, de);
+		if (ovl_is_wh_name(de->d_name)) {
+			char **n = realloc(hide, (nhide + 1) * sizeof(*n));
+			if (!n || !(n[nhide] = strdup(de->d_name + strlen(OVL_WH_PREFIX))))
+				err = -ENOMEM;
+			if (n)
+				hide = n;
+			if (!err)
+				nhide++;
+		}
+		if (!err)
+			err = merge_entry(fs, m, dl->layer, dirfd(d), dl->xwhiteouts, de);
 		errno = 0;
 	}
 	if (!err && errno)
 		err = -errno;
 	closedir(d);
+	for (size_t i = 0; i < nhide; i++) {
+		if (!err)
+			err = hide_name(m, hide[i]);
+		free(hide[i]);
+	}
+	free(hide);
+	if (!err && !nhide)
+		note_no_wh_files(fs, node, dl->layer);
 	return err;
 }
 

@@ -77,6 +77,7 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 				n->ndirlayers = 1;
 				n->dirlayers[0].layer = 0;
 				n->dirlayers[0].xwhiteouts = false;
+				n->dirlayers[0].no_wh_files = false;
 			}
 			pthread_mutex_unlock(&n->lock);
 			/* No longer merged: its link count is the real one now. */
@@ -109,6 +110,12 @@ static int purge_tree_whiteouts(int fd0)
 			int fd = openat(dirfd(d), de->d_name,
 					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
+		} else if (ovl_is_wh_name(de->d_name) && strncmp(de->d_name, ".wh..wh.", 8) != 0 &&
+			   de->d_type != DT_DIR) {
+			/* An OCI whiteout (.wh..wh..opq and the like mark the directory). */
+			if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+				err = -errno;
+			removed = true;
 		} else if (de->d_type == DT_CHR &&
 			   fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 			   ovl_is_whiteout_stat(&st)) {
@@ -146,7 +153,7 @@ static int prepare_dir(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_node 
 	pdfd = ovl_open_parent(fs, dir, 0, &name);
 	if (pdfd < 0)
 		return pdfd;
-	err = ovl_set_opaque(pdfd, name);
+	err = ovl_set_opaque(fs, pdfd, name);
 	if (!err && !pure_upper(fs, dir)) {
 		int fd = openat(pdfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
@@ -243,8 +250,15 @@ static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsi
 			err = -errno;
 	} else {
 		unsigned rflags = lower_has_name(fs, &src->f) ? RENAME_WHITEOUT : 0;
-		if (renameat2(spfd, src->name, dpfd, dst->name, rflags) < 0)
+		/* A .wh. file can be made first: until the source goes, its name wins. */
+		if (rflags && fs->file_whiteouts) {
+			err = ovl_make_whiteout(fs, spfd, src->name, false);
+			rflags = 0;
+		}
+		if (!err && renameat2(spfd, src->name, dpfd, dst->name, rflags) < 0)
 			err = -errno;
+		if (!err && dst->f.whfile_in_upper)
+			ovl_drop_wh_file(dpfd, dst->name);
 	}
 	if (spfd >= 0)
 		close(spfd);
@@ -276,6 +290,8 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		return -EROFS;
 	if (strlen(newname) > (size_t)fs->namemax)
 		return -ENAMETOOLONG;
+	if (ovl_is_wh_name(newname))
+		return -EINVAL;
 	pthread_rwlock_wrlock(&fs->rename_lock);
 	err = ovl_find(fs, parent, name, true, &src.f);
 	if (!err && src.f.top < 0)

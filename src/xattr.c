@@ -10,17 +10,29 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static const size_t prefix_len = sizeof(OVL_XATTR_PREFIX) - 1;
-
-/* The name as stored in a layer. */
-static int real_name(const char *name, char *buf, size_t size)
+/* The overlay's own namespaces: trusted.overlay. always, user.overlay. with userxattr. A
+ * caller's names there are stored escaped (PREFIX.overlay.X), as the kernel 6.7+ does. */
+static const char *own_prefix(struct ovl_fs *fs, const char *name)
 {
+	if (strncmp(name, OVL_XATTR_PREFIX, sizeof(OVL_XATTR_PREFIX) - 1) == 0)
+		return OVL_XATTR_PREFIX;
+	if (fs->userxattr && strncmp(name, OVL_UXATTR_PREFIX, sizeof(OVL_UXATTR_PREFIX) - 1) == 0)
+		return OVL_UXATTR_PREFIX;
+	return NULL;
+}
+
+/* The name as stored in a layer. fuse-overlayfs's own names cannot be reached. */
+static int real_name(struct ovl_fs *fs, const char *name, char *buf, size_t size)
+{
+	const char *prefix = own_prefix(fs, name);
 	int n;
 
-	if (strncmp(name, OVL_XATTR_PREFIX, prefix_len) != 0)
+	if (strncmp(name, OVL_FXATTR_PREFIX, sizeof(OVL_FXATTR_PREFIX) - 1) == 0)
+		return -EOPNOTSUPP;
+	if (!prefix)
 		n = snprintf(buf, size, "%s", name);
 	else
-		n = snprintf(buf, size, "%s%s", OVL_XATTR_ESCAPED, name + prefix_len);
+		n = snprintf(buf, size, "%soverlay.%s", prefix, name + strlen(prefix));
 	return n < 0 || (size_t)n >= size ? -ERANGE : 0;
 }
 
@@ -38,11 +50,11 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 		     size_t size)
 {
 	char rname[XATTR_NAME_MAX + 32], proc[64];
-	int fd, err = real_name(name, rname, sizeof(rname));
+	int fd, err = real_name(fs, name, rname, sizeof(rname));
 	ssize_t n;
 
 	if (err)
-		return err;
+		return err == -EOPNOTSUPP ? -ENODATA : err;
 	if (atomic_load(&node->no_xattrs) || ovl_owner_hidden_xattr(fs, name))
 		return -ENODATA;
 	pthread_rwlock_rdlock(&fs->rename_lock);
@@ -64,24 +76,26 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 }
 
 /* Rewrites a layer's name list in place into what the overlay shows. */
-static size_t filter_names(char *list, size_t len, bool privileged)
+static size_t filter_names(struct ovl_fs *fs, char *list, size_t len, bool privileged)
 {
-	size_t out = 0, esc = sizeof(OVL_XATTR_ESCAPED) - 1;
+	size_t out = 0;
 
 	for (size_t i = 0; i < len;) {
 		char *n = list + i;
 		size_t nlen = strlen(n) + 1;
+		const char *prefix = own_prefix(fs, n);
 		i += nlen;
 		/* As any local filesystem: trusted.* is listed to privileged callers only. */
 		if (!privileged && strncmp(n, "trusted.", 8) == 0)
 			continue;
-		if (strncmp(n, OVL_XATTR_PREFIX, prefix_len) == 0) {
-			if (strncmp(n, OVL_XATTR_ESCAPED, esc) != 0)
-				continue; /* the overlay's own marker */
-			/* trusted.overlay.overlay.X shows as trusted.overlay.X */
-			memmove(list + out, OVL_XATTR_PREFIX, prefix_len);
-			memmove(list + out + prefix_len, n + esc, nlen - esc);
-			out += nlen - (esc - prefix_len);
+		if (ovl_is_private_xattr(fs, n))
+			continue; /* the overlay's own marker, or fuse-overlayfs's */
+		if (prefix) {
+			/* PREFIX.overlay.X shows as PREFIX.X */
+			size_t plen = strlen(prefix), esc = plen + sizeof("overlay.") - 1;
+			memmove(list + out, prefix, plen);
+			memmove(list + out + plen, n + esc, nlen - esc);
+			out += nlen - (esc - plen);
 			continue;
 		}
 		memmove(list + out, n, nlen);
@@ -125,7 +139,7 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 			goto out;
 		}
 	}
-	len = (ssize_t)filter_names(list, (size_t)len, privileged);
+	len = (ssize_t)filter_names(fs, list, (size_t)len, privileged);
 	len = (ssize_t)ovl_owner_filter_xattrs(fs, list, (size_t)len);
 	if (size == 0)
 		err = (int)len;
@@ -145,10 +159,10 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 			const void *value, size_t size, int flags, bool remove)
 {
 	char rname[XATTR_NAME_MAX + 32], proc[64];
-	int fd = -1, err = real_name(name, rname, sizeof(rname));
+	int fd = -1, err = real_name(fs, name, rname, sizeof(rname));
 
 	if (err)
-		return err;
+		return err == -EOPNOTSUPP && remove ? -ENODATA : err;
 	if (fs->readonly)
 		return -EROFS;
 	if (ovl_owner_hidden_xattr(fs, name))

@@ -197,9 +197,15 @@ S("d48_xwhiteouts_rmdir", [{"x": Dir({"gone": XWhiteout(), "kept": "k"}, opaque=
   [("unlink", "x/other"), ("unlink", "x/kept"), ("ls", "x"), ("rmdir", "x"), ("ls", "")],
   kernel={3: "ENOTEMPTY"},
   ovlfs=dict(results=[0, 0, [], 0, []], visible={}, upper={"x": "W"}))
-S("d49_wh_names_are_plain", [{".wh.foo": "", "foo": "foo", "d": {".wh..wh..opq": ""}}],
+# The kernel treats `.wh.*` as plain names; ovlfs reads them as OCI whiteouts, as
+# fuse-overlayfs does (test_layer_formats.py): hidden, refused (EINVAL), and applied. Here
+# foo stays: a name and its .wh. file in one layer, the name wins.
+S("d49_wh_names", [{".wh.foo": "", "foo": "foo", "d": {".wh..wh..opq": ""}}],
   [("ls", ""), ("unlink", ".wh.foo"), ("ls", ""), ("read", "foo"), ("creat", ".wh.bar", b"b"),
-   ("creat", "d/x"), ("ls", "d")])
+   ("creat", "d/x"), ("ls", "d")],
+  kernel={0: [".wh.foo", "d", "foo"], 1: 0, 4: 1, 6: [".wh..wh..opq", "x"]},
+  ovlfs=dict(results=[["d", "foo"], "ENOENT", ["d", "foo"], "foo", "EINVAL", 0, ["x"]],
+             visible={"d": "D", "d/x": "", "foo": "foo"}, upper={"d": "D", "d/x": ""}))
 S("d50_no_upper_is_read_only", [{"a": "A", "d": {}}, {"b": "B"}],
   [("creat", "n"), ("open", "a", RW), ("chmod", "a", 0o600), ("unlink", "a"), ("mkdir", "e"),
    ("rename", "a", "c"), ("setx", "a", "user.k", b"v"), ("utime", "a", "now", "now"),

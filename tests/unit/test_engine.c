@@ -895,6 +895,125 @@ out:
 	env_fini(&e);
 }
 
+/* OCI whiteouts (.wh.<name>, .wh..wh..opq) and fuse-overlayfs's opaque mark, in lower and
+ * upper layers; looked up before and after a listing (which caches "no .wh. here"). */
+static void test_oci_whiteouts(void)
+{
+	struct env e;
+
+	env_init(&e, 2, true);
+	mkf(UP, ".wh.a", "");
+	mkf(LO1, "a", "hidden");
+	mkf(LO1, ".wh.b", ""); /* hides b below */
+	mkf(LO2, "b", "hidden");
+	mkf(LO1, "c", "same layer wins");
+	mkf(LO1, ".wh.c", "");
+	mkf(LO2, "c", "below");
+	mkd(LO1, "o", 0755);
+	mkf(LO1, "o/.wh..wh..opq", "");
+	mkf(LO1, "o/top", "t");
+	mkd(LO2, "o", 0755);
+	mkf(LO2, "o/low", "hidden");
+	mkd(UP, "f", 0755);
+	setx(UP, "f", "user.fuseoverlayfs.opaque", "y");
+	mkd(LO2, "f", 0755);
+	mkf(LO2, "f/low", "hidden");
+	mkf(LO2, "keep", "k");
+	if (!env_mount(&e))
+		goto out;
+
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK_INT(lookup_err(FS, "a"), -ENOENT);
+		CHECK_INT(lookup_err(FS, "b"), -ENOENT);
+		CHECK_INT(lookup_err(FS, ".wh.a"), -ENOENT);
+		CHECK_STR(e_cat(FS, "c"), "same layer wins");
+		CHECK_INT(lookup_err(FS, "o/low"), -ENOENT);
+		CHECK_INT(lookup_err(FS, "f/low"), -ENOENT);
+		CHECK_STR(e_ls(FS, ""), "c f keep o");
+		CHECK_STR(e_ls(FS, "o"), "top");
+		CHECK_STR(e_ls(FS, "f"), "");
+	}
+	CHECK_INT(e_create(FS, ".wh.x", 0644, ""), -EINVAL);
+	CHECK_INT(e_mkdir(FS, ".wh.x", 0755), -EINVAL);
+	CHECK_INT(e_rename(FS, "c", ".wh.c", 0), -EINVAL);
+	CHECK_INT(e_create(FS, "a", 0644, "new"), 0); /* over the .wh. file: it goes */
+	CHECK_STR(e_cat(FS, "a"), "new");
+	CHECK_INT(lx(UP, ".wh.a", NULL), -ENOENT);
+out:
+	env_fini(&e);
+}
+
+static int env_mount_fmt(struct env *e, bool userxattr, int whiteout)
+{
+	const char *lowers[3];
+	struct ovl_fs_params p = {
+	    .lowerdirs = lowers,
+	    .nlower = e->nlower,
+	    .upperdir = e->upper,
+	    .workdir = e->work,
+	    .userxattr = userxattr,
+	    .whiteout = whiteout,
+	};
+
+	for (int i = 0; i < e->nlower; i++)
+		lowers[i] = e->lower[i];
+	return CHECK_INT(ovl_fs_new(&p, &e->fs), 0);
+}
+
+/* -o whiteout=file,userxattr: the rootless format, written and read back. */
+static void test_file_whiteouts(void)
+{
+	struct env e;
+	struct stat st;
+
+	env_init(&e, 1, true);
+	mkf(LO1, "a", "A");
+	mkf(LO1, "b", "B");
+	mkd(LO1, "d", 0755);
+	mkf(LO1, "d/x", "X");
+	mkd(LO1, "m", 0755);
+	mkf(LO1, "m/y", "Y");
+	if (!env_mount_fmt(&e, true, OVL_WHITEOUT_FILE))
+		goto out;
+
+	CHECK_INT(e_unlink(FS, "a"), 0);
+	CHECK_INT(lx(UP, ".wh.a", &st), 0);
+	CHECK(S_ISREG(st.st_mode) && st.st_size == 0);
+	CHECK_INT(lx(UP, "a", NULL), -ENOENT);
+	CHECK_INT(e_write(FS, "b", O_WRONLY, "b", 0), 0);
+	CHECK_INT(e_unlink(FS, "b"), 0); /* copied up: replaced by a .wh. file */
+	CHECK_INT(lx(UP, "b", NULL), -ENOENT);
+	CHECK_INT(lx(UP, ".wh.b", NULL), 0);
+	CHECK_INT(e_unlink(FS, "d/x"), 0);
+	CHECK_INT(e_rmdir(FS, "d"), 0);
+	CHECK_INT(lx(UP, ".wh.d", NULL), 0);
+	CHECK_INT(lx(UP, "d", NULL), -ENOENT);
+	CHECK_INT(e_mkdir(FS, "d", 0755), 0);
+	CHECK_STR(getx(UP, "d", "user.overlay.opaque"), "y");
+	CHECK_INT(lx(UP, "d/.wh..wh..opq", NULL), 0);
+	CHECK_INT(lx(UP, ".wh.d", NULL), -ENOENT);
+	CHECK_INT(e_rename(FS, "m", "n", 0), 0);
+	CHECK_INT(lx(UP, ".wh.m", NULL), 0);
+	CHECK_INT(lx(UP, "n/.wh..wh..opq", NULL), 0);
+	CHECK_STR(e_ls(FS, ""), "d n");
+	CHECK_STR(e_ls(FS, "n"), "y");
+	CHECK_STR(e_ls(FS, "d"), "");
+	CHECK_STR(getx(UP, ".", "user.overlay.ovlfs"), "whiteout=file");
+	ovl_fs_destroy(FS);
+	FS = NULL;
+	/* Default options: the record keeps userxattr and file whiteouts. */
+	if (!env_mount_fmt(&e, false, OVL_WHITEOUT_AUTO))
+		goto out;
+	CHECK_STR(e_ls(FS, ""), "d n");
+	CHECK_STR(e_ls(FS, "d"), "");
+	CHECK_STR(e_listx(FS, "d"), "");
+	CHECK_INT(e_unlink(FS, "n/y"), 0);
+	CHECK_INT(lx(UP, "n/y", NULL), -ENOENT); /* n is opaque: no whiteout needed */
+	CHECK_INT(e_unlink(FS, "d"), -EISDIR);
+out:
+	env_fini(&e);
+}
+
 /* D45, D46: a non-directory ends the merge; a directory below it is not seen. */
 static void test_nondir_hides_dir(void)
 {
@@ -2935,6 +3054,8 @@ static const struct {
 	}
     T(test_lookup_topdown),
     T(test_whiteout_hides),
+    T(test_oci_whiteouts),
+    T(test_file_whiteouts),
     T(test_nondir_hides_dir),
     T(test_merge_three_layers),
     T(test_opaque_y),

@@ -257,6 +257,19 @@ static void test_flags(struct tally *t)
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,kernel_cache", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,userxattr,whiteout=file", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.userxattr && cfg.whiteout == 2 && !cfg.fuse_opts);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=chardev", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.userxattr && cfg.whiteout == 1);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=file,whiteout=auto", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.whiteout == 0);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=opaque", "/m");
+	CHECK(t, rc == OVL_ARGS_ERROR && strstr(err, "whiteout"));
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,userxattr=1", "/m");
+	CHECK(t, rc == OVL_ARGS_ERROR);
 }
 
 static void test_ignored(struct tally *t)
