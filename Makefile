@@ -6,6 +6,7 @@ FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 BUILD ?= build
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TSAN_FLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 
 ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readdir.c \
 	     src/inode.c src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
@@ -15,7 +16,7 @@ FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c src/stats.c
 LAYER_TOOL_SRC = src/export.c src/diff.c src/layer_walk.c src/tar_writer.c
 HEADERS = $(wildcard src/*.h)
 
-.PHONY: all deps demo check test unit mount-tests sanitize clean format
+.PHONY: all deps demo check test unit mount-tests sanitize tsan clean format
 
 all: $(BUILD)/ovlfs $(BUILD)/test_engine $(BUILD)/test_options
 
@@ -50,6 +51,15 @@ mount-tests: $(BUILD)/ovlfs
 check: deps
 	$(MAKE) unit mount-tests
 	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" unit mount-tests
+	$(MAKE) tsan
+
+# ThreadSanitizer over what runs concurrently: the engine's threaded unit test, the
+# multi-process stress test and the fuzzer (a report stops the daemon: the test fails).
+tsan: deps
+	$(MAKE) BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/ovlfs build/tsan/test_engine
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" build/tsan/test_engine
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" OVLFS_BIN=$(abspath build/tsan/ovlfs) \
+		/usr/bin/python3 -m pytest -q tests/test_stress.py tests/test_fuzz.py
 
 test: check
 

@@ -1,8 +1,9 @@
 /* Hard links: each name of an upper file is a node of its own (the node table is keyed by
- * name), so the kernel sees one inode per name, each with its own page and attribute cache.
- * This index finds the other names' nodes of an object, so that a change made through one
- * name can drop what the kernel cached for the others. Only upper files that were seen
- * with several links are indexed: everything else pays one flag test. */
+ * name), so the kernel sees one inode per name, each with its own caches. This index finds
+ * the other names' nodes of an object, so that a change made through one name can drop the
+ * attributes the kernel cached for the others (their files use direct I/O, so no page cache
+ * goes stale). Only upper files seen with several links are indexed: everything else pays
+ * one flag test. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -86,6 +87,11 @@ void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat 
 	pthread_mutex_lock(&fs->table_lock);
 	ovl_alias_add_locked(fs, node);
 	pthread_mutex_unlock(&fs->table_lock);
+}
+
+bool ovl_node_hard_linked(struct ovl_node *node)
+{
+	return atomic_load(&node->aliased);
 }
 
 bool ovl_node_has_aliases(struct ovl_fs *fs, struct ovl_node *node)

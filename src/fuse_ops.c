@@ -70,10 +70,13 @@ static struct ovl_node *node_of(fuse_req_t req, fuse_ino_t ino)
 	return ino == FUSE_ROOT_ID ? ovl_root(fs_of(req)) : (struct ovl_node *)(uintptr_t)ino;
 }
 
-/* The other names of a hard-linked file are inodes of their own to the kernel: after a
- * change through one name, drop what it cached for the others. Pages only from a worker:
- * the kernel may wait on a page whose read this request loop has yet to answer. */
-static void inval_aliases(fuse_req_t req, fuse_ino_t ino, bool pages)
+/*
+ * The names of a hard-linked file are inodes of their own to the kernel. Their files are
+ * opened for direct I/O (no page cache to go stale), and after a change through one name
+ * the others' attributes are dropped. Attributes only: dropping pages could wait on a page
+ * held by a write through another name that is waiting for us (a deadlock).
+ */
+static void inval_aliases(fuse_req_t req, fuse_ino_t ino)
 {
 	struct ovl_node *aliases[64];
 	size_t n;
@@ -82,13 +85,7 @@ static void inval_aliases(fuse_req_t req, fuse_ino_t ino, bool pages)
 		return;
 	n = ovl_node_aliases(fs_of(req), node_of(req, ino), aliases, 64);
 	for (size_t i = 0; i < n; i++)
-		fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)aliases[i],
-						 pages ? 0 : -1, 0);
-}
-
-static bool has_aliases(fuse_req_t req, fuse_ino_t ino)
-{
-	return ino != FUSE_ROOT_ID && ovl_node_has_aliases(fs_of(req), node_of(req, ino));
+		fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)aliases[i], -1, 0);
 }
 
 static struct ovl_file *file_of(struct fuse_file_info *fi)
@@ -141,9 +138,6 @@ struct deferred {
 	off_t off, len;
 	unsigned flags;
 	char *name, *newname;
-	void *buf; /* a write's data: the request's own buffer is reused once we return */
-	struct fuse_file_info fi_in;
-	off_t off_in;
 	void (*run)(struct deferred *d);
 };
 
@@ -154,7 +148,6 @@ static void run_deferred(void *arg)
 	d->run(d);
 	free(d->name);
 	free(d->newname);
-	free(d->buf);
 	free(d);
 }
 
@@ -263,7 +256,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi, bool in_worker)
+		       struct fuse_file_info *fi)
 {
 	static const struct {
 		int fuse, ovl;
@@ -290,13 +283,13 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int err =
 	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
 	if (!err)
-		inval_aliases(req, ino, in_worker && (set & OVL_SET_SIZE));
+		inval_aliases(req, ino);
 	reply_attr(req, err, &st);
 }
 
 static void run_setattr(struct deferred *d)
 {
-	do_setattr(d->req, d->ino, &d->attr, d->to_set, d->has_fi ? &d->fi : NULL, true);
+	do_setattr(d->req, d->ino, &d->attr, d->to_set, d->has_fi ? &d->fi : NULL);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -304,8 +297,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	struct deferred *d = NULL;
 
-	if (ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up) ||
-	    ((to_set & FUSE_SET_ATTR_SIZE) && has_aliases(req, ino)))
+	if (ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up))
 		d = new_deferred(req, ino, fi, run_setattr);
 	if (d) {
 		d->attr = *attr;
@@ -314,7 +306,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			return;
 		free(d);
 	}
-	do_setattr(req, ino, attr, to_set, fi, false);
+	do_setattr(req, ino, attr, to_set, fi);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -421,10 +413,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	do_rename(req, parent, name, newparent, newname, flags);
 }
 
-static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file)
+static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file,
+			   struct ovl_node *node)
 {
 	fi->fh = (uint64_t)(uintptr_t)file;
-	fi->direct_io = ovl_file_is_direct(file);
+	/* O_DIRECT, or a file with several names (see inval_aliases) */
+	fi->direct_io = ovl_file_is_direct(file) || ovl_node_hard_linked(node);
 	fi->keep_cache = !fi->direct_io;
 }
 
@@ -437,7 +431,7 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -err);
 		return;
 	}
-	set_open_flags(fi, file);
+	set_open_flags(fi, file, node_of(req, ino));
 	if (fuse_reply_open(req, fi) != 0)
 		ovl_release(fs_of(req), file);
 }
@@ -478,7 +472,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	fill_entry(&e, fs, node, &st);
-	set_open_flags(fi, file);
+	set_open_flags(fi, file, node);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		ovl_release(fs, file);
 		ovl_forget(fs, node, 1);
@@ -518,7 +512,7 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 	if (n >= 0)
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
 	if (n > 0)
-		inval_aliases(req, ino, false);
+		inval_aliases(req, ino);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -545,51 +539,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ovl_file_put_fd(file);
 }
 
-static void run_write(struct deferred *d)
-{
-	ssize_t n = ovl_write(fs_of(d->req), file_of(&d->fi), d->buf, (size_t)d->len, d->off);
-
-	if (n > 0)
-		inval_aliases(d->req, d->ino, true);
-	if (n < 0)
-		fuse_reply_err(d->req, (int)-n);
-	else
-		fuse_reply_write(d->req, (size_t)n);
-}
-
-/* A write to a hard-linked file goes to a worker, which drops the other names' pages
- * before the write returns. Page write-back (mmap) stays here: a worker could be waiting
- * for it. False if it must run in this thread. */
-static bool defer_write(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
-			struct fuse_file_info *fi)
-{
-	size_t size = fuse_buf_size(in);
-	struct deferred *d;
-
-	if (fi->writepage || !has_aliases(req, ino) || !(d = new_deferred(req, ino, fi, run_write)))
-		return false;
-	struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
-	d->buf = mem.buf[0].mem = aligned_buf(size);
-	ssize_t n = d->buf ? fuse_buf_copy(&mem, in, 0) : -ENOMEM;
-	if (n >= 0) {
-		d->len = n;
-		d->off = off;
-		if (defer(d))
-			return true;
-	}
-	free(d->buf);
-	free(d);
-	return false;
-}
-
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			 struct fuse_file_info *fi)
 {
 	struct ovl_file *file = file_of(fi);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 
-	if (defer_write(req, ino, in, off, fi))
-		return;
 	if (ovl_file_is_direct(file)) {
 		direct_write(req, ino, file, in, off);
 		return;
@@ -600,7 +555,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	ssize_t n = fuse_buf_copy(&out, in, 0);
 	ovl_file_put_fd(file);
 	if (n > 0)
-		inval_aliases(req, ino, false);
+		inval_aliases(req, ino);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -759,7 +714,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	int err = ovl_setxattr(fs_of(req), node_of(req, ino), name, value, size, flags);
 	if (!err)
-		inval_aliases(req, ino, false); /* ctime */
+		inval_aliases(req, ino); /* ctime */
 	fuse_reply_err(req, -err);
 }
 
@@ -805,7 +760,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	int err = ovl_removexattr(fs_of(req), node_of(req, ino), name);
 	if (!err)
-		inval_aliases(req, ino, false);
+		inval_aliases(req, ino);
 	fuse_reply_err(req, -err);
 }
 
@@ -819,7 +774,7 @@ static void run_fallocate(struct deferred *d)
 	int err = ovl_fallocate(fs_of(d->req), file_of(&d->fi), d->mode, d->off, d->len);
 
 	if (!err)
-		inval_aliases(d->req, d->ino, true);
+		inval_aliases(d->req, d->ino);
 	fuse_reply_err(d->req, -err);
 }
 
@@ -838,7 +793,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	}
 	int err = ovl_fallocate(fs_of(req), file_of(fi), mode, off, len);
 	if (!err)
-		inval_aliases(req, ino, false);
+		inval_aliases(req, ino);
 	fuse_reply_err(req, -err);
 }
 
@@ -854,47 +809,19 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_lseek(req, res);
 }
 
-static void do_copy_file_range(fuse_req_t req, off_t off_in, struct fuse_file_info *fi_in,
-			       fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out,
-			       size_t len, int flags, bool in_worker)
-{
-	ssize_t n = ovl_copy_file_range(fs_of(req), file_of(fi_in), off_in, file_of(fi_out),
-					off_out, len, (unsigned)flags);
-	if (n > 0)
-		inval_aliases(req, ino_out, in_worker);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_write(req, (size_t)n);
-}
-
-static void run_copy_file_range(struct deferred *d)
-{
-	do_copy_file_range(d->req, d->off_in, &d->fi_in, d->ino, d->off, &d->fi, (size_t)d->len,
-			   (int)d->flags, true);
-}
-
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
 			       struct fuse_file_info *fi_out, size_t len, int flags)
 {
-	struct deferred *d = NULL;
 	(void)ino_in;
-
-	/* Into a hard-linked file: a worker drops the other names' pages, as for a write. */
-	if (has_aliases(req, ino_out))
-		d = new_deferred(req, ino_out, fi_out, run_copy_file_range);
-	if (d) {
-		d->fi_in = *fi_in;
-		d->off_in = off_in;
-		d->off = off_out;
-		d->len = (off_t)len;
-		d->flags = (unsigned)flags;
-		if (defer(d))
-			return;
-		free(d);
-	}
-	do_copy_file_range(req, off_in, fi_in, ino_out, off_out, fi_out, len, flags, false);
+	ssize_t n = ovl_copy_file_range(fs_of(req), file_of(fi_in), off_in, file_of(fi_out),
+					off_out, len, (unsigned)flags);
+	if (n > 0)
+		inval_aliases(req, ino_out);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
 }
 
 const struct fuse_lowlevel_ops ovl_fuse_ops = {
