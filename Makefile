@@ -69,6 +69,13 @@ clean:
 format:
 	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c
 
+# Opt-in: podman with ovlfs as its overlay mount_program, against fuse-overlayfs and the
+# kernel driver, in a private storage (tests/podman/run.sh; installs podman, runc, busybox).
+.PHONY: test-podman
+test-podman: $(BUILD)/ovlfs
+	bash tests/podman/install.sh
+	bash tests/podman/run.sh $(BUILD)/ovlfs
+
 # Side-by-side benchmark (native, kernel overlayfs, fuse-overlayfs, ovlfs); see bench/README.md.
 .PHONY: bench bench-quick
 bench:
