@@ -30,6 +30,13 @@ runtime=${PODMAN_RUNTIME:-runc}
 
 work=$(mktemp -d /tmp/ovlfs-podman.XXXXXX)
 failures=0
+# The two places podman 4.3 writes outside its configured directories whatever the
+# configuration: its blob digest cache and an empty network run directory. Removed at the
+# end if this run made them.
+outside=()
+for p in /var/lib/containers /run/containers; do
+	[ -e "$p" ] || outside+=("$p")
+done
 
 log() { printf '%s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; failures=$((failures + 1)); }
@@ -42,7 +49,7 @@ cleanup() {
 	done
 	awk -v w="$work" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-	rm -rf "$work"
+	rm -rf "$work" "${outside[@]}"
 }
 trap cleanup EXIT
 
