@@ -12,12 +12,11 @@
 #      links and symlinks, changes a mode; records `podman diff`,
 #   3. commits it, runs the new image and lists what it sees,
 #   4. stacks LAYERS more layers (run + commit each) below a long storage path, so the
-#      lowerdir list passes a page and containers/storage switches to relative layer paths,
+#      mount options pass a page (containers/storage still gives absolute layer paths),
 #   5. removes everything and checks no mount and no mount-program process is left.
 # The listings and diffs of all drivers must be identical; timings are printed at the end.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 ovlfs=$(realpath "${1:?usage: run.sh OVLFS_BINARY [DRIVER...]}")
 shift
 drivers=("$@")
@@ -272,6 +271,11 @@ log "== $ref: $(cat "$work/$ref/nlayers.txt" 2>/dev/null) layers: $(head -1 "$wo
 	fail "$ref: the stacked image does not see every layer's line"
 grep -q '^keep and keep.link: one inode$' "$work/$ref/inspect.txt" || fail "$ref: hard link lost"
 ! grep -q '^still there' "$work/$ref/inspect.txt" || fail "$ref: a deleted name is back"
+# ovlfs renames a lower directory where the others answer EXDEV (and mv copies).
+if [ -f "$work/ovlfs/mutate.txt" ]; then
+	grep -q '^dir-rename: rename$' "$work/ovlfs/mutate.txt" ||
+		fail "ovlfs: a lower directory was copied, not renamed"
+fi
 
 log ""
 log "$(podman --version), $($runtime --version | head -1), $(fuse-overlayfs --version 2>&1 | grep "^fuse-overlayfs"), kernel $(uname -r)"
