@@ -20,6 +20,7 @@ and it serves normally again once the fault is gone.
 * Layers changed underneath by another program: rename over a lower file, a lower directory
   removed, an upper file removed, a directory replaced by a file.
 * Out of file descriptors at the daemon (prlimit on its pid): EMFILE reaches the caller.
+* Out of memory at the daemon (a soft RLIMIT_AS on its pid): ENOMEM reaches the caller.
 * fsync then kill -9: the data is on the upper layer after a remount (new file, copied-up
   file, with and without writeback caching).
 * A crash of the upper filesystem itself (ext4 shut down without flushing its journal, as a
@@ -575,6 +576,37 @@ def test_daemon_out_of_file_descriptors(layers, tmp_path):
         for name in sorted(files):  # all of them, one at a time: the fds were given back
             assert read(m / "many" / name) == files[name].encode()
         (m / "after").write_bytes(b"A")
+        alive(m)
+
+
+def _vm_size_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(ln for ln in f if ln.startswith("VmSize:")).split()[1])
+
+
+@pytest.mark.skipif(os.environ.get("OVLFS_BIN", "").find("/san/") >= 0,
+                    reason="AddressSanitizer reserves terabytes of address space")
+def test_daemon_out_of_memory(layers):
+    """The daemon's address space capped just above what it uses (soft RLIMIT_AS, so that
+    the cap can be lifted again): a listing of a big directory and a big xattr answer
+    ENOMEM (or succeed), nothing crashes, and all works again once memory is back."""
+    big = {f"f{i:05d}": "" for i in range(20000)}
+    ls = layers(lowers=[dict(LOWER, big=big)])
+    with ls.ovlfs() as m:
+        pid = m.proc.pid
+        run("prlimit", "--pid", pid, f"--as={(_vm_size_kib(pid) + 1024) * 1024}:unlimited")
+        try:
+            got = {"listdir": result(lambda: len(os.listdir(m / "big"))),
+                   "getxattr": result(lambda: os.getxattr(m / "big", "user.none")),
+                   "create": result(lambda: (m / "new").write_bytes(b"n"))}
+            print(f"out of memory: {got}")
+            assert got["listdir"] in ("ENOMEM", len(big)), got
+            assert m.proc.poll() is None
+        finally:
+            run("prlimit", "--pid", pid, "--as=unlimited:unlimited")
+        assert len(os.listdir(m / "big")) == len(big)
+        (m / "after").write_bytes(b"A")
+        assert read(m / "after") == b"A"
         alive(m)
 
 
