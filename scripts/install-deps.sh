@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing ovlfs needs, from Debian's packages, if missing.
 set -euo pipefail
-pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr)
+pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr
+	clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
