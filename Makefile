@@ -131,10 +131,19 @@ fuzz-options: $(FUZZ_BUILD)/fuzz_options
 
 fuzz-layers: $(FUZZ_BUILD)/fuzz_layers
 	@mkdir -p $(FUZZ_BUILD)/corpus-layers
-	$< -timeout=20 -max_total_time=$(SECONDS) \
+	$< -timeout=20 -max_len=400 -len_control=0 -max_total_time=$(SECONDS) \
 		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-layers fuzz/corpus/layers
 
 fuzz-parsers: fuzz-options fuzz-layers
 
 fuzz-smoke:
 	$(MAKE) fuzz-options fuzz-layers SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+# Soak (tests/soak.py): the stress workers, fsx and the differential fuzzer at once against
+# ovlfs mounts for SECONDS, a line every 10 s with ops, errors and each daemon's RSS; exit
+# status 1 on any error. SOAK_ARGS for more (--help), e.g. SOAK_ARGS="--lanes stress,fsx".
+.PHONY: soak
+SOAK_ARGS ?=
+soak: $(BUILD)/ovlfs $(BUILD)/fsx
+	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) \
+		/usr/bin/python3 tests/soak.py --seconds $(SECONDS) $(SOAK_ARGS)
