@@ -299,8 +299,13 @@ static void mutate(struct ovl_fs *fs, struct fz_reader *rd)
 			break;
 		case 4: /* copy-up through an open for writing */
 			r = ovl_lookup(fs, par, name, &n, &st);
+			/* FUSE sends OPEN for regular files only (a fifo's open would block). */
 			if (!r) {
-				r = ovl_open(fs, n, (op & 0x10) ? O_RDWR | O_TRUNC : O_WRONLY, &f);
+				if (S_ISREG(st.st_mode))
+					r = ovl_open(fs, n, (op & 0x10) ? O_RDWR | O_TRUNC : O_WRONLY,
+						     &f);
+				else
+					r = -EINVAL; /* not tried */
 				if (!r) {
 					REQUIRE_SIZE(ovl_write(fs, f, "xyz", 3, op >> 5), 3);
 					ovl_release(fs, f);

@@ -2,9 +2,11 @@
  * libFuzzer harness for the command line: ovl_parse_args (src/options.c) and, when parsing
  * succeeds, ovl_validate_config (src/validate.c).
  *
- * Input: the first byte picks the shape, the rest is the payload.
- *   even: the payload is one -o string:  ovlfs -o PAYLOAD /mnt-ish
- *   odd:  the payload is argv[1..], split on NUL bytes (at most 16 arguments)
+ * Input: the first byte picks the shape (mod 3), the rest is the payload.
+ *   0: the payload is one -o string:  ovlfs -o PAYLOAD mnt
+ *   1: the payload is argv[1..], split on NUL bytes (at most 16 arguments)
+ *   2: round trip: the payload's NUL-separated parts are upperdir, workdir and the lower
+ *      layers; escaped (\\ \: \,) into one -o string they must parse back unchanged.
  * Invariants: no crash, leak or sanitizer report; an error leaves a zeroed config and a
  * one-line message; a success leaves a complete config (see check_ok).
  * Relative paths resolve in a private sandbox holding directories l1 l2 u w mnt.
@@ -147,6 +149,63 @@ static void run(int argc, char **argv)
 	ovl_config_free(&cfg); /* freeing twice is harmless */
 }
 
+/* Appends s with '\\', ':' and ',' escaped. */
+static char *put_escaped(char *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == ':' || *s == ',')
+			*out++ = '\\';
+		*out++ = *s;
+	}
+	return out;
+}
+
+static void round_trip(char *payload, size_t len)
+{
+	const char *parts[MAX_ARGS];
+	int nparts = 0, nlower;
+	char *opts = malloc(4 * len + 64), *o = opts;
+	char *argv[] = {"ovlfs", "-o", opts, "mnt", NULL};
+	struct ovl_config cfg;
+	char err[256];
+
+	if (!opts)
+		return;
+	/* Empty parts would be refused (as they should), so they are left out. */
+	for (char *p = payload; p < payload + len && nparts < MAX_ARGS; p += strlen(p) + 1)
+		if (*p)
+			parts[nparts++] = p;
+	nlower = nparts - 2;
+	for (int i = 0; i < nlower; i++)
+		if (!strncmp(parts[2 + i], "//", 2)) /* plugin syntax, refused on purpose */
+			nlower = 0;
+	if (nlower < 1) {
+		free(opts);
+		return;
+	}
+	o += sprintf(o, "upperdir=");
+	o = put_escaped(o, parts[0]);
+	o += sprintf(o, ",workdir=");
+	o = put_escaped(o, parts[1]);
+	o += sprintf(o, ",lowerdir=");
+	for (int i = 0; i < nlower; i++) {
+		if (i)
+			*o++ = ':';
+		o = put_escaped(o, parts[2 + i]);
+	}
+	*o = '\0';
+	if (ovl_parse_args(4, argv, &cfg, err, sizeof(err)) != OVL_ARGS_OK) {
+		fprintf(stderr, "fuzz_options: '%s' refused: %s\n", opts, err);
+		abort();
+	}
+	REQUIRE(!strcmp(cfg.upperdir, parts[0]) && !strcmp(cfg.workdir, parts[1]));
+	REQUIRE(cfg.nlower == nlower);
+	for (int i = 0; i < nlower; i++)
+		REQUIRE(!strcmp(cfg.lowerdirs[i], parts[2 + i]));
+	ovl_config_free(&cfg);
+	free(opts);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *copy, *argv[MAX_ARGS + 2];
@@ -160,7 +219,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
 	argv[argc++] = "ovlfs";
-	if (data[0] % 2 == 0) {
+	if (data[0] % 3 == 2) {
+		round_trip(copy, size - 1);
+		free(copy);
+		return 0;
+	}
+	if (data[0] % 3 == 0) {
 		argv[argc++] = "-o";
 		argv[argc++] = copy;
 		argv[argc++] = "mnt";
