@@ -45,6 +45,7 @@ void fz_base_init(void);
 void fz_build(struct fz_reader *rd);
 bool fz_work_empty(void);
 bool fz_decoy_intact(void);
+bool fz_lowers_intact(void);
 void fz_teardown(void);
 
 #define REQUIRE(cond)                                                                              \

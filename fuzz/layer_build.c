@@ -30,6 +30,9 @@
 const char *const fz_names[FZ_NNAMES] = {"a", "b", "c", "d"};
 
 static struct stat decoy_st[3];
+static uint64_t lowers_digest_at_build;
+static uint64_t digest_acc;
+static size_t digest_skip;
 
 static void die(const char *what)
 {
@@ -285,6 +288,43 @@ static void decoy_stat(void)
 		die("decoy/sub");
 }
 
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdULL;
+}
+
+/* Order-independent: the sum of one hash per entry (name, inode, and every change time). */
+static int digest_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	(void)flag;
+	(void)ftw;
+	for (const char *c = path + digest_skip; *c; c++)
+		h = mix(h, (unsigned char)*c);
+	h = mix(h, st->st_ino);
+	h = mix(h, st->st_mode);
+	h = mix(h, (uint64_t)st->st_size);
+	h = mix(h, st->st_nlink);
+	h = mix(h, st->st_rdev);
+	h = mix(h, (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec);
+	h = mix(h, (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+	digest_acc += h;
+	return 0;
+}
+
+static uint64_t lowers_digest(void)
+{
+	digest_acc = 0;
+	for (int i = 0; i < g.nlower; i++) {
+		digest_skip = strlen(g.lower[i]);
+		if (nftw(g.lower[i], digest_entry, 16, FTW_PHYS) < 0)
+			die("nftw");
+	}
+	return digest_acc;
+}
+
 void fz_build(struct fz_reader *rd)
 {
 	unsigned hdr = fz_take(rd), steps;
@@ -315,6 +355,7 @@ void fz_build(struct fz_reader *rd)
 		build_step(op, pathb, arg);
 	}
 	decoy_stat();
+	lowers_digest_at_build = lowers_digest();
 }
 
 bool fz_work_empty(void)
@@ -363,6 +404,11 @@ bool fz_decoy_intact(void)
 		if (!same(&now[i], &decoy_st[i]))
 			return false;
 	return true;
+}
+
+bool fz_lowers_intact(void)
+{
+	return lowers_digest() == lowers_digest_at_build;
 }
 
 void fz_teardown(void)
