@@ -1,4 +1,5 @@
 # ovlfs: `make` builds, `make demo` runs the built-in sample, `make check` runs every test.
+# Longer runs: make fuzz | fsx | fuzz-options | fuzz-layers | fuzz-parsers | soak SECONDS=N.
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc
