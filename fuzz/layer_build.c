@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -90,14 +91,43 @@ static void xmkdir(const char *path)
 		die(path);
 }
 
+/*
+ * libFuzzer may end the process in the middle of an input (time limit, a crash, a signal),
+ * when the exit handler races with the build or does not run: every run first removes the
+ * trees of runs whose process is gone (named by pid, so parallel jobs keep theirs).
+ */
+static void remove_stale(const char *dir)
+{
+	static const char prefix[] = "ovlfs-fuzz-layers.";
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char p[PATH_MAX];
+		long pid;
+
+		if (strncmp(de->d_name, prefix, sizeof(prefix) - 1))
+			continue;
+		pid = strtol(de->d_name + sizeof(prefix) - 1, NULL, 10);
+		if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		rm_tree(p);
+	}
+	closedir(d);
+}
+
 void fz_base_init(void)
 {
 	/* tmpfs keeps every step cheap; fall back to /tmp where /dev/shm is missing. */
 	const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 
-	snprintf(g.base, sizeof(g.base), "%s/ovlfs-fuzz-layers-XXXXXX", dir);
-	if (!mkdtemp(g.base))
-		die("mkdtemp");
+	remove_stale(dir);
+	snprintf(g.base, sizeof(g.base), "%s/ovlfs-fuzz-layers.%d", dir, (int)getpid());
+	rm_tree(g.base); /* a recycled pid's leftovers */
+	xmkdir(g.base);
 	atexit(remove_base);
 	g.verbose = getenv("FUZZ_LAYERS_VERBOSE") != NULL;
 	snprintf(g.it, sizeof(g.it), "%s/it", g.base);
