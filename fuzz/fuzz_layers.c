@@ -9,6 +9,8 @@
  * - readdir lists ".", ".." first, then unique plain names, each of which looks up with the
  *   listed inode number and type; a name of the alphabet that is not listed does not look up;
  * - every listed xattr can be read, unprivileged lists show no trusted.* names;
+ * - a fresh ovl_fs on the changed layers shows the same tree (types, modes, owners, sizes,
+ *   data, link targets, xattrs) as the one that made the changes;
  * - the work directory is empty after the operations; nothing outside the layers changes,
  *   nor anything in the lower layers (a read-only mount gets the changes too: all refused).
  *
@@ -120,11 +122,24 @@ static bool listed(const struct listing *l, const char *name)
 	return false;
 }
 
+/* What a walk saw, for comparing the tree before and after a remount: a sum of one hash per
+ * entry (its path, type, mode, owner, size, data, link target, xattrs). */
+static uint64_t tree_sum;
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 0x100000001b3ULL;
+	return h;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Checks of one node                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
-static void check_xattrs(struct ovl_fs *fs, struct ovl_node *n)
+static uint64_t check_xattrs(struct ovl_fs *fs, struct ovl_node *n, uint64_t h)
 {
 	static const char *const names[] = {"user.a", "trusted.overlay.opaque", "trusted.overlay.x",
 					    "trusted.overlay.overlay.x", "security.capability"};
@@ -146,6 +161,9 @@ static void check_xattrs(struct ovl_fs *fs, struct ovl_node *n)
 			continue;
 		REQUIRE(r == need);
 		REQUIRE(r == 0 || list[r - 1] == '\0');
+		if (priv) /* names in any order: summed, not chained */
+			for (ssize_t off = 0; off < r; off += (ssize_t)strlen(list + off) + 1)
+				h += hash_bytes(7, list + off, strlen(list + off));
 		for (ssize_t off = 0; off < r; off += (ssize_t)strlen(list + off) + 1) {
 			const char *x = list + off;
 			REQUIRE(*x);
@@ -153,17 +171,27 @@ static void check_xattrs(struct ovl_fs *fs, struct ovl_node *n)
 			ssize_t g = ovl_getxattr(fs, n, x, val, sizeof(val));
 			/* Every listed name reads back (ERANGE: our buffer is small). */
 			REQUIRE(g >= 0 || g == -ERANGE);
+			if (priv && g >= 0)
+				h += hash_bytes(11, val, (size_t)g);
 		}
 	}
+	return h;
 }
 
-static void check_node(struct ovl_fs *fs, struct ovl_node *n, const struct stat *looked)
+/* Checks one node; returns a hash of what it shows. */
+static uint64_t check_node(struct ovl_fs *fs, struct ovl_node *n, const struct stat *looked)
 {
 	struct stat st;
 	char buf[4096];
 	int r = ovl_getattr(fs, n, &st);
+	uint64_t h = 1469598103934665603ULL;
 
 	REQUIRE(r == 0);
+	h = hash_bytes(h, &st.st_mode, sizeof(st.st_mode));
+	h = hash_bytes(h, &st.st_uid, sizeof(st.st_uid));
+	h = hash_bytes(h, &st.st_gid, sizeof(st.st_gid));
+	if (!S_ISDIR(st.st_mode)) /* a directory's size is the layer's business */
+		h = hash_bytes(h, &st.st_size, sizeof(st.st_size));
 	if (looked) {
 		REQUIRE(st.st_ino == looked->st_ino);
 		REQUIRE((st.st_mode & S_IFMT) == (looked->st_mode & S_IFMT));
@@ -172,6 +200,7 @@ static void check_node(struct ovl_fs *fs, struct ovl_node *n, const struct stat 
 	if (S_ISLNK(st.st_mode)) {
 		r = ovl_readlink(fs, n, buf, sizeof(buf));
 		REQUIRE(r > 0 && r <= (int)sizeof(buf));
+		h = hash_bytes(h, buf, (size_t)r);
 	} else {
 		REQUIRE(ovl_readlink(fs, n, buf, sizeof(buf)) < 0);
 	}
@@ -183,10 +212,12 @@ static void check_node(struct ovl_fs *fs, struct ovl_node *n, const struct stat 
 			ssize_t got = ovl_read(fs, f, buf, sizeof(buf), 0);
 			REQUIRE_SIZE(got, sizeof(buf));
 			REQUIRE(got < 0 || got == (st.st_size < 4096 ? st.st_size : 4096));
+			if (got > 0)
+				h = hash_bytes(h, buf, (size_t)got);
 			ovl_release(fs, f);
 		}
 	}
-	check_xattrs(fs, n);
+	return check_xattrs(fs, n, h);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -195,7 +226,7 @@ static void check_node(struct ovl_fs *fs, struct ovl_node *n, const struct stat 
 
 static int nodes_seen;
 
-static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, int depth)
+static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, const char *path, int depth)
 {
 	struct listing *l = calloc(1, sizeof(*l));
 	struct ovl_dir *d;
@@ -229,9 +260,11 @@ static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, int depth)
 		REQUIRE(st.st_ino == l->v[i].ino);
 		REQUIRE(l->v[i].type == DT_UNKNOWN || l->v[i].type == IFTODT(st.st_mode));
 		if (nodes_seen++ < MAX_NODES) {
-			check_node(fs, c, &st);
+			char cpath[300];
+			snprintf(cpath, sizeof(cpath), "%s/%s", path, l->v[i].name);
+			tree_sum += hash_bytes(check_node(fs, c, &st), cpath, strlen(cpath));
 			if (S_ISDIR(st.st_mode) && depth < MAX_DEPTH)
-				walk_dir(fs, c, depth + 1);
+				walk_dir(fs, c, cpath, depth + 1);
 		}
 		put(fs, c);
 	}
@@ -251,14 +284,17 @@ static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, int depth)
 	free(l);
 }
 
-static void walk_all(struct ovl_fs *fs)
+/* Walks the whole merged tree, checking everything; returns its hash. */
+static uint64_t walk_all(struct ovl_fs *fs)
 {
 	struct stat st;
 
 	nodes_seen = 0;
+	tree_sum = 0;
 	REQUIRE(ovl_getattr(fs, ovl_root(fs), &st) == 0 && S_ISDIR(st.st_mode));
-	check_node(fs, ovl_root(fs), NULL);
-	walk_dir(fs, ovl_root(fs), 0);
+	tree_sum += check_node(fs, ovl_root(fs), NULL);
+	walk_dir(fs, ovl_root(fs), "", 0);
+	return tree_sum;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -412,15 +448,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = open_fs(&fs);
 	REQUIRE_ERR(r);
 	if (r == 0) {
+		uint64_t seen;
+
 		walk_all(fs);
 		mutate(fs, &rd);
-		walk_all(fs);
+		seen = walk_all(fs);
 		ovl_fs_destroy(fs);
 		REQUIRE(fz_work_empty());
 		/* What the changes left on disk reads back consistently. */
 		r = open_fs(&fs);
 		REQUIRE(r == 0);
-		walk_all(fs);
+		REQUIRE(walk_all(fs) == seen); /* what the mount showed is what is on disk */
 		ovl_fs_destroy(fs);
 	}
 	REQUIRE(fz_decoy_intact());
