@@ -56,7 +56,7 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c
+	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 # Side-by-side benchmark (native, kernel overlayfs, fuse-overlayfs, ovlfs); see bench/README.md.
 .PHONY: bench bench-quick

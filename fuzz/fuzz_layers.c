@@ -339,8 +339,8 @@ static void mutate(struct ovl_fs *fs, struct fz_reader *rd)
 			/* FUSE sends OPEN for regular files only (a fifo's open would block). */
 			if (!r) {
 				if (S_ISREG(st.st_mode))
-					r = ovl_open(fs, n, (op & 0x10) ? O_RDWR | O_TRUNC : O_WRONLY,
-						     &f);
+					r = ovl_open(fs, n,
+						     (op & 0x10) ? O_RDWR | O_TRUNC : O_WRONLY, &f);
 				else
 					r = -EINVAL; /* not tried */
 				if (!r) {
@@ -366,8 +366,8 @@ static void mutate(struct ovl_fs *fs, struct fz_reader *rd)
 			if (op & 0x10)
 				r = ovl_mkdir(fs, par, name, 0755, &root_cred, &n, &st);
 			else
-				r = ovl_symlink(fs, par, name, (op & 0x20) ? "../a" : "/x", &root_cred,
-						&n, &st);
+				r = ovl_symlink(fs, par, name, (op & 0x20) ? "../a" : "/x",
+						&root_cred, &n, &st);
 			if (!r)
 				put(fs, n);
 			break;
@@ -383,8 +383,8 @@ static void mutate(struct ovl_fs *fs, struct fz_reader *rd)
 			r = ovl_lookup(fs, par, name, &n, &st);
 			if (!r) {
 				struct stat a = {.st_mode = 0700, .st_size = op >> 4};
-				r = ovl_setattr(fs, n, NULL, (op & 0x10) ? OVL_SET_SIZE : OVL_SET_MODE,
-						&a, &st);
+				r = ovl_setattr(fs, n, NULL,
+						(op & 0x10) ? OVL_SET_SIZE : OVL_SET_MODE, &a, &st);
 				put(fs, n);
 			}
 			break;

@@ -19,8 +19,8 @@ struct fz_reader {
 
 /* The current input's layers, under a per-process tmpfs directory. */
 struct fz_state {
-	char base[PATH_MAX];	/* per process */
-	char it[PATH_MAX];	/* per input: base/it */
+	char base[PATH_MAX]; /* per process */
+	char it[PATH_MAX];   /* per input: base/it */
 	char lower[FZ_MAX_LOWER][PATH_MAX];
 	char upper[PATH_MAX], work[PATH_MAX], decoy[PATH_MAX];
 	int nlower;
@@ -59,6 +59,7 @@ void fz_teardown(void);
 /* 0 or a negative errno. */
 #define REQUIRE_ERR(r) REQUIRE((r) == 0 || ((r) < 0 && (r) >= -4095))
 /* A size up to max, or a negative errno. */
-#define REQUIRE_SIZE(r, max) REQUIRE(((r) >= 0 && (size_t)(r) <= (max)) || ((r) < 0 && (r) >= -4095))
+#define REQUIRE_SIZE(r, max)                                                                       \
+	REQUIRE(((r) >= 0 && (size_t)(r) <= (max)) || ((r) < 0 && (r) >= -4095))
 
 #endif

@@ -268,7 +268,8 @@ static void build_step(unsigned op, unsigned pathb, unsigned arg)
 		break;
 	case 10:
 		snprintf(t, sizeof(t), "trusted.overlay.%s", others[arg % 8]);
-		set_x(dfd, last, t, values[(arg >> 3) % 4], (arg >> 3) % 4 == 3 ? 3 : strlen(values[(arg >> 3) % 4]));
+		set_x(dfd, last, t, values[(arg >> 3) % 4],
+		      (arg >> 3) % 4 == 3 ? 3 : strlen(values[(arg >> 3) % 4]));
 		break;
 	case 11:
 		set_x(dfd, last, (arg & 1) ? "user.a" : "user.b", "v", 1);
