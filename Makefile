@@ -1,4 +1,5 @@
 # ovlfs: `make` builds, `make demo` runs the built-in sample, `make check` runs every test.
+# Longer runs: make fuzz | fsx | fuzz-options | fuzz-layers | fuzz-parsers | soak SECONDS=N.
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc
@@ -52,6 +53,7 @@ check: deps
 	$(MAKE) unit mount-tests
 	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" unit mount-tests
 	$(MAKE) tsan
+	$(MAKE) fuzz-smoke
 
 # ThreadSanitizer over what runs concurrently: the engine's threaded unit test, the
 # multi-process stress test and the fuzzer (a report stops the daemon: the test fails).
@@ -67,7 +69,7 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c
+	clang-format -i --style=file src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 # Opt-in: podman with ovlfs as its overlay mount_program, against fuse-overlayfs and the
 # kernel driver, in a private storage (tests/podman/run.sh; installs podman, runc, busybox).
@@ -120,3 +122,49 @@ fuzz: $(BUILD)/ovlfs
 fsx: $(BUILD)/ovlfs $(BUILD)/fsx
 	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) FSX_OPS=$(N) \
 		/usr/bin/python3 -m pytest -q -s tests/test_fsx.py
+
+# libFuzzer harnesses (fuzz/, built with clang into build/fuzz/): `make fuzz-options SECONDS=N`
+# fuzzes the command-line parser and validation, `make fuzz-layers SECONDS=N` the engine over
+# layer trees built from the fuzz bytes, `make fuzz-parsers` both. A crash leaves its input in
+# build/fuzz/ (rerun: build/fuzz/fuzz_layers FILE). `make fuzz-smoke`: 20 s each, for check.
+.PHONY: fuzz-options fuzz-layers fuzz-parsers fuzz-smoke
+FUZZ_BUILD = build/fuzz
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	     -fno-omit-frame-pointer
+FUZZ_SMOKE_SECONDS ?= 20
+
+$(FUZZ_BUILD)/fuzz_options: fuzz/fuzz_options.c $(CLI_SRC) $(HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_options.c $(CLI_SRC)
+
+$(FUZZ_BUILD)/fuzz_layers: fuzz/fuzz_layers.c fuzz/layer_build.c fuzz/fuzz_layers.h \
+			   $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_layers.c fuzz/layer_build.c \
+		$(ENGINE_SRC) -lpthread
+
+# The first corpus directory gets the new inputs: a scratch one, the seeds stay as committed.
+fuzz-options: $(FUZZ_BUILD)/fuzz_options
+	@mkdir -p $(FUZZ_BUILD)/corpus-options
+	$< -dict=fuzz/options.dict -max_len=512 -timeout=10 -max_total_time=$(SECONDS) \
+		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-options fuzz/corpus/options
+
+fuzz-layers: $(FUZZ_BUILD)/fuzz_layers
+	@mkdir -p $(FUZZ_BUILD)/corpus-layers
+	$< -timeout=20 -max_len=400 -len_control=0 -max_total_time=$(SECONDS) \
+		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-layers fuzz/corpus/layers
+
+fuzz-parsers: fuzz-options fuzz-layers
+
+fuzz-smoke:
+	$(MAKE) fuzz-options fuzz-layers SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+# Soak (tests/soak.py): the stress workers, fsx and the differential fuzzer at once against
+# ovlfs mounts for SECONDS, a line every 10 s with ops, errors and each daemon's RSS; exit
+# status 1 on any error. SOAK_ARGS for more (--help), e.g. SOAK_ARGS="--lanes stress,fsx".
+.PHONY: soak
+SOAK_ARGS ?=
+soak: $(BUILD)/ovlfs $(BUILD)/fsx
+	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) \
+		/usr/bin/python3 tests/soak.py --seconds $(SECONDS) $(SOAK_ARGS)

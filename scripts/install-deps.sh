@@ -2,7 +2,8 @@
 # Installs what building and testing ovlfs needs, from Debian's packages, if missing.
 set -euo pipefail
 pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
-	e2fsprogs btrfs-progs dmsetup) # the last three: fault tests (tests/test_faults.py)
+	clang libclang-rt-14-dev # the libFuzzer harnesses (fuzz/)
+	e2fsprogs btrfs-progs dmsetup) # fault tests (tests/test_faults.py)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
