@@ -134,9 +134,9 @@ FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=al
 	     -fno-omit-frame-pointer
 FUZZ_SMOKE_SECONDS ?= 20
 
-$(FUZZ_BUILD)/fuzz_options: fuzz/fuzz_options.c $(CLI_SRC) $(HEADERS)
+$(FUZZ_BUILD)/fuzz_options: fuzz/fuzz_options.c $(CLI_SRC) src/idmap.c $(HEADERS)
 	@mkdir -p $(FUZZ_BUILD)
-	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_options.c $(CLI_SRC)
+	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_options.c $(CLI_SRC) src/idmap.c
 
 $(FUZZ_BUILD)/fuzz_layers: fuzz/fuzz_layers.c fuzz/layer_build.c fuzz/fuzz_layers.h \
 			   $(ENGINE_SRC) $(HEADERS)

@@ -198,7 +198,7 @@ int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name)
 	if (fs->file_whiteouts) {
 		/* The OCI form too, for tools that read only that; it alone is enough for us
 		 * where user xattrs are not supported. */
-		int r = make_wh_file(fd, OVL_WH_OPAQUE + wh_len);
+		int r = make_wh_file(fd, &OVL_WH_OPAQUE[wh_len]);
 		if (r || err == -EOPNOTSUPP)
 			err = r;
 	}
