@@ -45,9 +45,9 @@ struct ovl_node {
 	struct ovl_node *hnext; /* node table chain */
 	uint64_t nlookup;	/* kernel references */
 	uint64_t refs;		/* nlookup > 0, children in table, internal pins */
-	uint64_t ino;		/* overlay inode number, fixed for the node's life */
+	_Atomic uint64_t ino;	/* overlay inode number; set under table_lock, read without */
 	_Atomic mode_t type;	/* S_IFMT bits; set under lock, read without */
-	bool unlinked;		/* no longer reachable by name */
+	atomic_bool unlinked;	/* no longer reachable by name; set under table_lock */
 	bool in_table;
 	struct ovl_node *onext, *oprev; /* unlinked nodes, freed at unmount */
 	/* Guarded by lock: where the object lives. top == 0 with fs->upper means upper. */

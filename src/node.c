@@ -274,10 +274,13 @@ int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
 	bool open = child && atomic_load(&child->nopen) > 0;
+	if (open)
+		child->refs++; /* a concurrent forget must not free it under us */
 	pthread_mutex_unlock(&fs->table_lock);
 	if (!open)
 		return -1;
 	int fd = ovl_open_in_layer(fs, child, ovl_node_top(child), O_PATH);
+	ovl_node_unref(fs, child, 0, 1);
 	return fd < 0 ? -1 : fd;
 }
 
