@@ -204,3 +204,13 @@ def test_expected_errnos(results):
     assert k["acl_denies_others"] == "EACCES"
     assert k["acl_grants_create_in_dir"] == 0
     assert k["acl_denies_create_in_dir"] == "EACCES"
+
+
+def test_noacl_checks_mode_bits_only():
+    """-o noacl: the ACL that grants USER read access is not consulted (fuse-overlayfs's
+    option); the default mount honours it (acl_grants_read above)."""
+    with wh.public_dir() as pub:
+        o = helpers.build_layers(pub / "o", [LOWER])
+        with o.ovlfs(mnt=pub / "mo", extra_opts=("noacl",)) as om:
+            check = ("noacl_read", USER, "read", ["acl_file"], None)
+            assert _run(om, check)["result"] == "EACCES"

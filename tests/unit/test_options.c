@@ -254,6 +254,12 @@ static void test_flags(struct tally *t)
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,volatile", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && cfg.no_fsync);
 	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,noacl", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.noacl && cfg.fuse_opts == NULL);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.noacl);
+	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,kernel_cache", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
