@@ -94,12 +94,6 @@ bool ovl_node_hard_linked(struct ovl_node *node)
 	return atomic_load(&node->aliased);
 }
 
-bool ovl_node_has_aliases(struct ovl_fs *fs, struct ovl_node *node)
-{
-	struct ovl_node *other;
-	return atomic_load(&node->aliased) && ovl_node_aliases(fs, node, &other, 1) > 0;
-}
-
 size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,
 			size_t max)
 {

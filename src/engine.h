@@ -89,7 +89,6 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
  * that a change through one name can drop what is cached for the others. */
 size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,
 			size_t max);
-bool ovl_node_has_aliases(struct ovl_fs *fs, struct ovl_node *node);
 /* An upper file seen with several links (its names may be other nodes). */
 bool ovl_node_hard_linked(struct ovl_node *node);
 int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);

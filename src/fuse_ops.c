@@ -137,46 +137,52 @@ struct deferred {
 	int to_set, datasync, mode;
 	off_t off, len;
 	unsigned flags;
-	char *name, *newname;
+	const char *name, *newname; /* the request's; a worker's copy has its own */
 	void (*run)(struct deferred *d);
 };
-
-static void run_deferred(void *arg)
-{
-	struct deferred *d = arg;
-
-	d->run(d);
-	free(d->name);
-	free(d->newname);
-	free(d);
-}
 
 /* A copy-up of more than this goes to a worker; a smaller one costs less than the hand-off. */
 static const off_t long_copy_up = 1 << 20;
 
-/* Hands d to the pool; false if it must run in this thread (no pool, or no memory). */
-static bool defer(struct deferred *d)
+static struct deferred deferred(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+				void (*run)(struct deferred *))
 {
-	if (!pool || ovl_pool_submit(pool, run_deferred, d) != 0)
-		return false;
-	return true;
+	struct deferred d = {.req = req, .ino = ino, .run = run, .has_fi = fi != NULL};
+
+	if (fi)
+		d.fi = *fi;
+	return d;
 }
 
-static struct deferred *new_deferred(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-				     void (*run)(struct deferred *))
+static void run_copy(void *arg)
 {
-	struct deferred *d = pool ? calloc(1, sizeof(*d)) : NULL;
+	struct deferred *d = arg;
 
-	if (!d)
-		return NULL;
-	d->req = req;
-	d->ino = ino;
-	d->run = run;
-	if (fi) {
-		d->fi = *fi;
-		d->has_fi = true;
+	d->run(d);
+	free((char *)d->name);
+	free((char *)d->newname);
+	free(d);
+}
+
+/* Runs the request on a worker, or in this thread when there is no pool (-s) or no memory
+ * for the hand-off. The request's strings live only until this returns: a worker's copy
+ * gets its own. */
+static void submit(struct deferred *d)
+{
+	struct deferred *copy = pool ? malloc(sizeof(*copy)) : NULL;
+
+	if (copy) {
+		*copy = *d;
+		copy->name = d->name ? strdup(d->name) : NULL;
+		copy->newname = d->newname ? strdup(d->newname) : NULL;
+		if ((!d->name || copy->name) && (!d->newname || copy->newname) &&
+		    ovl_pool_submit(pool, run_copy, copy) == 0)
+			return;
+		free((char *)copy->name);
+		free((char *)copy->newname);
+		free(copy);
 	}
-	return d;
+	d->run(d);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -298,16 +304,12 @@ static void run_setattr(struct deferred *d)
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	struct deferred *d = NULL;
-
-	if (ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up))
-		d = new_deferred(req, ino, fi, run_setattr);
-	if (d) {
-		d->attr = *attr;
-		d->to_set = to_set;
-		if (defer(d))
-			return;
-		free(d);
+	if (ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up)) {
+		struct deferred d = deferred(req, ino, fi, run_setattr);
+		d.attr = *attr;
+		d.to_set = to_set;
+		submit(&d);
+		return;
 	}
 	do_setattr(req, ino, attr, to_set, fi);
 }
@@ -400,24 +402,16 @@ static void run_rename(struct deferred *d)
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	struct deferred *d = new_deferred(req, parent, NULL, run_rename);
+	struct deferred d = deferred(req, parent, NULL, run_rename);
 
-	if (d) {
-		d->newparent = newparent;
-		d->flags = flags;
-		d->name = strdup(name);
-		d->newname = strdup(newname);
-		if (d->name && d->newname && defer(d))
-			return;
-		free(d->name);
-		free(d->newname);
-		free(d);
-	}
-	do_rename(req, parent, name, newparent, newname, flags);
+	d.newparent = newparent;
+	d.flags = flags;
+	d.name = name;
+	d.newname = newname;
+	submit(&d);
 }
 
-static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file,
-			   struct ovl_node *node)
+static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file, struct ovl_node *node)
 {
 	fi->fh = (uint64_t)(uintptr_t)file;
 	/* O_DIRECT, or a file with several names (see inval_aliases) */
@@ -446,15 +440,14 @@ static void run_open(struct deferred *d)
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
-	struct deferred *d = NULL;
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
 
 	if (write && !(fi->flags & O_TRUNC) &&
-	    ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up))
-		d = new_deferred(req, ino, fi, run_open);
-	if (d && defer(d))
+	    ovl_copy_up_is_long(fs_of(req), node_of(req, ino), long_copy_up)) {
+		struct deferred d = deferred(req, ino, fi, run_open);
+		submit(&d);
 		return;
-	free(d);
+	}
 	do_open(req, ino, fi);
 }
 
@@ -579,15 +572,10 @@ static void run_fsync(struct deferred *d)
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct deferred *d = new_deferred(req, ino, fi, run_fsync);
+	struct deferred d = deferred(req, ino, fi, run_fsync);
 
-	if (d) {
-		d->datasync = datasync;
-		if (defer(d))
-			return;
-		free(d);
-	}
-	fuse_reply_err(req, -ovl_fsync(fs_of(req), file_of(fi), datasync != 0));
+	d.datasync = datasync;
+	submit(&d);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -683,21 +671,16 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void run_fsyncdir(struct deferred *d)
 {
-	fuse_reply_err(d->req, -ovl_fsyncdir(fs_of(d->req), node_of(d->req, d->ino),
-					     d->datasync != 0));
+	fuse_reply_err(d->req,
+		       -ovl_fsyncdir(fs_of(d->req), node_of(d->req, d->ino), d->datasync != 0));
 }
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct deferred *d = new_deferred(req, ino, fi, run_fsyncdir);
+	struct deferred d = deferred(req, ino, fi, run_fsyncdir);
 
-	if (d) {
-		d->datasync = datasync;
-		if (defer(d))
-			return;
-		free(d);
-	}
-	fuse_reply_err(req, -ovl_fsyncdir(fs_of(req), node_of(req, ino), datasync != 0));
+	d.datasync = datasync;
+	submit(&d);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -784,20 +767,12 @@ static void run_fallocate(struct deferred *d)
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	struct deferred *d = new_deferred(req, ino, fi, run_fallocate);
+	struct deferred d = deferred(req, ino, fi, run_fallocate);
 
-	if (d) {
-		d->mode = mode;
-		d->off = off;
-		d->len = len;
-		if (defer(d))
-			return;
-		free(d);
-	}
-	int err = ovl_fallocate(fs_of(req), file_of(fi), mode, off, len);
-	if (!err)
-		inval_aliases(req, ino);
-	fuse_reply_err(req, -err);
+	d.mode = mode;
+	d.off = off;
+	d.len = len;
+	submit(&d);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

@@ -8,27 +8,14 @@
  * mount (a caller, a chown) in [SHOWN, SHOWN+LEN) is stored as DISK + (ID - SHOWN).
  */
 #include "engine.h"
+#include "errmsg.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ID_MAX 4294967294u /* (uid_t)-1 means "no change" to chown: never an ID */
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-						      ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 /* A decimal ID (or length) up to max: digits only, no sign, no spaces. */
 static bool parse_u32(const char *s, size_t n, uint32_t max, uint32_t *out)
@@ -64,31 +51,34 @@ static int parse_map(const char *name, const char *s, struct ovl_idmap *m, char 
 	for (const char *p = s;; p++) {
 		size_t n = strcspn(p, ":,");
 		if (!parse_u32(p, n, UINT32_MAX, &f[nf]))
-			return fail(err, errlen,
-				    "invalid value '%s' for option '%s' (expected "
-				    "DISK:SHOWN:LEN[:DISK:SHOWN:LEN...] with decimal IDs)",
-				    s, name);
+			return ovl_errmsg(err, errlen,
+					  "invalid value '%s' for option '%s' (expected "
+					  "DISK:SHOWN:LEN[:DISK:SHOWN:LEN...] with decimal IDs)",
+					  s, name);
 		if (++nf == 3) {
 			struct ovl_idrange r = {.disk = f[0], .shown = f[1], .len = f[2]};
 			if (r.len == 0)
-				return fail(err, errlen, "option '%s': range %u:%u:0 is empty",
-					    name, r.disk, r.shown);
+				return ovl_errmsg(err, errlen,
+						  "option '%s': range %u:%u:0 is empty", name,
+						  r.disk, r.shown);
 			if ((uint64_t)r.disk + r.len - 1 > ID_MAX ||
 			    (uint64_t)r.shown + r.len - 1 > ID_MAX)
-				return fail(
+				return ovl_errmsg(
 				    err, errlen,
 				    "option '%s': range %u:%u:%u goes past the largest ID %u", name,
 				    r.disk, r.shown, r.len, ID_MAX);
 			if (m->n == OVL_IDMAP_MAX)
-				return fail(err, errlen, "option '%s' has more than %d ranges",
-					    name, OVL_IDMAP_MAX);
+				return ovl_errmsg(err, errlen,
+						  "option '%s' has more than %d ranges", name,
+						  OVL_IDMAP_MAX);
 			for (int i = 0; i < m->n; i++)
 				if (overlaps(m->r[i].disk, m->r[i].len, r.disk, r.len) ||
 				    overlaps(m->r[i].shown, m->r[i].len, r.shown, r.len))
-					return fail(err, errlen,
-						    "option '%s': range %u:%u:%u overlaps %u:%u:%u",
-						    name, r.disk, r.shown, r.len, m->r[i].disk,
-						    m->r[i].shown, m->r[i].len);
+					return ovl_errmsg(
+					    err, errlen,
+					    "option '%s': range %u:%u:%u overlaps %u:%u:%u", name,
+					    r.disk, r.shown, r.len, m->r[i].disk, m->r[i].shown,
+					    m->r[i].len);
 			m->r[m->n++] = r;
 			nf = 0;
 		}
@@ -97,10 +87,10 @@ static int parse_map(const char *name, const char *s, struct ovl_idmap *m, char 
 			break;
 	}
 	if (nf != 0)
-		return fail(err, errlen,
-			    "invalid value '%s' for option '%s' (expected "
-			    "DISK:SHOWN:LEN[:DISK:SHOWN:LEN...] with decimal IDs)",
-			    s, name);
+		return ovl_errmsg(err, errlen,
+				  "invalid value '%s' for option '%s' (expected "
+				  "DISK:SHOWN:LEN[:DISK:SHOWN:LEN...] with decimal IDs)",
+				  s, name);
 	return 0;
 }
 
@@ -115,7 +105,7 @@ int ovl_owner_opt(struct ovl_owner_opts *o, const char *name, const char *val, c
 		/* Parsed aside: a bad value leaves an earlier one as it was. */
 		m = malloc(sizeof(*m));
 		if (!m)
-			return fail(err, errlen, "out of memory");
+			return ovl_errmsg(err, errlen, "out of memory");
 		r = parse_map(name, val, m, err, errlen);
 		if (r == 0)
 			*(name[0] == 'u' ? &o->uids : &o->gids) = *m;
@@ -128,9 +118,10 @@ int ovl_owner_opt(struct ovl_owner_opts *o, const char *name, const char *val, c
 	}
 	if (!strcmp(name, "squash_to_uid") || !strcmp(name, "squash_to_gid")) {
 		if (!parse_u32(val, strlen(val), ID_MAX, &v))
-			return fail(err, errlen,
-				    "invalid value '%s' for option '%s' (expected a decimal ID)",
-				    val, name);
+			return ovl_errmsg(
+			    err, errlen,
+			    "invalid value '%s' for option '%s' (expected a decimal ID)", val,
+			    name);
 		if (!strcmp(name, "squash_to_uid")) {
 			o->has_squash_uid = true;
 			o->squash_uid = v;
@@ -142,14 +133,15 @@ int ovl_owner_opt(struct ovl_owner_opts *o, const char *name, const char *val, c
 	}
 	if (!strcmp(name, "xattr_permissions")) {
 		if (strcmp(val, "0") && strcmp(val, "1") && strcmp(val, "2"))
-			return fail(err, errlen,
-				    "invalid value '%s' for option 'xattr_permissions' (expected "
-				    "0, 1 or 2)",
-				    val);
+			return ovl_errmsg(
+			    err, errlen,
+			    "invalid value '%s' for option 'xattr_permissions' (expected "
+			    "0, 1 or 2)",
+			    val);
 		o->xattr_permissions = val[0] - '0';
 		return 0;
 	}
-	return fail(err, errlen, "unknown option '%s'", name);
+	return ovl_errmsg(err, errlen, "unknown option '%s'", name);
 }
 
 uint32_t ovl_id_shown(const struct ovl_idmap *m, uint32_t disk)

@@ -3,11 +3,11 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,19 +26,6 @@ struct dir_info {
 
 enum relation { REL_NONE, REL_SAME, REL_INSIDE, REL_CONTAINS };
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-						      ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 /* Resolves d->given into d->canon and checks it is a directory. */
 static int resolve_dir(struct dir_info *d, char *err, size_t errlen)
 {
@@ -47,15 +34,16 @@ static int resolve_dir(struct dir_info *d, char *err, size_t errlen)
 		int e = errno;
 
 		if (e == ENOTCONN)
-			return fail(err, errlen,
-				    "%s '%s': %s (a stale FUSE mount? try 'fusermount3 -u %s')",
-				    d->role, d->given, strerror(e), d->given);
-		return fail(err, errlen, "%s '%s': %s", d->role, d->given, strerror(e));
+			return ovl_errmsg(
+			    err, errlen,
+			    "%s '%s': %s (a stale FUSE mount? try 'fusermount3 -u %s')", d->role,
+			    d->given, strerror(e), d->given);
+		return ovl_errmsg(err, errlen, "%s '%s': %s", d->role, d->given, strerror(e));
 	}
 	if (stat(d->canon, &d->st) < 0)
-		return fail(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
+		return ovl_errmsg(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
 	if (!S_ISDIR(d->st.st_mode))
-		return fail(err, errlen, "%s '%s' is not a directory", d->role, d->given);
+		return ovl_errmsg(err, errlen, "%s '%s' is not a directory", d->role, d->given);
 	return 0;
 }
 
@@ -65,12 +53,13 @@ static int check_writable(const struct dir_info *d, char *err, size_t errlen)
 
 	/* Checked before access(), which would only say EROFS. */
 	if (statvfs(d->canon, &vfs) < 0)
-		return fail(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
+		return ovl_errmsg(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
 	if (vfs.f_flag & ST_RDONLY)
-		return fail(err, errlen, "%s '%s' is on a read-only filesystem", d->role, d->given);
+		return ovl_errmsg(err, errlen, "%s '%s' is on a read-only filesystem", d->role,
+				  d->given);
 	if (access(d->canon, W_OK) < 0)
-		return fail(err, errlen, "%s '%s' is not writable: %s", d->role, d->given,
-			    strerror(errno));
+		return ovl_errmsg(err, errlen, "%s '%s' is not writable: %s", d->role, d->given,
+				  strerror(errno));
 	return 0;
 }
 
@@ -121,7 +110,7 @@ static int check_apart(const struct dir_info *a, const struct dir_info *b, char 
 		return 0;
 	describe(a, an, sizeof(an));
 	describe(b, bn, sizeof(bn));
-	return fail(err, errlen, "%s %s %s %s %s", a->role, an, verb[r], b->role, bn);
+	return ovl_errmsg(err, errlen, "%s %s %s %s %s", a->role, an, verb[r], b->role, bn);
 }
 
 /* The mount id tells two mounts of one filesystem apart; 0 when the kernel can't say. */
@@ -134,7 +123,7 @@ static int mount_id(const struct dir_info *d, uint64_t *id, char *err, size_t er
 		/* Kernels before 4.11 have no statx; fall back to st_dev alone. */
 		if (errno == ENOSYS)
 			return 0;
-		return fail(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
+		return ovl_errmsg(err, errlen, "%s '%s': %s", d->role, d->given, strerror(errno));
 	}
 	if (stx.stx_mask & STATX_MNT_ID)
 		*id = stx.stx_mnt_id;
@@ -216,10 +205,11 @@ static int is_mountpoint(const struct dir_info *d, bool *busy, char *err, size_t
 	 * mount root (a btrfs subvolume looks the same, hence only as a fallback).
 	 */
 	if (snprintf(parent, sizeof(parent), "%s/..", d->canon) >= (int)sizeof(parent))
-		return fail(err, errlen, "%s '%s': %s", d->role, d->given, strerror(ENAMETOOLONG));
+		return ovl_errmsg(err, errlen, "%s '%s': %s", d->role, d->given,
+				  strerror(ENAMETOOLONG));
 	if (stat(parent, &pst) < 0)
-		return fail(err, errlen, "%s '%s': cannot stat its parent: %s", d->role, d->given,
-			    strerror(errno));
+		return ovl_errmsg(err, errlen, "%s '%s': cannot stat its parent: %s", d->role,
+				  d->given, strerror(errno));
 	*busy = pst.st_dev != d->st.st_dev;
 	return 0;
 }
@@ -234,14 +224,15 @@ static int check_upper_work(struct dir_info *up, struct dir_info *wk, char *err,
 		return -1;
 	/* Copy-up renames from workdir into upperdir, which only works within one mount. */
 	if (up->st.st_dev != wk->st.st_dev)
-		return fail(err, errlen,
-			    "workdir '%s' is not on the same filesystem as upperdir '%s'",
-			    wk->given, up->given);
+		return ovl_errmsg(err, errlen,
+				  "workdir '%s' is not on the same filesystem as upperdir '%s'",
+				  wk->given, up->given);
 	if (mount_id(up, &up_mnt, err, errlen) < 0 || mount_id(wk, &wk_mnt, err, errlen) < 0)
 		return -1;
 	if (up_mnt && wk_mnt && up_mnt != wk_mnt)
-		return fail(err, errlen, "workdir '%s' is not on the same mount as upperdir '%s'",
-			    wk->given, up->given);
+		return ovl_errmsg(err, errlen,
+				  "workdir '%s' is not on the same mount as upperdir '%s'",
+				  wk->given, up->given);
 	return check_apart(wk, up, err, errlen);
 }
 
@@ -264,10 +255,10 @@ int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen)
 	if (errlen)
 		err[0] = '\0';
 	if (nl < 1 || !cfg->lowerdirs || !cfg->mountpoint)
-		return fail(err, errlen, "no lower layer or no mount point to check");
+		return ovl_errmsg(err, errlen, "no lower layer or no mount point to check");
 	d = calloc((size_t)ndirs, sizeof(*d));
 	if (!d)
-		return fail(err, errlen, "out of memory");
+		return ovl_errmsg(err, errlen, "out of memory");
 	up = &d[nl];
 	wk = &d[nl + 1];
 	mp = &d[nl + 2];
@@ -281,7 +272,7 @@ int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen)
 
 	if (cfg->upperdir || cfg->workdir) {
 		if (!cfg->upperdir || !cfg->workdir) {
-			fail(err, errlen, "upperdir and workdir must be given together");
+			ovl_errmsg(err, errlen, "upperdir and workdir must be given together");
 			goto fail;
 		}
 		up->role = "upperdir";
@@ -301,7 +292,8 @@ int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen)
 	if (resolve_dir(mp, err, errlen) < 0 || is_mountpoint(mp, &busy, err, errlen) < 0)
 		goto fail;
 	if (busy) {
-		fail(err, errlen, "mount point '%s' is busy (already a mount point)", mp->given);
+		ovl_errmsg(err, errlen, "mount point '%s' is busy (already a mount point)",
+			   mp->given);
 		goto fail;
 	}
 	/* The daemon would look into its own mount: lookups that hang or recurse. */

@@ -285,6 +285,28 @@ def is_fuse_mount(path):
     return (mount_fstype(path) or "").startswith("fuse")
 
 
+def wait_fuse_mount(mnt, proc, output=lambda: ""):
+    """Waits for the daemon proc to mount mnt; MountError if it exits or takes too long."""
+    deadline = time.monotonic() + MOUNT_TIMEOUT
+    while not is_fuse_mount(mnt):
+        if proc.poll() is not None:
+            time.sleep(0.5)  # a daemon that forked despite -f may still mount: catch it
+            raise MountError(f"ovlfs exited with status {proc.returncode} before mounting\n"
+                             f"output: {output()}")
+        if time.monotonic() > deadline:
+            raise MountError(f"ovlfs did not mount within {MOUNT_TIMEOUT}s\noutput: {output()}")
+        time.sleep(0.02)
+
+
+def errno_result(fn):
+    """fn()'s value ('ok' for None) or the errno name of the OSError it raised."""
+    try:
+        r = fn()
+        return "ok" if r is None else r
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+
+
 class MountPoint(type(pathlib.Path())):
     """A Path to a live mount point; .proc is the daemon's Popen (ovlfs only), .log() its
     output so far."""
@@ -352,16 +374,7 @@ def mount_ovlfs(lowers, upper=None, work=None, extra_opts=(), mnt=None):
     _ACTIVE[str(mnt)] = proc
     failed = None
     try:
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not is_fuse_mount(mnt):
-            if proc.poll() is not None:
-                time.sleep(0.5)  # a daemon that forked despite -f may still mount: catch it
-                raise MountError(f"ovlfs exited with status {proc.returncode} before mounting\n"
-                                 f"command: {cmd}\noutput: {mnt.log()}")
-            if time.monotonic() > deadline:
-                raise MountError(f"ovlfs did not mount within {MOUNT_TIMEOUT}s\n"
-                                 f"command: {cmd}\noutput: {mnt.log()}")
-            time.sleep(0.02)
+        wait_fuse_mount(mnt, proc, lambda: f"{mnt.log()}\ncommand: {cmd}")
         yield mnt
     except BaseException as exc:
         failed = exc

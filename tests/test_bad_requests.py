@@ -9,12 +9,12 @@ offsets and sizes, long symlink targets, odd mknod types, reads past the end) is
 the reference answers, and that none of it upsets the daemon.
 """
 import ctypes
-import errno
 import os
 import stat
 
 import pytest
 
+import helpers
 from helpers import build_layer, build_layers, needs_fuse, needs_kernel_overlay
 import write_helpers as wh
 
@@ -24,14 +24,6 @@ LOWER = {"f": "data", "g": "gdata", "d": {"x": "x"}}
 LONG = "n" * 256
 OK_NAME = "m" * 255
 RENAME_NOREPLACE, RENAME_EXCHANGE = wh.RENAME_NOREPLACE, wh.RENAME_EXCHANGE
-
-
-def result(fn):
-    try:
-        r = fn()
-        return "ok" if r is None else r
-    except OSError as e:
-        return errno.errorcode.get(e.errno, e.errno)
 
 
 def renameat2_raw(src, dst, flags):
@@ -136,7 +128,7 @@ def bad_ops(r):
 
 
 def run_all(root):
-    return {name: result(fn) for name, fn in bad_ops(root).items()}
+    return {name: helpers.errno_result(fn) for name, fn in bad_ops(root).items()}
 
 
 @pytest.mark.parametrize("where", ["disk", "tmpfs"])

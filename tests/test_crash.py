@@ -337,11 +337,7 @@ def test_kill9_then_remount(tmp_path, lowers, round_no, point):
     helpers._ACTIVE[str(mnt)] = proc
     worker = None
     try:
-        deadline = time.monotonic() + helpers.MOUNT_TIMEOUT
-        while not helpers.is_fuse_mount(mnt):
-            assert proc.poll() is None, f"ovlfs exited with {proc.returncode} before mounting"
-            assert time.monotonic() < deadline, "ovlfs did not mount"
-            time.sleep(0.02)
+        helpers.wait_fuse_mount(mnt, proc)
         worker = subprocess.Popen(workload_args(mnt, logpath), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ops, delay = point

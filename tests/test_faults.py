@@ -32,7 +32,6 @@ import fcntl
 import os
 import pathlib
 import shutil
-import signal
 import struct
 import subprocess
 import time
@@ -56,13 +55,7 @@ def read(path):
         return f.read()
 
 
-def result(fn):
-    """fn()'s value ('ok' for None) or the errno name of the OSError it raised."""
-    try:
-        r = fn()
-        return "ok" if r is None else r
-    except OSError as e:
-        return errno.errorcode.get(e.errno, e.errno)
+result = helpers.errno_result
 
 
 def run(*cmd, **kw):
@@ -116,11 +109,7 @@ def daemon(ls, mnt, extra_opts=(), prefix=()):
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     helpers._ACTIVE[str(mnt)] = proc
     try:
-        deadline = time.monotonic() + helpers.MOUNT_TIMEOUT
-        while not helpers.is_fuse_mount(mnt):
-            assert proc.poll() is None, f"ovlfs exited with {proc.returncode} before mounting"
-            assert time.monotonic() < deadline, "ovlfs did not mount"
-            time.sleep(0.02)
+        helpers.wait_fuse_mount(mnt, proc)
         proc.log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]
         yield proc
     finally:

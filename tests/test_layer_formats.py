@@ -12,10 +12,10 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
+import helpers
 from helpers import (Dir, File, build_layer, expect_errno, is_fuse_mount, needs_fuse,
                      needs_kernel_overlay, ovlfs_binary)
 from write_helpers import is_whiteout, opaque_of, tree
@@ -324,11 +324,7 @@ def nobody_mount(base, extra=()):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not is_fuse_mount(mnt):
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "no mount"
-            time.sleep(0.02)
+        helpers.wait_fuse_mount(mnt, proc, lambda: proc.stdout.read().decode())
         yield mnt
         r = subprocess.run(_as_nobody("fusermount3", "-u", str(mnt)), capture_output=True,
                            text=True)
