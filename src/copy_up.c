@@ -245,24 +245,39 @@ static void restore_times(int dfd, const struct stat *st)
 /* Marks the node as living in upper; a directory keeps merging its lower layers. */
 static int node_now_upper(struct ovl_node *node)
 {
-	pthread_mutex_lock(&node->lock);
-	if (node->type == S_IFDIR) {
-		struct ovl_dirlayer *n = malloc(sizeof(*n) * (size_t)(node->ndirlayers + 1));
-		if (!n) {
-			pthread_mutex_unlock(&node->lock);
-			return -ENOMEM;
+	struct ovl_dirlayer *n = NULL, *old = NULL;
+	for (;;) {
+		int count = 0;
+		if (node->type == S_IFDIR) {
+			pthread_spin_lock(&node->lock);
+			count = node->ndirlayers;
+			pthread_spin_unlock(&node->lock);
+			/* Allocated outside the spinlock; used only if the count still holds. */
+			n = malloc(sizeof(*n) * (size_t)(count + 1));
+			if (!n)
+				return -ENOMEM;
 		}
-		n[0].layer = 0;
-		n[0].xwhiteouts = false;
-		n[0].no_wh_files = false;
-		memcpy(n + 1, node->dirlayers, sizeof(*n) * (size_t)node->ndirlayers);
-		free(node->dirlayers);
-		node->dirlayers = n;
-		node->ndirlayers++;
+		pthread_spin_lock(&node->lock);
+		if (n && node->ndirlayers != count) {
+			pthread_spin_unlock(&node->lock);
+			free(n);
+			n = NULL;
+			continue;
+		}
+		if (n) {
+			n[0].layer = 0;
+			n[0].xwhiteouts = false;
+			n[0].no_wh_files = false;
+			memcpy(n + 1, node->dirlayers, sizeof(*n) * (size_t)count);
+			old = node->dirlayers;
+			node->dirlayers = n;
+			node->ndirlayers++;
+		}
+		node->top = 0;
+		pthread_spin_unlock(&node->lock);
+		free(old);
+		return 0;
 	}
-	node->top = 0;
-	pthread_mutex_unlock(&node->lock);
-	return 0;
 }
 
 static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)

@@ -302,26 +302,19 @@ unlock:
 /* Forgets the name in the node table (if the kernel knows it), keeping its last attributes
  * for fds still open on it. */
 static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-			 const struct stat *st, int orphan_fd)
+			 const struct stat *st, struct ovl_orphan *orphan)
 {
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
-	if (child) {
-		child->last_st = *st;
-		child->last_st.st_ino = child->ino;
+	if (child)
 		child->refs++;
-		if (child->orphan_fd < 0) {
-			child->orphan_fd = orphan_fd;
-			orphan_fd = -1;
-		}
-	}
 	pthread_mutex_unlock(&fs->table_lock);
-	if (orphan_fd >= 0)
-		close(orphan_fd);
-	if (child) {
-		ovl_node_detach(fs, child);
-		ovl_node_unref(fs, child, 0, 1);
+	if (!child) {
+		ovl_orphan_free(orphan);
+		return;
 	}
+	ovl_node_detach(fs, child, orphan, st);
+	ovl_node_unref(fs, child, 0, 1);
 }
 
 /* Checks the node is an empty directory by the merged definition (whiteouts only). */
@@ -348,7 +341,7 @@ static void temp_node(struct ovl_node *tmp, struct ovl_node *parent, const char 
 	tmp->top = f->top;
 	tmp->dirlayers = f->dirlayers;
 	tmp->ndirlayers = f->ndirlayers;
-	pthread_mutex_init(&tmp->lock, NULL);
+	pthread_spin_init(&tmp->lock, PTHREAD_PROCESS_PRIVATE);
 }
 
 /* Removes the upper entry `name` of a found object, leaving a whiteout where the name
@@ -396,7 +389,7 @@ static int check_removable(struct ovl_fs *fs, struct ovl_node *parent, const cha
 		struct ovl_node tmp;
 		temp_node(&tmp, parent, name, f);
 		err = ovl_check_empty(fs, &tmp);
-		pthread_mutex_destroy(&tmp.lock);
+		pthread_spin_destroy(&tmp.lock);
 	}
 	return err;
 }
@@ -426,13 +419,15 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)
 		err = pdfd;
-	int keep = err ? -1 : ovl_keep_orphan(fs, parent, name);
+	struct ovl_orphan *keep = NULL;
+	if (!err)
+		err = ovl_keep_orphan(fs, parent, name, &keep);
 	if (!err)
 		err = ovl_remove_upper(fs, pdfd, name, &f);
 	if (!err)
 		detach_child(fs, parent, name, &f.st, keep);
-	else if (keep >= 0)
-		close(keep);
+	else
+		ovl_orphan_free(keep);
 	if (pdfd >= 0)
 		close(pdfd);
 	pthread_mutex_unlock(&parent->op_lock);

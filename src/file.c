@@ -111,7 +111,7 @@ static int reopen_orphan(struct ovl_node *node)
 {
 	char proc[64];
 
-	if (node->orphan_fd < 0 || ovl_proc_path(node->orphan_fd, proc, sizeof(proc)) < 0)
+	if (ovl_orphan_fd(node) < 0 || ovl_proc_path(ovl_orphan_fd(node), proc, sizeof(proc)) < 0)
 		return -ENOENT;
 	int fd = open(proc, O_RDONLY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;

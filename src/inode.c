@@ -126,7 +126,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 	}
 	if (!err) {
 		if (node->unlinked && fd >= 0 && fstat(fd, out) == 0) {
-			node->last_st = *out; /* as on disk: shown anew each time */
+			if (node->orphan)
+				node->orphan->last_st = *out; /* as on disk: shown anew each time */
 			ovl_fill_stat(fs, node, out);
 		} else {
 			err = ovl_stat_node(fs, node, out);

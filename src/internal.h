@@ -35,8 +35,16 @@ struct ovl_layer {
 /* One layer in which a directory exists, top-down. */
 struct ovl_dirlayer {
 	int layer;
-	bool xwhiteouts; /* lower dir marked opaque="x": may hold xattr whiteouts */
+	bool xwhiteouts;  /* lower dir marked opaque="x": may hold xattr whiteouts */
 	bool no_wh_files; /* a listing found no .wh.* name here (never set where we add some) */
+};
+
+/* What an unlinked node keeps for the files still open on it; only unlinked nodes have one,
+ * which keeps every other node small. */
+struct ovl_orphan {
+	struct stat last_st; /* its last attributes, for when the object is gone too */
+	int fd;		     /* O_PATH fd of the object if files were open on it, else -1 */
+	struct ovl_node *next, *prev; /* fs->orphans: freed at unmount */
 };
 
 struct ovl_node {
@@ -49,23 +57,20 @@ struct ovl_node {
 	_Atomic mode_t type;	/* S_IFMT bits; set under lock, read without */
 	atomic_bool unlinked;	/* no longer reachable by name; set under table_lock */
 	bool in_table;
-	struct ovl_node *onext, *oprev; /* unlinked nodes, freed at unmount */
-	/* Guarded by lock: where the object lives. top == 0 with fs->upper means upper. */
-	pthread_mutex_t lock;
-	int top;
-	int ndirlayers; /* directories: the merged layers, top-down */
-	struct ovl_dirlayer *dirlayers;
-	/* Serializes copy-up of this node and namespace changes in this directory. */
-	pthread_mutex_t op_lock;
-	struct stat last_st; /* for unlinked nodes that are still open */
-	/* An unlinked node with open files keeps its object through this O_PATH fd, so that
-	 * fstat, fchmod, fsetxattr and reads of the open files still reach it. */
-	int orphan_fd;
-	atomic_int nopen; /* open files */
 	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
 	atomic_bool aliased; /* in the hard-link index (alias.c) */
+	/* Guarded by lock (held only for a few loads and stores, hence a spinlock: the mutex
+	 * was the largest field): where the object lives. top == 0 with fs->upper: upper. */
+	pthread_spinlock_t lock;
+	int top;
+	int ndirlayers;	  /* directories: the merged layers, top-down */
+	atomic_int nopen; /* open files */
+	struct ovl_dirlayer *dirlayers;
+	struct ovl_orphan *orphan; /* set (before the unlinked mark) when unlinked */
+	/* Serializes copy-up of this node and namespace changes in this directory. */
+	pthread_mutex_t op_lock;
 };
 
 /* Maps a copied-up object's upper (dev, ino) to the number it had below, so that st_ino
@@ -139,8 +144,13 @@ int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 
 int ovl_remove_tree_at(int dirfd, const char *name);
-/* Before `name` in parent goes away: keep its object for the node's open files. */
-int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* Before `name` in parent goes away: a record that keeps its object for the node's open
+ * files (allocated first, so that nothing can fail after the name is removed). */
+int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		    struct ovl_orphan **out);
+void ovl_orphan_free(struct ovl_orphan *orphan);
+/* The unlinked node's kept object fd, or -1. */
+int ovl_orphan_fd(struct ovl_node *node);
 int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer);
 
 /* node.c */
@@ -148,7 +158,9 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
 void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
-void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node);
+/* Takes orphan over (may free it); st: the object's last attributes. */
+void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan *orphan,
+		     const struct stat *st);
 void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
 		   const char *newname);
 int ovl_node_init_table(struct ovl_fs *fs);

@@ -186,12 +186,12 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 {
 	st->st_ino = node->ino;
-	pthread_mutex_lock(&node->lock);
+	pthread_spin_lock(&node->lock);
 	int top = node->top;
 	/* As the kernel: a merged directory has no meaningful link count. */
 	if (S_ISDIR(st->st_mode) && node->ndirlayers > 1)
 		st->st_nlink = 1;
-	pthread_mutex_unlock(&node->lock);
+	pthread_spin_unlock(&node->lock);
 	ovl_alias_note(fs, node, st, top);
 	ovl_owner_show(fs, node, st);
 }
@@ -199,15 +199,16 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 /* Sets what the node is from a find result (which it takes over). */
 static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 {
-	pthread_mutex_lock(&node->lock);
+	pthread_spin_lock(&node->lock);
 	atomic_store(&node->no_xattrs, false); /* what is found may be another object */
 	node->top = f->top;
 	node->type = f->st.st_mode & S_IFMT;
-	free(node->dirlayers);
+	struct ovl_dirlayer *old = node->dirlayers;
 	node->dirlayers = f->dirlayers;
 	node->ndirlayers = f->ndirlayers;
 	f->dirlayers = NULL;
-	pthread_mutex_unlock(&node->lock);
+	pthread_spin_unlock(&node->lock);
+	free(old);
 }
 
 /* Records what was found at parent/name in the node table and takes a lookup reference.
@@ -283,8 +284,10 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 
 	if (node->unlinked) {
 		/* The object itself if open files kept it, else its last known attributes. */
-		if (node->orphan_fd < 0 || fstat(node->orphan_fd, st) < 0) {
-			*st = node->last_st;
+		if (ovl_orphan_fd(node) < 0 || fstat(ovl_orphan_fd(node), st) < 0) {
+			if (!node->orphan)
+				return -ENOENT;
+			*st = node->orphan->last_st;
 			st->st_nlink = 0;
 		}
 		ovl_fill_stat(fs, node, st);

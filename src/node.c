@@ -88,9 +88,8 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 {
 	ovl_alias_del_locked(fs, node);
-	if (node->orphan_fd >= 0)
-		close(node->orphan_fd);
-	pthread_mutex_destroy(&node->lock);
+	ovl_orphan_free(node->orphan);
+	pthread_spin_destroy(&node->lock);
 	pthread_mutex_destroy(&node->op_lock);
 	free(node->dirlayers);
 	free(node->name);
@@ -110,9 +109,8 @@ struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const 
 		free(node);
 		return NULL;
 	}
-	pthread_mutex_init(&node->lock, NULL);
+	pthread_spin_init(&node->lock, PTHREAD_PROCESS_PRIVATE);
 	pthread_mutex_init(&node->op_lock, NULL);
-	node->orphan_fd = -1;
 	node->parent = parent;
 	node->top = -1;
 	if (parent)
@@ -131,13 +129,14 @@ static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 			return;
 		if (node->in_table)
 			table_remove(fs, node);
-		if (node->unlinked) {
-			if (node->oprev)
-				node->oprev->onext = node->onext;
+		struct ovl_orphan *o = node->orphan;
+		if (o) {
+			if (o->prev)
+				o->prev->orphan->next = o->next;
 			else
-				fs->orphans = node->onext;
-			if (node->onext)
-				node->onext->oprev = node->oprev;
+				fs->orphans = o->next;
+			if (o->next)
+				o->next->orphan->prev = o->prev;
 		}
 		node_free(fs, node);
 		node = parent;
@@ -181,20 +180,31 @@ void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, 
 /* The name is gone: the node lives on only while the kernel or an open file holds it. It
  * keeps its parent (and the reference on it) so that a concurrent walk of its path stays
  * safe; the unlinked mark makes every path use of it fail. */
-void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node)
+void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan *orphan,
+		     const struct stat *st)
 {
 	pthread_mutex_lock(&fs->table_lock);
 	if (node->in_table)
 		table_remove(fs, node);
-	if (!node->unlinked) {
-		node->unlinked = true;
-		node->oprev = NULL;
-		node->onext = fs->orphans;
+	struct ovl_orphan *o = node->orphan;
+	if (!o) {
+		o = orphan;
+		orphan = NULL;
+		o->prev = NULL;
+		o->next = fs->orphans;
 		if (fs->orphans)
-			fs->orphans->oprev = node;
+			fs->orphans->orphan->prev = node;
 		fs->orphans = node;
+		node->orphan = o;
+	} else if (o->fd < 0) {
+		o->fd = orphan->fd;
+		orphan->fd = -1;
 	}
+	o->last_st = *st;
+	o->last_st.st_ino = node->ino;
+	node->unlinked = true; /* after the record, which readers of the mark then see */
 	pthread_mutex_unlock(&fs->table_lock);
+	ovl_orphan_free(orphan);
 }
 
 /* Rename: caller holds the rename lock for writing. */
@@ -234,7 +244,7 @@ void ovl_node_free_all(struct ovl_fs *fs)
 	free(fs->table);
 	fs->table = NULL;
 	while (fs->orphans) {
-		struct ovl_node *next = fs->orphans->onext;
+		struct ovl_node *next = fs->orphans->orphan->next;
 		node_free(fs, fs->orphans);
 		fs->orphans = next;
 	}
@@ -245,9 +255,9 @@ void ovl_node_free_all(struct ovl_fs *fs)
 
 int ovl_node_top(struct ovl_node *node)
 {
-	pthread_mutex_lock(&node->lock);
+	pthread_spin_lock(&node->lock);
 	int top = node->top;
-	pthread_mutex_unlock(&node->lock);
+	pthread_spin_unlock(&node->lock);
 	return top;
 }
 
@@ -258,19 +268,35 @@ bool ovl_node_is_upper(struct ovl_fs *fs, struct ovl_node *node)
 
 int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out)
 {
-	pthread_mutex_lock(&node->lock);
-	int n = node->ndirlayers;
-	*out = malloc(sizeof(**out) * (size_t)(n ? n : 1));
-	if (*out)
-		memcpy(*out, node->dirlayers, sizeof(**out) * (size_t)n);
-	pthread_mutex_unlock(&node->lock);
-	return *out ? n : -ENOMEM;
+	/* No malloc under the spinlock: size, allocate, then copy if the size still holds. */
+	for (;;) {
+		pthread_spin_lock(&node->lock);
+		int n = node->ndirlayers;
+		pthread_spin_unlock(&node->lock);
+		*out = malloc(sizeof(**out) * (size_t)(n ? n : 1));
+		if (!*out)
+			return -ENOMEM;
+		pthread_spin_lock(&node->lock);
+		bool same = node->ndirlayers == n;
+		if (same)
+			memcpy(*out, node->dirlayers, sizeof(**out) * (size_t)n);
+		pthread_spin_unlock(&node->lock);
+		if (same)
+			return n;
+		free(*out);
+	}
 }
 
 /* Opens (O_PATH) the object of the child `name` if it has open files; -1 otherwise. Called
  * before the name is removed, under the parent's op lock or the rename lock. */
-int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		    struct ovl_orphan **out)
 {
+	struct ovl_orphan *orphan = calloc(1, sizeof(*orphan));
+	if (!orphan)
+		return -ENOMEM;
+	orphan->fd = -1;
+	*out = orphan;
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
 	bool open = child && atomic_load(&child->nopen) > 0;
@@ -278,10 +304,25 @@ int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 		child->refs++; /* a concurrent forget must not free it under us */
 	pthread_mutex_unlock(&fs->table_lock);
 	if (!open)
-		return -1;
+		return 0;
 	int fd = ovl_open_in_layer(fs, child, ovl_node_top(child), O_PATH);
 	ovl_node_unref(fs, child, 0, 1);
-	return fd < 0 ? -1 : fd;
+	orphan->fd = fd < 0 ? -1 : fd; /* without it, open files see the last attributes */
+	return 0;
+}
+
+void ovl_orphan_free(struct ovl_orphan *orphan)
+{
+	if (!orphan)
+		return;
+	if (orphan->fd >= 0)
+		close(orphan->fd);
+	free(orphan);
+}
+
+int ovl_orphan_fd(struct ovl_node *node)
+{
+	return node->orphan ? node->orphan->fd : -1;
 }
 
 /* An fd for the node's object in layer: through the path, or for an unlinked node, a
@@ -289,9 +330,9 @@ int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer)
 {
 	if (node->unlinked) {
-		if (node->orphan_fd < 0)
+		if (ovl_orphan_fd(node) < 0)
 			return -ENOENT;
-		int fd = fcntl(node->orphan_fd, F_DUPFD_CLOEXEC, 0);
+		int fd = fcntl(ovl_orphan_fd(node), F_DUPFD_CLOEXEC, 0);
 		return fd < 0 ? -errno : fd;
 	}
 	return ovl_open_in_layer(fs, node, layer, O_PATH);

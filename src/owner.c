@@ -262,9 +262,9 @@ void ovl_owner_show(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 	int kind = fs->layers[layer].override;
 	if (kind) {
 		/* An unlinked object is reachable through the fd its open files keep. */
-		int fd = !node->unlinked	? ovl_open_in_layer(fs, node, layer, O_PATH)
-			 : node->orphan_fd >= 0 ? dup(node->orphan_fd)
-						: -1;
+		int fd = !node->unlinked	    ? ovl_open_in_layer(fs, node, layer, O_PATH)
+			 : ovl_orphan_fd(node) >= 0 ? dup(ovl_orphan_fd(node))
+						    : -1;
 		if (fd >= 0 && read_override(kind, fd, &ovr) > 0)
 			apply_override(st, &ovr);
 		if (fd >= 0)

@@ -153,11 +153,11 @@ static void note_no_wh_files(struct ovl_fs *fs, struct ovl_node *node, int layer
 {
 	if (fs->layers[layer].is_upper && fs->file_whiteouts)
 		return;
-	pthread_mutex_lock(&node->lock);
+	pthread_spin_lock(&node->lock);
 	for (int i = 0; i < node->ndirlayers; i++)
 		if (node->dirlayers[i].layer == layer)
 			node->dirlayers[i].no_wh_files = true;
-	pthread_mutex_unlock(&node->lock);
+	pthread_spin_unlock(&node->lock);
 }
 
 static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_dirlayer *dl,

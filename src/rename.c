@@ -40,17 +40,17 @@ static int copy_up_tree(struct ovl_fs *fs, struct ovl_node *node)
 /* A directory that lives in upper alone needs no copy-up: the fast path. */
 static bool pure_upper(struct ovl_fs *fs, struct ovl_node *node)
 {
-	pthread_mutex_lock(&node->lock);
+	pthread_spin_lock(&node->lock);
 	bool pure = fs->has_upper && node->top == 0 && node->ndirlayers == 1;
-	pthread_mutex_unlock(&node->lock);
+	pthread_spin_unlock(&node->lock);
 	return pure;
 }
 
 static bool is_merged(struct ovl_node *dir)
 {
-	pthread_mutex_lock(&dir->lock);
+	pthread_spin_lock(&dir->lock);
 	bool merged = dir->ndirlayers > 1;
-	pthread_mutex_unlock(&dir->lock);
+	pthread_spin_unlock(&dir->lock);
 	return merged;
 }
 
@@ -70,7 +70,7 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 		for (struct ovl_node *n = fs->table[i]; n; n = n->hnext) {
 			if (!is_ancestor(dir, n))
 				continue;
-			pthread_mutex_lock(&n->lock);
+			pthread_spin_lock(&n->lock);
 			n->top = 0;
 			bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
 			if (n->type == S_IFDIR && n->ndirlayers > 0) {
@@ -79,7 +79,7 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 				n->dirlayers[0].xwhiteouts = false;
 				n->dirlayers[0].no_wh_files = false;
 			}
-			pthread_mutex_unlock(&n->lock);
+			pthread_spin_unlock(&n->lock);
 			/* No longer merged: its link count is the real one now. */
 			if (was_merged && fs->attr_changed)
 				fs->attr_changed(fs->attr_changed_ctx, n);
@@ -335,14 +335,13 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	src.was_pure_upper = !S_ISDIR(src.f.st.st_mode) || pure_upper(fs, src.node);
 	dst.was_pure_upper = !dst.node || !S_ISDIR(dst.f.st.st_mode) || pure_upper(fs, dst.node);
 	err = check_target(fs, &src, &dst, flags);
-	int keep = -1; /* the replaced object, for its open files */
+	struct ovl_orphan *keep = NULL; /* the replaced object, for its open files */
 	if (!err && dst.node && !(flags & RENAME_EXCHANGE))
-		keep = ovl_keep_orphan(fs, newparent, newname);
+		err = ovl_keep_orphan(fs, newparent, newname, &keep);
 	if (!err)
 		err = do_rename(fs, &src, &dst, flags);
 	if (err) {
-		if (keep >= 0)
-			close(keep);
+		ovl_orphan_free(keep);
 		goto out;
 	}
 	if (flags & RENAME_EXCHANGE) {
@@ -353,19 +352,12 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	} else {
 		if (dst.node) {
 			/* Open files of the replaced object keep its last attributes. */
-			dst.node->last_st = dst.f.st;
-			dst.node->last_st.st_ino = dst.node->ino;
-			if (dst.node->orphan_fd < 0)
-				dst.node->orphan_fd = keep;
-			else if (keep >= 0)
-				close(keep);
-			keep = -1;
-			ovl_node_detach(fs, dst.node);
+			ovl_node_detach(fs, dst.node, keep, &dst.f.st);
+			keep = NULL;
 		}
 		ovl_node_move(fs, src.node, newparent, newname);
 	}
-	if (keep >= 0)
-		close(keep);
+	ovl_orphan_free(keep);
 	if (!src.was_pure_upper)
 		make_subtree_upper(fs, src.node);
 	if ((flags & RENAME_EXCHANGE) && !dst.was_pure_upper)
