@@ -93,10 +93,18 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 
 /* -EEXIST unless the name is free in the merged view; f tells whether upper whited it out.
  * Caller holds parent's op lock. */
-static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int pdfd,
 			struct ovl_found *f)
 {
-	int err = ovl_find(fs, parent, name, false, f);
+	int *dirfds = malloc(sizeof(*dirfds) * (size_t)fs->nlayers);
+
+	if (!dirfds)
+		return -ENOMEM;
+	for (int i = 0; i < fs->nlayers; i++)
+		dirfds[i] = -1;
+	dirfds[0] = pdfd; /* the upper directory, opened already */
+	int err = ovl_find_in(fs, parent, name, false, dirfds, f);
+	free(dirfds);
 
 	if (!err && f->top >= 0)
 		err = -EEXIST;
@@ -125,12 +133,14 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	if (err)
 		return err;
 	pthread_mutex_lock(&parent->op_lock);
-	err = name_is_free(fs, parent, name, &f);
-	pdfd = err ? err : ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (pdfd < 0) {
 		pthread_mutex_unlock(&parent->op_lock);
 		return pdfd;
 	}
+	err = name_is_free(fs, parent, name, pdfd, &f);
+	if (err)
+		goto out;
 	if (fstat(pdfd, &pst) < 0) {
 		err = -errno;
 		goto out;
@@ -262,11 +272,11 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	if (err)
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
-	err = name_is_free(fs, parent, name, &f);
-	if (!err)
-		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
-	if (!err && pdfd < 0)
+	pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	if (pdfd < 0)
 		err = pdfd;
+	else
+		err = name_is_free(fs, parent, name, pdfd, &f);
 	if (!err)
 		sdfd = ovl_open_parent(fs, src, 0, &sname);
 	if (!err && sdfd < 0)

@@ -82,9 +82,21 @@ bool ovl_is_readonly(const struct ovl_fs *fs);
 /* Lookup: on success the node's lookup count is raised by one (drop with ovl_forget). */
 int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
 	       struct stat *st);
+/* Directory fds of each layer of a directory, lent to many lookups in it (readdirplus): one
+ * path walk per layer instead of one per entry and layer. NULL if they cannot be had (the
+ * lookups then walk as usual). */
+struct ovl_dirfds;
+struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir);
+void ovl_dirfds_close(struct ovl_fs *fs, struct ovl_dirfds *d);
+int ovl_lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		  struct ovl_dirfds *d, struct ovl_node **out, struct stat *st);
 void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup);
 
 int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+/* The same, through an open file of the node when it has one on the upper object (fstat
+ * instead of a path walk); file may be NULL. */
+int ovl_getattr_file(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+		     struct stat *st);
 /* Hard links: the other nodes (names) the kernel holds for node's object, up to max, so
  * that a change through one name can drop what is cached for the others. */
 size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,

@@ -145,6 +145,22 @@ int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
 	return file->fd;
 }
 
+int ovl_file_upper_dup(struct ovl_file *file)
+{
+	pthread_rwlock_rdlock(&file->lock);
+	int fd = file->on_upper ? fcntl(file->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	pthread_rwlock_unlock(&file->lock);
+	return fd;
+}
+
+int ovl_file_upper_fstat(struct ovl_file *file, struct stat *st)
+{
+	pthread_rwlock_rdlock(&file->lock);
+	int r = !file->on_upper ? 0 : fstat(file->fd, st) < 0 ? -errno : 1;
+	pthread_rwlock_unlock(&file->lock);
+	return r;
+}
+
 void ovl_file_put_fd(struct ovl_file *file)
 {
 	pthread_rwlock_unlock(&file->lock);

@@ -259,8 +259,7 @@ static void reply_attr(fuse_req_t req, int err, const struct stat *st)
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
-	(void)fi;
-	int err = ovl_getattr(fs_of(req), node_of(req, ino), &st);
+	int err = ovl_getattr_file(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, &st);
 	reply_attr(req, err, &st);
 }
 
@@ -599,6 +598,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 struct dirbuf {
 	fuse_req_t req;
 	struct ovl_node *dir;
+	struct ovl_dirfds *fds; /* readdirplus: the directory's layers, opened once */
+	bool fds_tried;
 	char *buf;
 	size_t size, pos;
 	bool plus;
@@ -618,7 +619,11 @@ static int add_entry(void *ctx, const char *name, uint64_t ino, unsigned dtype, 
 		struct ovl_node *node = NULL;
 		struct stat st;
 		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
-		if (!dot && ovl_lookup(fs, b->dir, name, &node, &st) == 0)
+		if (!dot && !b->fds_tried) {
+			b->fds = ovl_dirfds_open(fs, b->dir);
+			b->fds_tried = true;
+		}
+		if (!dot && ovl_lookup_in(fs, b->dir, name, b->fds, &node, &st) == 0)
 			fill_entry(&e, fs, node, &st);
 		n = fuse_add_direntry_plus(b->req, b->buf + b->pos, b->size - b->pos, name, &e,
 					   next);
@@ -643,6 +648,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	err = ovl_readdir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh, off, add_entry, &b);
+	ovl_dirfds_close(fs_of(req), b.fds);
 	if (err && b.pos == 0)
 		fuse_reply_err(req, -err);
 	else

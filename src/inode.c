@@ -83,6 +83,7 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 {
 	struct stat disk_attr; /* attr with the owner as stored */
 	int err = 0, fd = -1;
+	bool via_file = false; /* fd is the caller's open file */
 
 	if (fs->readonly)
 		return -EROFS;
@@ -90,6 +91,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		return -EISDIR;
 	if ((err = ovl_owner_map_attr(fs, &to_set, attr, &disk_attr)))
 		return err;
+	/* The caller's open file on the upper object, if any, is the object to change: taken
+	 * before the rename lock (the file's lock is the outer one) and spares two walks. */
+	int file_fd = file && (to_set & ~OVL_SET_SIZE) ? ovl_file_upper_dup(file) : -1;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	if (!node->unlinked) {
 		bool trunc0 = (to_set & OVL_SET_SIZE) && attr->st_size == 0;
@@ -112,7 +116,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 	if (!err && (to_set & ~OVL_SET_SIZE)) {
 		/* An unlinked node is reached through the caller's open file or the object it
 		 * kept; with neither, the name went away under the request (-ENOENT). */
-		if (node->unlinked && file) {
+		if (file_fd >= 0) {
+			fd = file_fd;
+			file_fd = -1;
+			via_file = true;
+		} else if (node->unlinked && file) {
 			fd = dup(file->fd);
 			if (fd < 0)
 				fd = -errno;
@@ -124,17 +132,24 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		else if (!(err = ovl_owner_setattr(fs, fd, &to_set, &disk_attr)))
 			err = apply_attrs(fd, to_set, &disk_attr);
 	}
+	/* The attributes of the object just changed, from its fd: no second walk. A name
+	 * replaced by another kind of object meanwhile is stale, as ovl_stat_node says. */
 	if (!err) {
-		if (node->unlinked && fd >= 0 && fstat(fd, out) == 0) {
-			if (node->orphan)
+		if (fd >= 0 && fstat(fd, out) == 0) {
+			if (node->unlinked && node->orphan)
 				node->orphan->last_st = *out; /* as on disk: shown anew each time */
-			ovl_fill_stat(fs, node, out);
+			if (!node->unlinked && !via_file && (out->st_mode & S_IFMT) != node->type)
+				err = -ESTALE;
+			else
+				ovl_fill_stat(fs, node, out);
 		} else {
 			err = ovl_stat_node(fs, node, out);
 		}
 	}
 	if (fd >= 0)
 		close(fd);
+	if (file_fd >= 0)
+		close(file_fd);
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
 }

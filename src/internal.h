@@ -152,6 +152,10 @@ void ovl_orphan_free(struct ovl_orphan *orphan);
 /* The unlinked node's kept object fd, or -1. */
 int ovl_orphan_fd(struct ovl_node *node);
 int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer);
+/* A duplicate of the open file's fd if it is on the upper object, else -1. */
+int ovl_file_upper_dup(struct ovl_file *file);
+/* fstat of the open file if it is on the upper object: 1 if done, 0 if not, -errno. */
+int ovl_file_upper_fstat(struct ovl_file *file, struct stat *st);
 
 /* node.c */
 struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
@@ -182,6 +186,10 @@ struct ovl_found {
 };
 int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
 	     struct ovl_found *f);
+/* The same, with directory fds of parent the caller already holds, by layer index (-1 for
+ * none; NULL for no array): one path walk fewer per layer lent. */
+int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+		const int *dirfds, struct ovl_found *f);
 void ovl_found_free(struct ovl_found *f);
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st);

@@ -41,12 +41,19 @@ struct missed {
 	int n;
 	int idx[MISSED_MAX]; /* index into the parent's layer list */
 	int fd[MISSED_MAX];
+	bool own[MISSED_MAX]; /* opened here, not lent by the caller */
 };
+
+static void put_dfd(int fd, bool own)
+{
+	if (own)
+		close(fd);
+}
 
 static void missed_clear(struct missed *m)
 {
 	for (int i = 0; i < m->n; i++)
-		close(m->fd[i]);
+		put_dfd(m->fd[i], m->own[i]);
 	m->n = 0;
 }
 
@@ -76,6 +83,12 @@ static int missed_whiteout(struct missed *m, const char *name)
 int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
 	     struct ovl_found *f)
 {
+	return ovl_find_in(fs, parent, name, want_below, NULL, f);
+}
+
+int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+		const int *dirfds, struct ovl_found *f)
+{
 	struct ovl_dirlayer *pl;
 	struct missed missed = {0};
 	bool merging = false;
@@ -96,7 +109,9 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		int layer = pl[i].layer;
 		bool upper = fs->layers[layer].is_upper;
 		struct stat st;
-		int dfd = ovl_open_in_layer(fs, parent, layer, O_PATH | O_DIRECTORY);
+		bool own = !dirfds || dirfds[layer] < 0;
+		int dfd = own ? ovl_open_in_layer(fs, parent, layer, O_PATH | O_DIRECTORY)
+			      : dirfds[layer];
 
 		if (dfd < 0) {
 			if (gone(dfd))
@@ -107,26 +122,27 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			err = -errno;
 			if (!gone(err)) {
-				close(dfd);
+				put_dfd(dfd, own);
 				break;
 			}
 			err = 0;
 			/* Only a layer with some below and maybe some .wh. file may hide it. */
 			if (i == n - 1 || pl[i].no_wh_files) {
-				close(dfd);
+				put_dfd(dfd, own);
 			} else if (missed.n < MISSED_MAX) {
 				missed.idx[missed.n] = i;
+				missed.own[missed.n] = own;
 				missed.fd[missed.n++] = dfd;
 			} else {
 				int w = ovl_has_wh_file(dfd, name);
-				close(dfd);
+				put_dfd(dfd, own);
 				if (w) {
 					/* A layer above may hold one too: the upper, say. */
 					int m = missed_whiteout(&missed, name);
 					err = w < 0 ? w : m < -1 ? m : 0;
 					if (!err && f->top < 0)
-						f->whfile_in_upper = m >= 0 ? !m && upper_first(fs, pl)
-									    : upper;
+						f->whfile_in_upper =
+						    m >= 0 ? !m && upper_first(fs, pl) : upper;
 					break;
 				}
 			}
@@ -134,7 +150,7 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		}
 		int w = missed.n ? missed_whiteout(&missed, name) : -1;
 		if (w != -1) {
-			close(dfd);
+			put_dfd(dfd, own);
 			if (w < -1)
 				err = w;
 			else if (f->top < 0)
@@ -146,7 +162,7 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		if (f->top < 0) {
 			if (wh) {
 				f->whiteout_in_upper = upper;
-				close(dfd);
+				put_dfd(dfd, own);
 				break;
 			}
 			f->top = layer;
@@ -170,7 +186,7 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 		} else if (!wh) {
 			f->below = true;
 		}
-		close(dfd);
+		put_dfd(dfd, own);
 		if (err)
 			break;
 		if (!merging && (!want_below || f->below || wh))
@@ -244,21 +260,75 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	return 0;
 }
 
-/* Caller holds the rename lock for reading (or writing). */
-int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-		      struct ovl_node **out, struct stat *st)
+struct ovl_dirfds {
+	int n;
+	int fd[]; /* by layer index, fs->nlayers of them; -1: not open */
+};
+
+struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	struct ovl_dirlayer *dl;
+	struct ovl_dirfds *d = malloc(sizeof(*d) + sizeof(int) * (size_t)fs->nlayers);
+	if (!d)
+		return NULL;
+	d->n = fs->nlayers;
+	for (int i = 0; i < fs->nlayers; i++)
+		d->fd[i] = -1;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int n = dir->type == S_IFDIR && !dir->unlinked ? ovl_node_dirlayers(dir, &dl) : 0;
+	for (int i = 0; i < n; i++) {
+		int fd = ovl_open_in_layer(fs, dir, dl[i].layer, O_PATH | O_DIRECTORY);
+		d->fd[dl[i].layer] = fd < 0 ? -1 : fd;
+	}
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (n > 0)
+		free(dl);
+	return d;
+}
+
+void ovl_dirfds_close(struct ovl_fs *fs, struct ovl_dirfds *d)
+{
+	if (!d)
+		return;
+	(void)fs;
+	for (int i = 0; i < d->n; i++)
+		if (d->fd[i] >= 0)
+			close(d->fd[i]);
+	free(d);
+}
+
+static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		     const int *dirfds, struct ovl_node **out, struct stat *st)
 {
 	struct ovl_found f;
 	int err;
 
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return -EINVAL;
-	err = ovl_find(fs, parent, name, false, &f);
+	err = ovl_find_in(fs, parent, name, false, dirfds, &f);
 	if (err)
 		return err;
 	if (f.top < 0)
 		return -ENOENT;
 	return ovl_node_install(fs, parent, name, &f, false, out, st);
+}
+
+/* Caller holds the rename lock for reading (or writing). */
+int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		      struct ovl_node **out, struct stat *st)
+{
+	return lookup_in(fs, parent, name, NULL, out, st);
+}
+
+/* The lent fds stay right across renames: each is the directory object itself, which a
+ * rename moves along; a layer added by a later copy-up is walked to as usual. */
+int ovl_lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		  struct ovl_dirfds *d, struct ovl_node **out, struct stat *st)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = lookup_in(fs, parent, name, d && !parent->unlinked ? d->fd : NULL, out, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
 }
 
 int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
@@ -312,4 +382,16 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 	int err = ovl_stat_node(fs, node, st);
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
+}
+
+int ovl_getattr_file(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+		     struct stat *st)
+{
+	/* An fd on the upper object is the object itself, whatever its name is now. */
+	int r = file ? ovl_file_upper_fstat(file, st) : 0;
+	if (r == 0)
+		return ovl_getattr(fs, node, st);
+	if (r > 0)
+		ovl_fill_stat(fs, node, st);
+	return r < 0 ? r : 0;
 }

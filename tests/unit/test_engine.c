@@ -862,6 +862,68 @@ out:
 	env_fini(&e);
 }
 
+/* Lookups with lent directory fds (readdirplus) answer as plain lookups do, in a merged
+ * directory with whiteouts, and stay right after the directory is copied up and renamed. */
+static void test_lookup_lent_fds(void)
+{
+	struct env e;
+	struct ovl_node *d = NULL, *n;
+	struct stat st, st2;
+
+	env_init(&e, 2, true);
+	mkd(UP, "d", 0755);
+	mkd(LO1, "d", 0755);
+	mkd(LO2, "d", 0755);
+	mkf(UP, "d/u", "upper");
+	mkf(LO1, "d/x", "L1x");
+	mkf(LO2, "d/x", "L2-x");
+	mkf(LO2, "d/y", "L2-y");
+	mkwh(UP, "d/gone");
+	mkf(LO2, "d/gone", "hidden");
+	mkd(LO1, "m", 0755);
+	mkf(LO1, "m/a", "ma");
+	if (!env_mount(&e))
+		goto out;
+	CHECK_INT(walk(FS, "d", &d, &st), 0);
+	struct ovl_dirfds *fds = ovl_dirfds_open(FS, d);
+	CHECK(fds != NULL);
+	const char *names[] = {"u", "x", "y", "gone", "nope"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int a = ovl_lookup_in(FS, d, names[i], fds, &n, &st);
+		if (a == 0)
+			ovl_forget(FS, n, 1);
+		int b = ovl_lookup(FS, d, names[i], &n, &st2);
+		if (b == 0)
+			ovl_forget(FS, n, 1);
+		CHECK_INT(a, b);
+		if (a == 0 && b == 0) {
+			CHECK_INT(st.st_ino, st2.st_ino);
+			CHECK_INT(st.st_size, st2.st_size);
+		}
+	}
+	ovl_dirfds_close(FS, fds);
+	put(FS, d);
+	d = NULL;
+
+	/* A lower-only directory: fds lent before its copy-up and rename. */
+	CHECK_INT(walk(FS, "m", &d, &st), 0);
+	fds = ovl_dirfds_open(FS, d);
+	CHECK_INT(e_create(FS, "m/new", 0644, "n"), 0); /* copies m up */
+	CHECK_INT(e_rename(FS, "m", "m2", 0), 0);
+	if (CHECK_INT(ovl_lookup_in(FS, d, "a", fds, &n, &st), 0)) {
+		CHECK_INT(st.st_size, 2);
+		ovl_forget(FS, n, 1);
+	}
+	if (CHECK_INT(ovl_lookup_in(FS, d, "new", fds, &n, &st), 0)) {
+		CHECK_INT(st.st_size, 1);
+		ovl_forget(FS, n, 1);
+	}
+	ovl_dirfds_close(FS, fds);
+out:
+	put(FS, d);
+	env_fini(&e);
+}
+
 static void test_whiteout_hides(void)
 {
 	struct env e;
@@ -3054,6 +3116,7 @@ static const struct {
 #f, f                                                                              \
 	}
     T(test_lookup_topdown),
+    T(test_lookup_lent_fds),
     T(test_whiteout_hides),
     T(test_oci_whiteouts),
     T(test_file_whiteouts),
