@@ -460,8 +460,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct ovl_file *file;
 	struct ovl_node *node;
 	struct stat st;
-	int err =
-	    ovl_create(fs, node_of(req, parent), name, mode, fi->flags, &cred, &node, &st, &file);
+	int err = ovl_create(fs, node_of(req, parent), name, mode, layer_open_flags(fi->flags),
+			     &cred, &node, &st, &file);
 
 	if (err) {
 		fuse_reply_err(req, -err);

@@ -33,6 +33,24 @@ def test_writeback_writes_land_in_upper(layers):
     assert read(ls.lowers[0] / "a") == b"lower-a\n"
 
 
+def test_writeback_created_write_only_file_reads_pages(layers):
+    """A file created O_WRONLY (open(2) with O_CREAT): once its page has left the cache, a
+    partial write makes the kernel read the page through the writer's handle."""
+    ls = layers(lowers=[{}])
+    with ls.ovlfs(extra_opts=("writeback=1",)) as m:
+        fd = os.open(m / "c", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"0123456789")
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
+            assert os.pwrite(fd, b"ab", 2) == 2
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        assert read(m / "c") == b"01ab456789"
+    assert read(ls.upper / "c") == b"01ab456789"
+
+
 def test_threaded_loop_serves(layers):
     """-o threaded=1: libfuse's multi-threaded loop instead of the default one."""
     ls = layers(lowers=[{"a": "A"}])
