@@ -122,6 +122,10 @@ ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t siz
 ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
 		  off_t off);
 bool ovl_file_is_direct(const struct ovl_file *file);
+/* With the kernel's writeback cache the kernel owns a file's mtime and sends each value it
+ * gives it (setattr); a write of cached pages may reach us after that setattr. This puts
+ * the last such mtime back after the write. */
+int ovl_file_keep_kernel_mtime(struct ovl_fs *fs, struct ovl_file *file);
 int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync);
 /* Syncs the directory on upper (its entries: creates, renames, removals). */
 int ovl_fsyncdir(struct ovl_fs *fs, struct ovl_node *node, bool datasync);

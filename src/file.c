@@ -171,6 +171,26 @@ ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, siz
 	return res;
 }
 
+int ovl_file_keep_kernel_mtime(struct ovl_fs *fs, struct ovl_file *file)
+{
+	struct ovl_node *node = file->node;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+	bool has;
+	int err = 0;
+
+	pthread_mutex_lock(&node->lock);
+	has = node->has_kernel_mtime;
+	ts[1] = node->kernel_mtime;
+	pthread_mutex_unlock(&node->lock);
+	if (!has)
+		return 0;
+	int fd = ovl_file_get_fd(fs, file);
+	if (file->on_upper && futimens(fd, ts) < 0)
+		err = -errno;
+	ovl_file_put_fd(file);
+	return err;
+}
+
 int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync)
 {
 	int err = 0;

@@ -494,8 +494,15 @@ static void direct_read(fuse_req_t req, struct ovl_file *file, size_t size, off_
 	free(buf);
 }
 
+/* A write of the kernel's cached pages (writeback cache): the kernel owns the mtime. A
+ * failure leaves the layer file's mtime a little late, no reason to fail the write. */
+static void keep_kernel_mtime(fuse_req_t req, struct ovl_file *file)
+{
+	(void)ovl_file_keep_kernel_mtime(fs_of(req), file);
+}
+
 static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
-			 struct fuse_bufvec *in, off_t off)
+			 struct fuse_bufvec *in, off_t off, bool writepage)
 {
 	size_t size = fuse_buf_size(in);
 	void *buf = aligned_buf(size);
@@ -507,6 +514,8 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 		n = fuse_buf_copy(&mem, in, 0);
 	if (n >= 0)
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
+	if (n > 0 && writepage)
+		keep_kernel_mtime(req, file);
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)
@@ -542,7 +551,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 
 	if (ovl_file_is_direct(file)) {
-		direct_write(req, ino, file, in, off);
+		direct_write(req, ino, file, in, off, fi->writepage);
 		return;
 	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -550,6 +559,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	out.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&out, in, 0);
 	ovl_file_put_fd(file);
+	if (n > 0 && fi->writepage)
+		keep_kernel_mtime(req, file);
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)

@@ -124,6 +124,12 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		else if (!(err = ovl_owner_setattr(fs, fd, &to_set, &disk_attr)))
 			err = apply_attrs(fd, to_set, &disk_attr);
 	}
+	if (!err && (to_set & OVL_SET_MTIME) && node->type == S_IFREG) {
+		pthread_mutex_lock(&node->lock);
+		node->kernel_mtime = attr->st_mtim;
+		node->has_kernel_mtime = true;
+		pthread_mutex_unlock(&node->lock);
+	}
 	if (!err) {
 		if (node->unlinked && fd >= 0 && fstat(fd, out) == 0) {
 			node->last_st = *out; /* as on disk: shown anew each time */

@@ -66,6 +66,10 @@ struct ovl_node {
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
 	atomic_bool aliased; /* in the hard-link index (alias.c) */
+	/* The last mtime a setattr gave this file (guarded by lock): with the kernel's
+	 * writeback cache it is the kernel's (see ovl_file_keep_kernel_mtime). */
+	struct timespec kernel_mtime;
+	bool has_kernel_mtime;
 };
 
 /* Maps a copied-up object's upper (dev, ino) to the number it had below, so that st_ino

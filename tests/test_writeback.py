@@ -1,6 +1,7 @@
 """-o writeback=1: the kernel's writeback cache; data written through the mount lands in the
 upper layer, appends stay appends, and bad values are refused."""
 import os
+import random
 import subprocess
 
 from helpers import needs_fuse, ovlfs_binary
@@ -49,6 +50,55 @@ def test_writeback_created_write_only_file_reads_pages(layers):
             os.close(fd)
         assert read(m / "c") == b"01ab456789"
     assert read(ls.upper / "c") == b"01ab456789"
+
+
+def _writer(root, seed):
+    rng = random.Random(seed)
+    for i in range(600):
+        p = os.path.join(root, f"f{rng.randrange(6)}")
+        r = rng.random()
+        try:
+            if r < 0.3:
+                with open(p, "wb") as f:
+                    f.write(b"w%d-%d " % (seed, i) * rng.randint(1, 2000))
+            elif r < 0.7:
+                fd = os.open(p, os.O_WRONLY)
+                try:
+                    os.pwrite(fd, b"W%d" % seed, rng.randint(0, 5000))
+                finally:
+                    os.close(fd)
+            elif r < 0.8:
+                os.chmod(p, rng.choice((0o600, 0o644)))
+            else:
+                with open(p, "rb") as f:
+                    f.read()
+        except OSError:
+            os._exit(1)
+    os._exit(0)
+
+
+def test_writeback_mtime_on_disk_is_the_shown_one(layers):
+    """Several writers on the same files: the kernel owns each file's mtime and sends it in
+    a setattr, which may reach the daemon before a write of older cached pages. After an
+    unmount the layer files have the mtimes (and sizes) the mount showed."""
+    ls = layers(lowers=[{f"f{i}": f"lower {i}\n" * 50 for i in range(6)}])
+
+    def seen(m):
+        return {n: (os.stat(m / n).st_mtime_ns, os.stat(m / n).st_size)
+                for n in sorted(os.listdir(m))}
+
+    with ls.ovlfs(extra_opts=("writeback=1",)) as m:
+        pids = []
+        for seed in range(4):
+            pid = os.fork()
+            if pid == 0:
+                _writer(str(m), seed)
+            pids.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+        assert codes == [0] * 4
+        before = seen(m)
+    with ls.ovlfs(extra_opts=("writeback=1",)) as m:
+        assert seen(m) == before
 
 
 def test_threaded_loop_serves(layers):
