@@ -512,7 +512,9 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 	mem.buf[0].mem = buf;
 	if (buf)
 		n = fuse_buf_copy(&mem, in, 0);
-	if (n >= 0)
+	if (n >= 0 && writepage)
+		n = ovl_write_buffered(fs_of(req), file, buf, (size_t)n, off);
+	else if (n >= 0)
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
 	if (n > 0 && writepage)
 		keep_kernel_mtime(req, file);

@@ -52,6 +52,22 @@ def test_writeback_created_write_only_file_reads_pages(layers):
     assert read(ls.upper / "c") == b"01ab456789"
 
 
+def test_writeback_pages_written_back_through_an_o_direct_handle(layers):
+    """The kernel writes cached pages back through any writable handle of the file, here
+    an O_DIRECT one opened last, in a length O_DIRECT refuses (10 bytes)."""
+    ls = layers(lowers=[{}])
+    with ls.ovlfs(extra_opts=("writeback=1",)) as m:
+        cached = os.open(m / "x", os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(cached, b"0123456789")
+        direct = os.open(m / "x", os.O_WRONLY | os.O_DIRECT)
+        try:
+            os.close(cached)  # writes the dirty page back
+        finally:
+            os.close(direct)
+        assert read(m / "x") == b"0123456789"
+    assert read(ls.upper / "x") == b"0123456789"
+
+
 def _writer(root, seed):
     rng = random.Random(seed)
     for i in range(600):
