@@ -414,8 +414,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file, struct ovl_node *node)
 {
 	fi->fh = (uint64_t)(uintptr_t)file;
-	/* O_DIRECT, or a file with several names (see inval_aliases) */
-	fi->direct_io = ovl_file_is_direct(file) || ovl_node_hard_linked(node);
+	/* O_DIRECT, or a file with several names (see inval_aliases). With the writeback cache
+	 * the kernel runs O_DIRECT itself: it owns the mtime then and sets it only there. */
+	fi->direct_io = (ovl_file_is_direct(file) && !writeback) || ovl_node_hard_linked(node);
 	fi->keep_cache = !fi->direct_io;
 }
 

@@ -1,10 +1,11 @@
 """-o writeback=1: the kernel's writeback cache; data written through the mount lands in the
 upper layer, appends stay appends, and bad values are refused."""
+import mmap
 import os
 import random
 import subprocess
 
-from helpers import needs_fuse, ovlfs_binary
+from helpers import File, needs_fuse, ovlfs_binary
 
 pytestmark = needs_fuse
 
@@ -66,6 +67,25 @@ def test_writeback_pages_written_back_through_an_o_direct_handle(layers):
             os.close(direct)
         assert read(m / "x") == b"0123456789"
     assert read(ls.upper / "x") == b"0123456789"
+
+
+def test_writeback_o_direct_write_moves_mtime(layers):
+    """O_DIRECT with the writeback cache: the kernel owns the mtime, so it must see the
+    write (its own direct I/O path, not FOPEN_DIRECT_IO, which leaves its mtime alone)."""
+    ls = layers(lowers=[{"f": File("lower", mtime=1500000000)}])
+    buf = mmap.mmap(-1, 4096)  # page-aligned
+    buf.write(b"D" * 4096)
+    with ls.ovlfs(extra_opts=("writeback=1",)) as m:
+        fd = os.open(m / "f", os.O_RDWR | os.O_DIRECT)
+        try:
+            assert os.pwrite(fd, buf, 0) == 4096
+        finally:
+            os.close(fd)
+        st = os.stat(m / "f")
+        assert st.st_mtime_ns > 1500000000 * 10**9 and st.st_size == 4096
+        assert read(m / "f") == b"D" * 4096
+    assert os.stat(ls.upper / "f").st_mtime_ns == st.st_mtime_ns
+    assert read(ls.upper / "f") == b"D" * 4096
 
 
 def _writer(root, seed):
