@@ -105,6 +105,9 @@ enum {
 	OVL_SET_MTIME = 1 << 5,
 	OVL_SET_ATIME_NOW = 1 << 6,
 	OVL_SET_MTIME_NOW = 1 << 7,
+	/* A ctime came with it: the kernel writing back the times it keeps (writeback
+	 * cache), after any change of its own, a ctime-only one (link, unlink, rename) too. */
+	OVL_SET_CTIME = 1 << 8,
 };
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out);

@@ -278,6 +278,7 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	    {FUSE_SET_ATTR_MTIME, OVL_SET_MTIME},
 	    {FUSE_SET_ATTR_ATIME_NOW, OVL_SET_ATIME_NOW},
 	    {FUSE_SET_ATTR_MTIME_NOW, OVL_SET_MTIME_NOW},
+	    {FUSE_SET_ATTR_CTIME, OVL_SET_CTIME},
 	};
 	struct stat st;
 	int set = 0;

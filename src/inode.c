@@ -78,6 +78,25 @@ static int apply_attrs(int fd, int to_set, const struct stat *attr)
 	return 0;
 }
 
+/* The kernel's write-back of its times for a lower file whose mtime it did not change (a
+ * ctime-only change: link, unlink or rename of a name): nothing to change, and no reason
+ * to copy the file up (the kernel overlayfs does not; copying up one name of a lower hard
+ * link would break the link). */
+static bool kernel_times_unchanged(struct ovl_fs *fs, struct ovl_node *node, int to_set,
+				   const struct stat *attr, struct stat *out)
+{
+	if ((to_set & ~(OVL_SET_CTIME | OVL_SET_MTIME | OVL_SET_ATIME)) ||
+	    ovl_node_is_upper(fs, node) || ovl_getattr(fs, node, out) != 0)
+		return false;
+	if ((to_set & OVL_SET_MTIME) && (out->st_mtim.tv_sec != attr->st_mtim.tv_sec ||
+					 out->st_mtim.tv_nsec != attr->st_mtim.tv_nsec))
+		return false;
+	if ((to_set & OVL_SET_ATIME) && (out->st_atim.tv_sec != attr->st_atim.tv_sec ||
+					 out->st_atim.tv_nsec != attr->st_atim.tv_nsec))
+		return false;
+	return true;
+}
+
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out)
 {
@@ -88,6 +107,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		return -EROFS;
 	if ((to_set & OVL_SET_SIZE) && node->type == S_IFDIR)
 		return -EISDIR;
+	if ((to_set & OVL_SET_CTIME) && kernel_times_unchanged(fs, node, to_set, attr, out))
+		return 0;
+	to_set &= ~OVL_SET_CTIME; /* no syscall sets it */
 	if ((err = ovl_owner_map_attr(fs, &to_set, attr, &disk_attr)))
 		return err;
 	pthread_rwlock_rdlock(&fs->rename_lock);
