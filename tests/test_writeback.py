@@ -108,13 +108,11 @@ def _writer(root, seed):
         p = os.path.join(root, f"f{rng.randrange(6)}")
         r = rng.random()
         try:
-            if r < 0.3:
-                with open(p, "wb") as f:
-                    f.write(b"w%d-%d " % (seed, i) * rng.randint(1, 2000))
-            elif r < 0.7:
+            if r < 0.7:  # no O_TRUNC: see the README on concurrent O_TRUNC opens
+                data = b"w%d-%d " % (seed, i) * rng.randint(1, 2000 if r < 0.3 else 1)
                 fd = os.open(p, os.O_WRONLY)
                 try:
-                    os.pwrite(fd, b"W%d" % seed, rng.randint(0, 5000))
+                    os.pwrite(fd, data, rng.randint(0, 5000))
                 finally:
                     os.close(fd)
             elif r < 0.8:
