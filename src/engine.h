@@ -117,6 +117,9 @@ enum {
 	OVL_SET_MTIME = 1 << 5,
 	OVL_SET_ATIME_NOW = 1 << 6,
 	OVL_SET_MTIME_NOW = 1 << 7,
+	/* A ctime came with it: the kernel writing back the times it keeps (writeback
+	 * cache), after any change of its own, a ctime-only one (link, unlink, rename) too. */
+	OVL_SET_CTIME = 1 << 8,
 };
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out);
@@ -134,6 +137,14 @@ ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t siz
 ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
 		  off_t off);
 bool ovl_file_is_direct(const struct ovl_file *file);
+/* ovl_write without O_DIRECT: the kernel's writeback cache writes its pages back through
+ * any writable handle of the file, an O_DIRECT one too, in lengths O_DIRECT refuses. */
+ssize_t ovl_write_buffered(struct ovl_fs *fs, struct ovl_file *file, const void *buf,
+			   size_t size, off_t off);
+/* With the kernel's writeback cache the kernel owns a file's mtime and sends each value it
+ * gives it (setattr); a write of cached pages may reach us after that setattr. This puts
+ * the last such mtime back after the write. */
+int ovl_file_keep_kernel_mtime(struct ovl_fs *fs, struct ovl_file *file);
 int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync);
 /* Syncs the directory on upper (its entries: creates, renames, removals). */
 int ovl_fsyncdir(struct ovl_fs *fs, struct ovl_node *node, bool datasync);

@@ -187,6 +187,52 @@ ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, siz
 	return res;
 }
 
+ssize_t ovl_write_buffered(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
+			   off_t off)
+{
+	ssize_t res;
+	int fl;
+
+	if (!(file->flags & O_DIRECT))
+		return ovl_write(fs, file, buf, size, off);
+	/* A writable file is on upper for good (copied up at open): its fd never switches.
+	 * The write lock keeps other requests' direct I/O off this fd meanwhile. */
+	atomic_fetch_add(&file->refs, 1);
+	pthread_rwlock_wrlock(&file->lock);
+	fl = fcntl(file->fd, F_GETFL);
+	if (fl < 0 || fcntl(file->fd, F_SETFL, fl & ~O_DIRECT) < 0) {
+		res = -errno;
+	} else {
+		ssize_t n = pwrite(file->fd, buf, size, off);
+		res = n < 0 ? -errno : n;
+		if (fcntl(file->fd, F_SETFL, fl) < 0 && res >= 0)
+			res = -errno;
+	}
+	pthread_rwlock_unlock(&file->lock);
+	file_unref(file);
+	return res;
+}
+
+int ovl_file_keep_kernel_mtime(struct ovl_fs *fs, struct ovl_file *file)
+{
+	struct ovl_node *node = file->node;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+	bool has;
+	int err = 0;
+
+	pthread_spin_lock(&node->lock);
+	ts[1] = node->kernel_mtime;
+	pthread_spin_unlock(&node->lock);
+	has = ts[1].tv_nsec != UTIME_OMIT;
+	if (!has)
+		return 0;
+	int fd = ovl_file_get_fd(fs, file);
+	if (file->on_upper && futimens(fd, ts) < 0)
+		err = -errno;
+	ovl_file_put_fd(file);
+	return err;
+}
+
 int ovl_fsync(struct ovl_fs *fs, struct ovl_file *file, bool datasync)
 {
 	int err = 0;

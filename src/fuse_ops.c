@@ -277,6 +277,7 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	    {FUSE_SET_ATTR_MTIME, OVL_SET_MTIME},
 	    {FUSE_SET_ATTR_ATIME_NOW, OVL_SET_ATIME_NOW},
 	    {FUSE_SET_ATTR_MTIME_NOW, OVL_SET_MTIME_NOW},
+	    {FUSE_SET_ATTR_CTIME, OVL_SET_CTIME},
 	};
 	struct stat st;
 	int set = 0;
@@ -413,8 +414,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file, struct ovl_node *node)
 {
 	fi->fh = (uint64_t)(uintptr_t)file;
-	/* O_DIRECT, or a file with several names (see inval_aliases) */
-	fi->direct_io = ovl_file_is_direct(file) || ovl_node_hard_linked(node);
+	/* O_DIRECT, or a file with several names (see inval_aliases). With the writeback cache
+	 * the kernel runs O_DIRECT itself: it owns the mtime then and sets it only there. */
+	fi->direct_io = (ovl_file_is_direct(file) && !writeback) || ovl_node_hard_linked(node);
 	fi->keep_cache = !fi->direct_io;
 }
 
@@ -459,8 +461,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct ovl_file *file;
 	struct ovl_node *node;
 	struct stat st;
-	int err =
-	    ovl_create(fs, node_of(req, parent), name, mode, fi->flags, &cred, &node, &st, &file);
+	int err = ovl_create(fs, node_of(req, parent), name, mode, layer_open_flags(fi->flags),
+			     &cred, &node, &st, &file);
 
 	if (err) {
 		fuse_reply_err(req, -err);
@@ -493,8 +495,15 @@ static void direct_read(fuse_req_t req, struct ovl_file *file, size_t size, off_
 	free(buf);
 }
 
+/* A write of the kernel's cached pages (writeback cache): the kernel owns the mtime. A
+ * failure leaves the layer file's mtime a little late, no reason to fail the write. */
+static void keep_kernel_mtime(fuse_req_t req, struct ovl_file *file)
+{
+	(void)ovl_file_keep_kernel_mtime(fs_of(req), file);
+}
+
 static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
-			 struct fuse_bufvec *in, off_t off)
+			 struct fuse_bufvec *in, off_t off, bool writepage)
 {
 	size_t size = fuse_buf_size(in);
 	void *buf = aligned_buf(size);
@@ -504,8 +513,12 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 	mem.buf[0].mem = buf;
 	if (buf)
 		n = fuse_buf_copy(&mem, in, 0);
-	if (n >= 0)
+	if (n >= 0 && writepage)
+		n = ovl_write_buffered(fs_of(req), file, buf, (size_t)n, off);
+	else if (n >= 0)
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
+	if (n > 0 && writepage)
+		keep_kernel_mtime(req, file);
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)
@@ -541,7 +554,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 
 	if (ovl_file_is_direct(file)) {
-		direct_write(req, ino, file, in, off);
+		direct_write(req, ino, file, in, off, fi->writepage);
 		return;
 	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -549,6 +562,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	out.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&out, in, 0);
 	ovl_file_put_fd(file);
+	if (n > 0 && fi->writepage)
+		keep_kernel_mtime(req, file);
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)

@@ -78,6 +78,25 @@ static int apply_attrs(int fd, int to_set, const struct stat *attr)
 	return 0;
 }
 
+/* The kernel's write-back of its times for a lower file whose mtime it did not change (a
+ * ctime-only change: link, unlink or rename of a name): nothing to change, and no reason
+ * to copy the file up (the kernel overlayfs does not; copying up one name of a lower hard
+ * link would break the link). */
+static bool kernel_times_unchanged(struct ovl_fs *fs, struct ovl_node *node, int to_set,
+				   const struct stat *attr, struct stat *out)
+{
+	if ((to_set & ~(OVL_SET_CTIME | OVL_SET_MTIME | OVL_SET_ATIME)) ||
+	    ovl_node_is_upper(fs, node) || ovl_getattr(fs, node, out) != 0)
+		return false;
+	if ((to_set & OVL_SET_MTIME) && (out->st_mtim.tv_sec != attr->st_mtim.tv_sec ||
+					 out->st_mtim.tv_nsec != attr->st_mtim.tv_nsec))
+		return false;
+	if ((to_set & OVL_SET_ATIME) && (out->st_atim.tv_sec != attr->st_atim.tv_sec ||
+					 out->st_atim.tv_nsec != attr->st_atim.tv_nsec))
+		return false;
+	return true;
+}
+
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out)
 {
@@ -89,6 +108,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		return -EROFS;
 	if ((to_set & OVL_SET_SIZE) && node->type == S_IFDIR)
 		return -EISDIR;
+	if ((to_set & OVL_SET_CTIME) && kernel_times_unchanged(fs, node, to_set, attr, out))
+		return 0;
+	to_set &= ~OVL_SET_CTIME; /* no syscall sets it */
 	if ((err = ovl_owner_map_attr(fs, &to_set, attr, &disk_attr)))
 		return err;
 	/* The caller's open file on the upper object, if any, is the object to change: taken
@@ -131,6 +153,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 			err = fd;
 		else if (!(err = ovl_owner_setattr(fs, fd, &to_set, &disk_attr)))
 			err = apply_attrs(fd, to_set, &disk_attr);
+	}
+	if (!err && (to_set & OVL_SET_MTIME) && node->type == S_IFREG) {
+		pthread_spin_lock(&node->lock);
+		node->kernel_mtime = attr->st_mtim;
+		pthread_spin_unlock(&node->lock);
 	}
 	/* The attributes of the object just changed, from its fd: no second walk. A name
 	 * replaced by another kind of object meanwhile is stale, as ovl_stat_node says. */

@@ -69,6 +69,10 @@ struct ovl_node {
 	atomic_int nopen; /* open files */
 	struct ovl_dirlayer *dirlayers;
 	struct ovl_orphan *orphan; /* set (before the unlinked mark) when unlinked */
+	/* The last mtime a setattr gave this file, tv_nsec UTIME_OMIT if none (guarded by
+	 * lock): with the kernel's writeback cache it is the kernel's (see
+	 * ovl_file_keep_kernel_mtime). */
+	struct timespec kernel_mtime;
 	/* Serializes copy-up of this node and namespace changes in this directory. */
 	pthread_mutex_t op_lock;
 };

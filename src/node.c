@@ -111,6 +111,7 @@ struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const 
 	}
 	pthread_spin_init(&node->lock, PTHREAD_PROCESS_PRIVATE);
 	pthread_mutex_init(&node->op_lock, NULL);
+	node->kernel_mtime.tv_nsec = UTIME_OMIT;
 	node->parent = parent;
 	node->top = -1;
 	if (parent)

@@ -1844,6 +1844,47 @@ out:
 	env_fini(&e);
 }
 
+/* The writeback cache's mtime: after a write of cached pages the layer file keeps the last
+ * mtime a setattr gave it, not the time of the write; without such a setattr the write's
+ * own time stays. */
+static void test_keep_kernel_mtime(void)
+{
+	struct env e;
+	struct stat st, attr = {.st_mtim = {.tv_sec = 1234567, .tv_nsec = 890}};
+	struct ovl_node *n;
+	struct ovl_file *f;
+
+	env_init(&e, 1, true);
+	mkf(LO1, "k", "lower k");
+	mkf(LO1, "w", "lower w");
+	if (!env_mount(&e))
+		goto out;
+	if (CHECK_INT(walk(FS, "k", &n, NULL), 0)) {
+		if (CHECK_INT(ovl_open(FS, n, O_RDWR, &f), 0)) {
+			CHECK_INT(ovl_setattr(FS, n, f, OVL_SET_MTIME, &attr, &st), 0);
+			CHECK_INT(ovl_write(FS, f, "K", 1, 0), 1);
+			CHECK_INT(ovl_file_keep_kernel_mtime(FS, f), 0);
+			ovl_release(FS, f);
+		}
+		put(FS, n);
+	}
+	if (CHECK_INT(lx(UP, "k", &st), 0))
+		CHECK(same_time(st.st_mtim, attr.st_mtim));
+	CHECK_STR(cat(UP, "k"), "Kower k");
+	if (CHECK_INT(walk(FS, "w", &n, NULL), 0)) {
+		if (CHECK_INT(ovl_open(FS, n, O_RDWR, &f), 0)) {
+			CHECK_INT(ovl_write(FS, f, "W", 1, 0), 1);
+			CHECK_INT(ovl_file_keep_kernel_mtime(FS, f), 0);
+			ovl_release(FS, f);
+		}
+		put(FS, n);
+	}
+	if (CHECK_INT(lx(UP, "w", &st), 0))
+		CHECK(st.st_mtim.tv_sec > attr.st_mtim.tv_sec);
+out:
+	env_fini(&e);
+}
+
 /* D25, D26: O_TRUNC copies up an empty file, even with O_RDONLY. */
 static void test_copyup_trunc(void)
 {
@@ -3135,6 +3176,7 @@ static const struct {
     T(test_removexattr_absent),
     T(test_copyup_on_write_open),
     T(test_copyup_trunc),
+    T(test_keep_kernel_mtime),
     T(test_copyup_sparse),
     T(test_fd_follows_copy_up),
     T(test_parent_chain_copy_up),
