@@ -13,7 +13,7 @@ ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readd
 	     src/inode.c src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
 	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c
-FRONT_SRC = src/fuse_ops.c src/workers.c src/main.c src/log.c src/stats.c
+FRONT_SRC = src/fuse_ops.c src/passthrough.c src/workers.c src/main.c src/log.c src/stats.c
 LAYER_TOOL_SRC = src/export.c src/diff.c src/layer_walk.c src/tar_writer.c
 HEADERS = $(wildcard src/*.h)
 

@@ -137,10 +137,14 @@ ssize_t ovl_read(struct ovl_fs *fs, struct ovl_file *file, void *buf, size_t siz
 ssize_t ovl_write(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
 		  off_t off);
 bool ovl_file_is_direct(const struct ovl_file *file);
+/* The file is open on its upper object (stays so: copy-up only moves files to upper). */
+bool ovl_file_on_upper(struct ovl_file *file);
+/* The node's file type (S_IFMT bits). */
+mode_t ovl_node_type(struct ovl_node *node);
 /* ovl_write without O_DIRECT: the kernel's writeback cache writes its pages back through
  * any writable handle of the file, an O_DIRECT one too, in lengths O_DIRECT refuses. */
-ssize_t ovl_write_buffered(struct ovl_fs *fs, struct ovl_file *file, const void *buf,
-			   size_t size, off_t off);
+ssize_t ovl_write_buffered(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,
+			   off_t off);
 /* With the kernel's writeback cache the kernel owns a file's mtime and sends each value it
  * gives it (setattr); a write of cached pages may reach us after that setattr. This puts
  * the last such mtime back after the write. */

@@ -90,6 +90,14 @@ int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_fil
 	return 0;
 }
 
+bool ovl_file_on_upper(struct ovl_file *file)
+{
+	pthread_rwlock_rdlock(&file->lock);
+	bool on = file->on_upper;
+	pthread_rwlock_unlock(&file->lock);
+	return on;
+}
+
 bool ovl_file_is_direct(const struct ovl_file *file)
 {
 	return (file->flags & O_DIRECT) != 0;

@@ -3,6 +3,7 @@
 #include "fuse_ops.h"
 #include "engine.h"
 #include "workers.h"
+#include "passthrough.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,12 @@ static struct fuse_session *session;
 static struct ovl_pool *pool;
 static bool writeback;
 static bool acl = true;
+static bool passthrough;
+
+void ovl_fuse_set_passthrough(bool on)
+{
+	passthrough = on;
+}
 
 void ovl_fuse_set_writeback(bool on)
 {
@@ -88,9 +95,15 @@ static void inval_aliases(fuse_req_t req, fuse_ino_t ino)
 		fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)aliases[i], -1, 0);
 }
 
+/* fh: the ovl_file, its passthrough mode in the low bits (malloc aligns to 16). */
 static struct ovl_file *file_of(struct fuse_file_info *fi)
 {
-	return (struct ovl_file *)(uintptr_t)fi->fh;
+	return (struct ovl_file *)(uintptr_t)(fi->fh & ~(uint64_t)3);
+}
+
+static enum ovl_pt_mode pt_mode_of(struct fuse_file_info *fi)
+{
+	return (enum ovl_pt_mode)(fi->fh & 3);
 }
 
 static struct ovl_cred cred_of(fuse_req_t req)
@@ -411,13 +424,38 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	submit(&d);
 }
 
-static void set_open_flags(struct fuse_file_info *fi, struct ovl_file *file, struct ovl_node *node)
+static void set_open_flags(struct ovl_fs *fs, struct fuse_file_info *fi, struct ovl_file *file,
+			   struct ovl_node *node)
 {
-	fi->fh = (uint64_t)(uintptr_t)file;
+	enum ovl_pt_mode mode = OVL_PT_CACHED;
+
 	/* O_DIRECT, or a file with several names (see inval_aliases). With the writeback cache
 	 * the kernel runs O_DIRECT itself: it owns the mtime then and sets it only there. */
 	fi->direct_io = (ovl_file_is_direct(file) && !writeback) || ovl_node_hard_linked(node);
-	fi->keep_cache = !fi->direct_io;
+	if (passthrough) {
+		bool eligible = !fi->direct_io && !ovl_file_is_direct(file) &&
+				ovl_node_type(node) == S_IFREG && ovl_file_on_upper(file);
+		int fd = ovl_file_get_fd(fs, file);
+		mode = ovl_pt_open(node, fd, eligible);
+		ovl_file_put_fd(file);
+		if (mode == OVL_PT_PASSTHROUGH)
+			fi->direct_io = 0;
+		else if (mode == OVL_PT_DIRECT || mode == OVL_PT_PT_DIRECT)
+			fi->direct_io = 1;
+	}
+	/* Passthrough leaves the FUSE inode's page cache unused: the kernel refuses it. */
+	fi->keep_cache = !fi->direct_io && mode == OVL_PT_CACHED;
+	fi->fh = (uint64_t)(uintptr_t)file | (uint64_t)mode;
+}
+
+/* After an open reply (sent or not): the next reply of this thread is another one. */
+static void open_replied(int reply_err, struct ovl_node *node, struct fuse_file_info *fi)
+{
+	if (!passthrough)
+		return;
+	ovl_pt_reply_done();
+	if (reply_err)
+		ovl_pt_release(node, pt_mode_of(fi));
 }
 
 static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -429,8 +467,10 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -err);
 		return;
 	}
-	set_open_flags(fi, file, node_of(req, ino));
-	if (fuse_reply_open(req, fi) != 0)
+	set_open_flags(fs_of(req), fi, file, node_of(req, ino));
+	int rerr = fuse_reply_open(req, fi);
+	open_replied(rerr, node_of(req, ino), fi);
+	if (rerr != 0)
 		ovl_release(fs_of(req), file);
 }
 
@@ -469,8 +509,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	fill_entry(&e, fs, node, &st);
-	set_open_flags(fi, file, node);
-	if (fuse_reply_create(req, &e, fi) != 0) {
+	set_open_flags(fs, fi, file, node);
+	int rerr = fuse_reply_create(req, &e, fi);
+	open_replied(rerr, node, fi);
+	if (rerr != 0) {
 		ovl_release(fs, file);
 		ovl_forget(fs, node, 1);
 	}
@@ -574,7 +616,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
+	if (passthrough)
+		ovl_pt_release(node_of(req, ino), pt_mode_of(fi));
 	ovl_release(fs_of(req), file_of(fi));
 	fuse_reply_err(req, 0);
 }

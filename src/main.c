@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "fuse_ops.h"
 #include "workers.h"
+#include "passthrough.h"
 #include "log.h"
 #include "stats.h"
 #include "subcommands.h"
@@ -92,6 +93,13 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
 		ovl_log(LOG_ERR, "could not mount on '%s'", cfg->mountpoint);
 		goto signals;
+	}
+	/* Passthrough needs the writeback cache off (the kernel refuses both at once). */
+	if (cfg->passthrough && !cfg->writeback) {
+		int perr = ovl_pt_install(se);
+		if (perr)
+			ovl_log(LOG_WARNING, "no passthrough: %s", strerror(-perr));
+		ovl_fuse_set_passthrough(perr == 0);
 	}
 	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
 		ovl_log(LOG_ERR, "could not daemonize");

@@ -254,6 +254,11 @@ void ovl_node_free_all(struct ovl_fs *fs)
 	fs->root = NULL;
 }
 
+mode_t ovl_node_type(struct ovl_node *node)
+{
+	return node->type;
+}
+
 int ovl_node_top(struct ovl_node *node)
 {
 	pthread_spin_lock(&node->lock);

@@ -38,6 +38,8 @@ static const char usage_text[] =
     "  volatile               same as fsync=0\n"
     "  kernel_cache           keep the kernel page cache across opens\n"
     "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
+    "  passthrough=0|1        reads and writes of open upper files go straight to the\n"
+    "                         layer file (FUSE passthrough, Linux 6.9+, as root; default 1)\n"
     "  noacl                  ignore POSIX ACLs in permission checks (mode bits only)\n"
     "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
     "                         workers for long requests (default 0; see ovlfs(1))\n"
@@ -84,6 +86,7 @@ enum opt_action {
 	ACT_RW,
 	ACT_FSYNC,
 	ACT_WRITEBACK,
+	ACT_PASSTHROUGH,
 	ACT_NOACL,
 	ACT_THREADED,
 	ACT_VOLATILE,
@@ -130,6 +133,7 @@ static const struct opt_spec opt_table[] = {
     {"threaded", OPT_VALUE, ACT_THREADED, NULL},
     {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
     {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
+    {"passthrough", OPT_VALUE, ACT_PASSTHROUGH, NULL},
     {"noacl", OPT_FLAG, ACT_NOACL, NULL},
     {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
     {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
@@ -518,6 +522,9 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 	case ACT_WRITEBACK:
 		ret = set_flag01(st, name, val, &cfg->writeback, false);
 		break;
+	case ACT_PASSTHROUGH:
+		ret = set_flag01(st, name, val, &cfg->passthrough, false);
+		break;
 	case ACT_THREADED:
 		ret = set_flag01(st, name, val, &cfg->threaded, false);
 		break;
@@ -732,6 +739,7 @@ int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, siz
 	int ret;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->passthrough = true; /* where the kernel and the daemon's privileges allow */
 	if (errlen)
 		err[0] = '\0';
 	ret = parse_argv(&st, argc, argv);
