@@ -97,7 +97,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	/* Passthrough needs the writeback cache off (the kernel refuses both at once). */
 	if (cfg->passthrough && !cfg->writeback) {
 		int perr = ovl_pt_install(se);
-		if (perr)
+		if (perr && perr != -EPERM)
 			ovl_log(LOG_WARNING, "no passthrough: %s", strerror(-perr));
 		ovl_fuse_set_passthrough(perr == 0);
 	}

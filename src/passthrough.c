@@ -189,6 +189,11 @@ int ovl_pt_install(struct fuse_session *se)
 	    .splice_receive = pt_splice_receive,
 	};
 	int fd = fuse_session_fd(se);
+
+	/* Registering backing files takes CAP_SYS_ADMIN: unprivileged, never offer it (the
+	 * offer alone would raise the mount's stacking depth). */
+	if (geteuid() != 0)
+		return -EPERM;
 	int err = fuse_session_custom_io(se, &io, fd);
 
 	if (err)
