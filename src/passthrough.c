@@ -261,8 +261,8 @@ enum ovl_pt_mode ovl_pt_open(const void *node, int fd, bool eligible)
 		if (id > 0)
 			p->backing_id = id;
 		else if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOTTY ||
-			 errno == EINVAL)
-			atomic_store(&enabled, false); /* not ours to use: stop trying */
+			 errno == EINVAL || errno == ELOOP)
+			atomic_store(&enabled, false); /* not for us (ELOOP: a stacked upper) */
 		if (p->backing_id > 0) {
 			p->pt_opens++;
 			pending_id = p->backing_id;
