@@ -66,7 +66,7 @@ struct ovl_node {
 	pthread_spinlock_t lock;
 	int top;
 	int ndirlayers;	  /* directories: the merged layers, top-down */
-	atomic_int nopen; /* open files */
+	atomic_int nopen; /* open files and directories */
 	struct ovl_dirlayer *dirlayers;
 	struct ovl_orphan *orphan; /* set (before the unlinked mark) when unlinked */
 	/* The last mtime a setattr gave this file, tv_nsec UTIME_OMIT if none (guarded by

@@ -246,6 +246,9 @@ int ovl_opendir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dir **out)
 	d->node = node;
 	pthread_mutex_init(&d->lock, NULL);
 	ovl_node_ref(fs, node, 0, 1);
+	/* An open directory keeps its object when removed, as an open file does: fstat of
+	 * the fd then shows what the layer shows (an emptied directory: size 0, no links). */
+	atomic_fetch_add(&node->nopen, 1);
 	*out = d;
 	return 0;
 }
@@ -293,6 +296,7 @@ void ovl_releasedir(struct ovl_fs *fs, struct ovl_dir *d)
 {
 	ovl_dirents_free(d->ents, d->count);
 	pthread_mutex_destroy(&d->lock);
+	atomic_fetch_sub(&d->node->nopen, 1);
 	ovl_node_unref(fs, d->node, 0, 1);
 	free(d);
 }
