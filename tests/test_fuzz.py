@@ -231,6 +231,9 @@ MODELLED = {
         [{"a": "A", "n": Hardlink("a"), "d": {"m": Hardlink("a")}}], {},
         [("rename", "n", "a"), ("ls", ""), ("rename", "d/m", "n", XCHG), ("read", "n"),
          ("stat", "a")]),
+    "dir-rename-through-symlinked-parent": (  # the model resolves c -> d as the kernel does
+        [{"a": Dir({"x": "x"}), "c": Symlink("d"), "d": Dir({})}], {},
+        [("rename", "a", "c/a"), ("ls", "d"), ("ls", "d/a"), ("ls", "")]),
     "failed-rename-side-effects": (
         [{"c": "lower c"}],
         {"c": Dir({}, opaque="y"), "d": {"b": {}}, "e": {}, "f": {"g": "g"}},

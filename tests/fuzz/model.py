@@ -117,6 +117,20 @@ class KernelModel:
     def u(self, rel):
         return os.path.join(self.upper, rel) if rel else self.upper
 
+    def _canon(self, rel):
+        """rel with the symlinks of its parent directories resolved, as the kernel resolved
+        them (the layers' paths have none); None if that leaves the mount."""
+        parent, name = os.path.split(rel)
+        if not parent:
+            return rel
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(self.k(parent))
+        if real == root:
+            return name
+        if not real.startswith(root + os.sep):
+            return None
+        return os.path.join(os.path.relpath(real, root), name)
+
     # ------------------------------------------------------------------ entry point
     def before(self, step):
         """Called before the kernel runs step: remembers what a failed rename may change.
@@ -201,7 +215,10 @@ class KernelModel:
                     if kres != "EXDEV":
                         return kres, note
                 if kres == "EXDEV":
-                    return self.rename(step[1], step[2], flags), "dir-rename"
+                    src, dst = self._canon(step[1]), self._canon(step[2])
+                    if src is None or dst is None:
+                        return kres, note  # a symlink out of the mount: EXDEV for both
+                    return self.rename(src, dst, flags), "dir-rename"
                 if kres != 0 and self._undo_failed_rename():
                     return kres, note or "failed-rename-side-effects"
             elif op == "rmdir" and kres == "ENOTEMPTY" and self._empty_to_ovlfs(step[1]):
