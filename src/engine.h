@@ -141,6 +141,8 @@ bool ovl_file_is_direct(const struct ovl_file *file);
 bool ovl_file_on_upper(struct ovl_file *file);
 /* The node's file type (S_IFMT bits). */
 mode_t ovl_node_type(struct ovl_node *node);
+/* The node's name was removed (it lives on while open or known to the kernel). */
+bool ovl_node_is_unlinked(struct ovl_node *node);
 /* ovl_write without O_DIRECT: the kernel's writeback cache writes its pages back through
  * any writable handle of the file, an O_DIRECT one too, in lengths O_DIRECT refuses. */
 ssize_t ovl_write_buffered(struct ovl_fs *fs, struct ovl_file *file, const void *buf, size_t size,

@@ -260,20 +260,25 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-static void reply_attr(fuse_req_t req, int err, const struct stat *st)
+/* Attributes another name can change behind this inode's back are not cached: a hard link's,
+ * and those of a name removed while open (its object may have other names). */
+static void reply_attr(fuse_req_t req, int err, struct ovl_node *node, const struct stat *st)
 {
 	if (err)
 		fuse_reply_err(req, -err);
 	else
 		fuse_reply_attr(req, st,
-				!S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 0 : cache_timeout);
+				(!S_ISDIR(st->st_mode) && st->st_nlink > 1) ||
+					ovl_node_is_unlinked(node)
+				    ? 0
+				    : cache_timeout);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
 	int err = ovl_getattr_file(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, &st);
-	reply_attr(req, err, &st);
+	reply_attr(req, err, node_of(req, ino), &st);
 }
 
 static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -306,7 +311,7 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
 	if (!err)
 		inval_aliases(req, ino);
-	reply_attr(req, err, &st);
+	reply_attr(req, err, node_of(req, ino), &st);
 }
 
 static void run_setattr(struct deferred *d)

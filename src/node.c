@@ -259,6 +259,11 @@ mode_t ovl_node_type(struct ovl_node *node)
 	return node->type;
 }
 
+bool ovl_node_is_unlinked(struct ovl_node *node)
+{
+	return atomic_load(&node->unlinked);
+}
+
 int ovl_node_top(struct ovl_node *node)
 {
 	pthread_spin_lock(&node->lock);
