@@ -87,7 +87,7 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, str
  * lookups then walk as usual). */
 struct ovl_dirfds;
 struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir);
-void ovl_dirfds_close(struct ovl_fs *fs, struct ovl_dirfds *d);
+void ovl_dirfds_close(struct ovl_dirfds *d);
 int ovl_lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		  struct ovl_dirfds *d, struct ovl_node **out, struct stat *st);
 void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup);

@@ -438,11 +438,15 @@ static void set_open_flags(struct ovl_fs *fs, struct fuse_file_info *fi, struct 
 	 * the kernel runs O_DIRECT itself: it owns the mtime then and sets it only there. */
 	fi->direct_io = (ovl_file_is_direct(file) && !writeback) || ovl_node_hard_linked(node);
 	if (passthrough) {
-		bool eligible = !fi->direct_io && !ovl_file_is_direct(file) &&
-				ovl_node_type(node) == S_IFREG && ovl_file_on_upper(file);
-		int fd = ovl_file_get_fd(fs, file);
-		mode = ovl_pt_open(node, fd, eligible);
-		ovl_file_put_fd(file);
+		/* (passthrough runs without the writeback cache: direct_io covers O_DIRECT) */
+		bool eligible =
+		    !fi->direct_io && ovl_node_type(node) == S_IFREG && ovl_file_on_upper(file);
+		if (eligible) {
+			mode = ovl_pt_open(node, ovl_file_get_fd(fs, file), true);
+			ovl_file_put_fd(file);
+		} else {
+			mode = ovl_pt_open(node, -1, false);
+		}
 		if (mode == OVL_PT_PASSTHROUGH)
 			fi->direct_io = 0;
 		else if (mode == OVL_PT_DIRECT || mode == OVL_PT_PT_DIRECT)
@@ -711,7 +715,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	err = ovl_readdir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh, off, add_entry, &b);
-	ovl_dirfds_close(fs_of(req), b.fds);
+	ovl_dirfds_close(b.fds);
 	if (err && b.pos == 0)
 		fuse_reply_err(req, -err);
 	else

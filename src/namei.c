@@ -274,23 +274,24 @@ struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir)
 	d->n = fs->nlayers;
 	for (int i = 0; i < fs->nlayers; i++)
 		d->fd[i] = -1;
+	if (dir->type != S_IFDIR || dir->unlinked)
+		return d;
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	int n = dir->type == S_IFDIR && !dir->unlinked ? ovl_node_dirlayers(dir, &dl) : 0;
+	int n = ovl_node_dirlayers(dir, &dl);
 	for (int i = 0; i < n; i++) {
 		int fd = ovl_open_in_layer(fs, dir, dl[i].layer, O_PATH | O_DIRECTORY);
 		d->fd[dl[i].layer] = fd < 0 ? -1 : fd;
 	}
 	pthread_rwlock_unlock(&fs->rename_lock);
-	if (n > 0)
-		free(dl);
+	if (n >= 0)
+		free(dl); /* allocated even for no layers */
 	return d;
 }
 
-void ovl_dirfds_close(struct ovl_fs *fs, struct ovl_dirfds *d)
+void ovl_dirfds_close(struct ovl_dirfds *d)
 {
 	if (!d)
 		return;
-	(void)fs;
 	for (int i = 0; i < d->n; i++)
 		if (d->fd[i] >= 0)
 			close(d->fd[i]);

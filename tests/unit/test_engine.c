@@ -901,7 +901,7 @@ static void test_lookup_lent_fds(void)
 			CHECK_INT(st.st_size, st2.st_size);
 		}
 	}
-	ovl_dirfds_close(FS, fds);
+	ovl_dirfds_close(fds);
 	put(FS, d);
 	d = NULL;
 
@@ -918,7 +918,7 @@ static void test_lookup_lent_fds(void)
 		CHECK_INT(st.st_size, 1);
 		ovl_forget(FS, n, 1);
 	}
-	ovl_dirfds_close(FS, fds);
+	ovl_dirfds_close(fds);
 out:
 	put(FS, d);
 	env_fini(&e);
