@@ -9,7 +9,7 @@ BUILD ?= build
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 TSAN_FLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 
-ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readdir.c \
+ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readdir.c src/listing.c \
 	     src/inode.c src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
 	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c

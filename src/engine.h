@@ -167,6 +167,10 @@ int ovl_opendir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dir **out);
 /* Calls fn for each entry from off on until fn returns non-zero or the end. */
 int ovl_readdir(struct ovl_fs *fs, struct ovl_dir *dir, off_t off, ovl_dirent_fn fn, void *ctx);
 void ovl_releasedir(struct ovl_fs *fs, struct ovl_dir *dir);
+/* The same without a handle (the kernel's zero-message opendir): the node keeps the
+ * listing between requests, and the offsets name it (listing.c). */
+int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_dirent_fn fn,
+		     void *ctx);
 
 /* xattrs: the returned value is the size, as getxattr(2) returns it. */
 ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, void *buf,

@@ -131,6 +131,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	}
 	pthread_rwlock_init(&fs->rename_lock, NULL);
 	pthread_mutex_init(&fs->table_lock, NULL);
+	pthread_mutex_init(&fs->listing_lock, NULL);
 	atomic_init(&fs->tmp_counter, 0);
 	fs->work_fd = -1;
 	fs->has_upper = p->upperdir != NULL;
@@ -187,6 +188,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 		close(fs->work_fd);
 	pthread_rwlock_destroy(&fs->rename_lock);
 	pthread_mutex_destroy(&fs->table_lock);
+	pthread_mutex_destroy(&fs->listing_lock);
 	free(fs);
 }
 

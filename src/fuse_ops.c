@@ -22,6 +22,7 @@ static struct ovl_pool *pool;
 static bool writeback;
 static bool acl = true;
 static bool passthrough;
+static bool zero_message_opendir; /* the kernel opens directories without OPENDIR */
 
 void ovl_fuse_set_passthrough(bool on)
 {
@@ -228,6 +229,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_POSIX_ACL;
 	else
 		conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
+	zero_message_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -644,18 +646,25 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	submit(&d);
 }
 
+/* Where the kernel allows it (Linux 5.1+), ENOSYS once makes it open directories without
+ * asking (no OPENDIR, no RELEASEDIR: two round trips fewer per directory) and keep their
+ * listings; READDIR then comes without a handle (ovl_readdir_node). Either way the kernel
+ * may keep listings: every change to a directory comes through us, and the kernel drops a
+ * listing its own change makes stale. */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ovl_dir *dir;
-	int err = ovl_opendir(fs_of(req), node_of(req, ino), &dir);
 
+	if (zero_message_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	int err = ovl_opendir(fs_of(req), node_of(req, ino), &dir);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dir;
-	/* The kernel may keep listings: every change to a directory comes through us, and the
-	 * kernel drops a listing its own change makes stale. */
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) != 0)
@@ -714,7 +723,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	err = ovl_readdir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh, off, add_entry, &b);
+	if (fi->fh)
+		err = ovl_readdir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh, off, add_entry,
+				  &b);
+	else
+		err = ovl_readdir_node(fs_of(req), b.dir, off, add_entry, &b);
 	ovl_dirfds_close(b.fds);
 	if (err && b.pos == 0)
 		fuse_reply_err(req, -err);
@@ -738,7 +751,8 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	ovl_releasedir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh);
+	if (fi->fh)
+		ovl_releasedir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

@@ -69,6 +69,9 @@ struct ovl_node {
 	atomic_int nopen; /* open files and directories */
 	struct ovl_dirlayer *dirlayers;
 	struct ovl_orphan *orphan; /* set (before the unlinked mark) when unlinked */
+	/* Directories read without a handle: the listing between requests (listing.c), under
+	 * fs->listing_lock. */
+	struct ovl_listing *listing;
 	/* The last mtime a setattr gave this file, tv_nsec UTIME_OMIT if none (guarded by
 	 * lock): with the kernel's writeback cache it is the kernel's (see
 	 * ovl_file_keep_kernel_mtime). */
@@ -107,6 +110,7 @@ struct ovl_fs {
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
 	pthread_mutex_t table_lock; /* node table, refs, origin map, fallback ino map */
+	pthread_mutex_t listing_lock; /* the nodes' listing pointers */
 	struct ovl_node **table;
 	size_t table_size, table_count;
 	struct ovl_origin **origins;
@@ -221,6 +225,8 @@ struct ovl_dirent {
 int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
 		  bool *has_whiteouts);
 void ovl_dirents_free(struct ovl_dirent *ents, size_t count);
+struct ovl_listing;
+void ovl_listing_put(struct ovl_listing *l);
 
 /* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form. */
 struct ovl_fs_params;

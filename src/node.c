@@ -89,6 +89,7 @@ static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 {
 	ovl_alias_del_locked(fs, node);
 	ovl_orphan_free(node->orphan);
+	ovl_listing_put(node->listing);
 	pthread_spin_destroy(&node->lock);
 	pthread_mutex_destroy(&node->op_lock);
 	free(node->dirlayers);
@@ -299,7 +300,8 @@ int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out)
 }
 
 /* Opens (O_PATH) the object of the child `name` if it has open files; -1 otherwise. Called
- * before the name is removed, under the parent's op lock or the rename lock. */
+ * before the name is removed, under the parent's op lock or the rename lock. Directories
+ * are opened without telling us (op_opendir), so one the kernel knows may be open. */
 int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		    struct ovl_orphan **out)
 {
@@ -310,7 +312,8 @@ int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 	*out = orphan;
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
-	bool open = child && atomic_load(&child->nopen) > 0;
+	bool open = child && (atomic_load(&child->nopen) > 0 ||
+			      (atomic_load(&child->type) == S_IFDIR && child->nlookup > 0));
 	if (open)
 		child->refs++; /* a concurrent forget must not free it under us */
 	pthread_mutex_unlock(&fs->table_lock);

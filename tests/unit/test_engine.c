@@ -1664,6 +1664,65 @@ out:
 	env_fini(&e);
 }
 
+/* Reads without a handle (the kernel's zero-message opendir): a reader that started before
+ * a change keeps its listing even after another reader started over; a told offset read
+ * again after the end (the listing let go) gives the same entries. */
+static void test_readdir_node(void)
+{
+	struct env e;
+	struct listing first, rest, other, again;
+	struct ovl_node *n;
+
+	env_init(&e, 1, true);
+	mkd(UP, "m", 0755);
+	mkd(LO1, "m", 0755);
+	mkf(LO1, "m/x", "x");
+	mkf(LO1, "m/y", "y");
+	mkf(LO1, "m/z", "z");
+	if (!env_mount(&e))
+		goto out;
+	if (!CHECK_INT(walk(FS, "m", &n, NULL), 0))
+		goto out;
+
+	memset(&first, 0, sizeof(first));
+	first.limit = 3; /* ".", ".." and one entry */
+	CHECK_INT(ovl_readdir_node(FS, n, 0, collect, &first), 0);
+	CHECK_INT(first.n, 3);
+	CHECK_INT(e_create(FS, "m/new", 0644, "n"), 0);
+	CHECK_INT(e_unlink(FS, "m/y"), 0);
+	memset(&other, 0, sizeof(other));
+	CHECK_INT(ovl_readdir_node(FS, n, 0, collect, &other), 0);
+	CHECK_STR(names_of(&other), "new x z");
+
+	memset(&rest, 0, sizeof(rest));
+	CHECK_INT(ovl_readdir_node(FS, n, first.v[first.n - 1].next, collect, &rest), 0);
+	CHECK_INT(first.n + rest.n, 5); /* ., .., x, y, z: the first reader's listing */
+	CHECK_INT(count_name(&rest, "new"), 0);
+	CHECK_INT(count_name(&first, "y") + count_name(&rest, "y"), 1);
+	CHECK(first.v[2].next > 0 && first.v[2].next < (1LL << 31)); /* fits 32-bit d_off */
+
+	/* The end, then the told offset again: a fresh merge of the unchanged directory. */
+	off_t told = other.v[2].next;
+	struct listing tail;
+	memset(&tail, 0, sizeof(tail));
+	CHECK_INT(ovl_readdir_node(FS, n, told, collect, &tail), 0);
+	memset(&again, 0, sizeof(again));
+	CHECK_INT(ovl_readdir_node(FS, n, other.v[other.n - 1].next, collect, &again), 0);
+	CHECK_INT(again.n, 0);
+	CHECK_INT(ovl_readdir_node(FS, n, told, collect, &again), 0);
+	CHECK_STR(names_of(&again), names_of(&tail));
+	CHECK_INT(again.n, 2);
+
+	listing_free(&first);
+	listing_free(&rest);
+	listing_free(&other);
+	listing_free(&tail);
+	listing_free(&again);
+	put(FS, n);
+out:
+	env_fini(&e);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* xattrs                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -3171,6 +3230,7 @@ static const struct {
     T(test_copyup_ino_stable),
     T(test_readdir_merged),
     T(test_readdir_snapshot),
+    T(test_readdir_node),
     T(test_xattr_hidden_and_escaped),
     T(test_setxattr_escapes),
     T(test_removexattr_absent),
