@@ -9,7 +9,9 @@
  * the listing its offset names, so two readers of one directory each keep their snapshot
  * across one change of it. If that listing is gone (read to its end, or replaced twice), a
  * fresh merge serves the position, which is the same listing when the directory did not
- * change in between (layer listings come in a stable order). */
+ * change in between (layer listings come in a stable order). The last entry's offset is a
+ * mark for the end: the request after it (the kernel always makes one) needs no listing,
+ * so a reply that reaches the end lets go of the listing at once. */
 #include "internal.h"
 
 #include <dirent.h>
@@ -28,10 +30,11 @@ struct ovl_listing {
 
 #define SMALL_POS_BITS 20
 #define GEN_MAX(big) ((big) ? 0x7fffffffu : 2047u)
+#define END_POS(big) ((big) ? 0xffffffffu : (1u << SMALL_POS_BITS) - 1)
 
 static bool needs_big(size_t count)
 {
-	return count + 2 >= (1u << SMALL_POS_BITS);
+	return count + 2 >= END_POS(false);
 }
 
 static uint32_t listing_hash(const struct ovl_dirent *ents, size_t count)
@@ -163,6 +166,8 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 	if (off < 0)
 		return -EINVAL;
 	decode(off, &big, &gen, &pos);
+	if (off != 0 && pos == END_POS(big))
+		return 0;
 	if (off != 0)
 		l = find_listing(fs, node, big, gen);
 	if (!l && (err = merge_listing(fs, node, &l)))
@@ -172,9 +177,10 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 		ovl_listing_put(l);
 		return 0;
 	}
+	bool at_end = true;
 	for (size_t i = pos; i < l->count + 2; i++) {
 		int stop;
-		off_t next = encode(l, i + 1);
+		off_t next = encode(l, i + 1 == l->count + 2 ? END_POS(l->big) : i + 1);
 		if (i == 0) {
 			stop = fn(ctx, ".", node->ino, DT_DIR, next);
 		} else if (i == 1) {
@@ -187,9 +193,13 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 			struct ovl_dirent *e = &l->ents[i - 2];
 			stop = fn(ctx, e->name, e->ino, e->type, next);
 		}
-		if (stop)
+		if (stop) {
+			at_end = false;
 			break;
+		}
 	}
+	if (at_end)
+		retire_listing(fs, node, l);
 	ovl_listing_put(l);
 	return 0;
 }
