@@ -10,8 +10,9 @@
  * across one change of it. If that listing is gone (read to its end, or replaced twice), a
  * fresh merge serves the position, which is the same listing when the directory did not
  * change in between (layer listings come in a stable order). The last entry's offset is a
- * mark for the end: the request after it (the kernel always makes one) needs no listing,
- * so a reply that reaches the end lets go of the listing at once. */
+ * mark for the end: the request after it (the kernel always makes one) lets go of the
+ * listing, and needs none. Not before: the kernel may have passed on only part of a reply
+ * that reached the end, and read the rest from its offset after a change. */
 #include "internal.h"
 
 #include <dirent.h>
@@ -166,8 +167,13 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 	if (off < 0)
 		return -EINVAL;
 	decode(off, &big, &gen, &pos);
-	if (off != 0 && pos == END_POS(big))
+	if (off != 0 && pos == END_POS(big)) {
+		if ((l = find_listing(fs, node, big, gen))) {
+			retire_listing(fs, node, l);
+			ovl_listing_put(l);
+		}
 		return 0;
+	}
 	if (off != 0)
 		l = find_listing(fs, node, big, gen);
 	if (!l && (err = merge_listing(fs, node, &l)))
@@ -177,7 +183,6 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 		ovl_listing_put(l);
 		return 0;
 	}
-	bool at_end = true;
 	for (size_t i = pos; i < l->count + 2; i++) {
 		int stop;
 		off_t next = encode(l, i + 1 == l->count + 2 ? END_POS(l->big) : i + 1);
@@ -193,13 +198,9 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 			struct ovl_dirent *e = &l->ents[i - 2];
 			stop = fn(ctx, e->name, e->ino, e->type, next);
 		}
-		if (stop) {
-			at_end = false;
+		if (stop)
 			break;
-		}
 	}
-	if (at_end)
-		retire_listing(fs, node, l);
 	ovl_listing_put(l);
 	return 0;
 }

@@ -1713,6 +1713,20 @@ static void test_readdir_node(void)
 	CHECK_STR(names_of(&again), names_of(&tail));
 	CHECK_INT(again.n, 2);
 
+	/* A reply that reached the end, a change, then a read from the middle (the kernel
+	 * passed on part of the reply): still the listing from before the change. */
+	struct listing whole, middle;
+	memset(&whole, 0, sizeof(whole));
+	CHECK_INT(ovl_readdir_node(FS, n, 0, collect, &whole), 0);
+	CHECK_STR(names_of(&whole), "new x z");
+	CHECK_INT(e_create(FS, "m/later", 0644, "l"), 0);
+	memset(&middle, 0, sizeof(middle));
+	CHECK_INT(ovl_readdir_node(FS, n, whole.v[2].next, collect, &middle), 0);
+	CHECK_INT(count_name(&middle, "later"), 0);
+	CHECK_INT(middle.n, 2);
+	listing_free(&whole);
+	listing_free(&middle);
+
 	listing_free(&first);
 	listing_free(&rest);
 	listing_free(&other);
