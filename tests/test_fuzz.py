@@ -242,6 +242,12 @@ MODELLED = {
     "dir-rename-through-symlinked-parent": (  # the model resolves c -> d as the kernel does
         [{"a": Dir({"x": "x"}), "c": Symlink("d"), "d": Dir({})}], {},
         [("rename", "a", "c/a"), ("ls", "d"), ("ls", "d/a"), ("ls", "")]),
+    # An fd open on a directory that the model moves by copying (240 s run, seed 70617):
+    # the kernel side's fd stays on the removed copy, ovlfs's follows the rename; the model
+    # closes the fds of both sides, and later fd steps answer EBADF on both.
+    "dir-rename-with-open-dir-fd": (
+        [{"a": Dir({}), "c": Dir({"d": Dir({})}, uid=1)}], {},
+        [("fopen", "f1", "c", 0), ("rename", "c", "a/d"), ("fstat", "f1"), ("ls", "a/d")]),
     "failed-rename-side-effects": (
         [{"c": "lower c"}],
         {"c": Dir({}, opaque="y"), "d": {"b": {}}, "e": {}, "f": {"g": "g"}},

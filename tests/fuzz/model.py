@@ -117,6 +117,24 @@ class KernelModel:
     def u(self, rel):
         return os.path.join(self.upper, rel) if rel else self.upper
 
+    def _close_fds_on_dirs_below(self, rel):
+        """The model moves a directory by copying it (ovlfs renames it): an fd open on a
+        directory at or below rel would stay on the old, removed one, where ovlfs's follows
+        the move. Then the open fds of both sides are closed (later fd steps: EBADF on both)."""
+        if self.close_fds is None or self.kernel_fds is None:
+            return
+        top = self.k(rel)
+        for fd in self.kernel_fds():
+            try:
+                path = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            except OSError:
+                continue
+            if is_dir and (path == top or path.startswith(top + "/")):
+                self.close_fds()
+                self.fds_closed = True
+                return
+
     def _canon(self, rel):
         """rel with the symlinks of its parent directories resolved, as the kernel resolved
         them (the layers' paths have none); None if that leaves the mount."""
@@ -374,6 +392,7 @@ class KernelModel:
             if e.errno != errno.EXDEV:
                 raise
         opaque = self._opaque_values(src)
+        self._close_fds_on_dirs_below(src)
         self._copy_move(src, dst)
         self._fix_upper(dst, opaque)
 
