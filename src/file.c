@@ -259,8 +259,9 @@ int ovl_fsyncdir(struct ovl_fs *fs, struct ovl_node *node, bool datasync)
 {
 	int fd, err = 0;
 
-	/* A directory only in lower layers has nothing of ours to sync. */
-	if (fs->no_fsync || !ovl_node_is_upper(fs, node))
+	/* A directory only in lower layers has nothing of ours to sync; a removed one has no
+	 * name left to sync (its removal is the parent's to sync), as on the kernel. */
+	if (fs->no_fsync || !ovl_node_is_upper(fs, node) || atomic_load(&node->unlinked))
 		return 0;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	fd = ovl_open_in_layer(fs, node, 0, O_RDONLY | O_DIRECTORY);
