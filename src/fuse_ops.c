@@ -751,8 +751,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	if (fi->fh)
-		ovl_releasedir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh);
+	ovl_releasedir(fs_of(req), (struct ovl_dir *)(uintptr_t)fi->fh); /* opened by op_opendir */
 	fuse_reply_err(req, 0);
 }
 

@@ -109,7 +109,7 @@ struct ovl_fs {
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
-	pthread_mutex_t table_lock; /* node table, refs, origin map, fallback ino map */
+	pthread_mutex_t table_lock;   /* node table, refs, origin map, fallback ino map */
 	pthread_mutex_t listing_lock; /* the nodes' listing pointers */
 	struct ovl_node **table;
 	size_t table_size, table_count;
@@ -225,6 +225,11 @@ struct ovl_dirent {
 int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
 		  bool *has_whiteouts);
 void ovl_dirents_free(struct ovl_dirent *ents, size_t count);
+/* Calls fn for ".", "..", then ents[] from position pos (0 and 1 are the dots) until fn
+ * returns non-zero; next_off(i, arg) is the offset that resumes at position i. */
+void ovl_emit_dirents(struct ovl_fs *fs, struct ovl_node *dir, const struct ovl_dirent *ents,
+		      size_t count, size_t pos, off_t (*next_off)(size_t next, const void *arg),
+		      const void *arg, ovl_dirent_fn fn, void *ctx);
 struct ovl_listing;
 void ovl_listing_put(struct ovl_listing *l);
 

@@ -76,6 +76,14 @@ void ovl_listing_put(struct ovl_listing *l)
 	}
 }
 
+/* The offset that resumes at position next of l; the end has its mark. */
+static off_t listing_off(size_t next, const void *arg)
+{
+	const struct ovl_listing *l = arg;
+
+	return encode(l, next == l->count + 2 ? END_POS(l->big) : next);
+}
+
 /* The node's listing with this gen, referenced, or NULL. */
 static struct ovl_listing *find_listing(struct ovl_fs *fs, struct ovl_node *node, bool big,
 					uint32_t gen)
@@ -167,40 +175,17 @@ int ovl_readdir_node(struct ovl_fs *fs, struct ovl_node *node, off_t off, ovl_di
 	if (off < 0)
 		return -EINVAL;
 	decode(off, &big, &gen, &pos);
-	if (off != 0 && pos == END_POS(big)) {
-		if ((l = find_listing(fs, node, big, gen))) {
-			retire_listing(fs, node, l);
-			ovl_listing_put(l);
-		}
-		return 0;
-	}
 	if (off != 0)
 		l = find_listing(fs, node, big, gen);
-	if (!l && (err = merge_listing(fs, node, &l)))
+	bool end_mark = off != 0 && pos == END_POS(big); /* nothing to merge for */
+	if (!l && !end_mark && (err = merge_listing(fs, node, &l)))
 		return err;
-	if (pos >= l->count + 2) {
-		retire_listing(fs, node, l);
-		ovl_listing_put(l);
+	if (!l)
 		return 0;
-	}
-	for (size_t i = pos; i < l->count + 2; i++) {
-		int stop;
-		off_t next = encode(l, i + 1 == l->count + 2 ? END_POS(l->big) : i + 1);
-		if (i == 0) {
-			stop = fn(ctx, ".", node->ino, DT_DIR, next);
-		} else if (i == 1) {
-			pthread_rwlock_rdlock(&fs->rename_lock);
-			struct ovl_node *p = node->parent ? node->parent : node;
-			uint64_t pino = p->ino;
-			pthread_rwlock_unlock(&fs->rename_lock);
-			stop = fn(ctx, "..", pino, DT_DIR, next);
-		} else {
-			struct ovl_dirent *e = &l->ents[i - 2];
-			stop = fn(ctx, e->name, e->ino, e->type, next);
-		}
-		if (stop)
-			break;
-	}
+	if (end_mark || pos >= l->count + 2)
+		retire_listing(fs, node, l);
+	else
+		ovl_emit_dirents(fs, node, l->ents, l->count, pos, listing_off, l, fn, ctx);
 	ovl_listing_put(l);
 	return 0;
 }

@@ -234,6 +234,37 @@ int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **
 	return 0;
 }
 
+void ovl_emit_dirents(struct ovl_fs *fs, struct ovl_node *dir, const struct ovl_dirent *ents,
+		      size_t count, size_t pos, off_t (*next_off)(size_t next, const void *arg),
+		      const void *arg, ovl_dirent_fn fn, void *ctx)
+{
+	for (size_t i = pos; i < count + 2; i++) {
+		off_t next = next_off(i + 1, arg);
+		int stop;
+		if (i == 0) {
+			stop = fn(ctx, ".", dir->ino, DT_DIR, next);
+		} else if (i == 1) {
+			pthread_rwlock_rdlock(&fs->rename_lock);
+			struct ovl_node *p = dir->parent ? dir->parent : dir;
+			uint64_t pino = p->ino;
+			pthread_rwlock_unlock(&fs->rename_lock);
+			stop = fn(ctx, "..", pino, DT_DIR, next);
+		} else {
+			const struct ovl_dirent *e = &ents[i - 2];
+			stop = fn(ctx, e->name, e->ino, e->type, next);
+		}
+		if (stop)
+			break;
+	}
+}
+
+/* A handle's offsets are plain positions. */
+static off_t position_off(size_t next, const void *arg)
+{
+	(void)arg;
+	return (off_t)next;
+}
+
 int ovl_opendir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dir **out)
 {
 	struct ovl_dir *d;
@@ -271,23 +302,9 @@ int ovl_readdir(struct ovl_fs *fs, struct ovl_dir *d, off_t off, ovl_dirent_fn f
 			d->loaded = true;
 		}
 	}
-	for (size_t i = (size_t)off; !err && i < d->count + 2; i++) {
-		int stop;
-		if (i == 0) {
-			stop = fn(ctx, ".", d->node->ino, DT_DIR, 1);
-		} else if (i == 1) {
-			pthread_rwlock_rdlock(&fs->rename_lock);
-			struct ovl_node *p = d->node->parent ? d->node->parent : d->node;
-			uint64_t pino = p->ino;
-			pthread_rwlock_unlock(&fs->rename_lock);
-			stop = fn(ctx, "..", pino, DT_DIR, 2);
-		} else {
-			struct ovl_dirent *e = &d->ents[i - 2];
-			stop = fn(ctx, e->name, e->ino, e->type, (off_t)i + 1);
-		}
-		if (stop)
-			break;
-	}
+	if (!err)
+		ovl_emit_dirents(fs, d->node, d->ents, d->count, (size_t)off, position_off, NULL,
+				 fn, ctx);
 	pthread_mutex_unlock(&d->lock);
 	return err;
 }

@@ -100,27 +100,15 @@ class KernelModel:
         """Makes the kernel drop its cached dentries at and below rel (after a change to its
         upper layer behind its back). An open fd below rel would pin them: then the open fds
         of both sides are closed first (alike: later fd steps answer EBADF on both)."""
-        top = self.k(rel)
-        if self.close_fds is not None and self.kernel_fds is not None:
-            for fd in self.kernel_fds():
-                try:
-                    path = os.readlink(f"/proc/self/fd/{fd}")
-                except OSError:
-                    continue
-                path = path.removesuffix(" (deleted)")
-                if path == top or path.startswith(top + "/"):
-                    self.close_fds()
-                    self.fds_closed = True
-                    break
+        self._close_fds_if_open_below(rel)
         drop_dentry_cache()
 
     def u(self, rel):
         return os.path.join(self.upper, rel) if rel else self.upper
 
-    def _close_fds_on_dirs_below(self, rel):
-        """The model moves a directory by copying it (ovlfs renames it): an fd open on a
-        directory at or below rel would stay on the old, removed one, where ovlfs's follows
-        the move. Then the open fds of both sides are closed (later fd steps: EBADF on both)."""
+    def _close_fds_if_open_below(self, rel, dirs_only=False):
+        """Closes the open fds of both sides (alike: later fd steps answer EBADF on both)
+        if a kernel-side fd is open at or below rel (on a directory, with dirs_only)."""
         if self.close_fds is None or self.kernel_fds is None:
             return
         top = self.k(rel)
@@ -130,7 +118,7 @@ class KernelModel:
                 is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
             except OSError:
                 continue
-            if is_dir and (path == top or path.startswith(top + "/")):
+            if (is_dir or not dirs_only) and (path == top or path.startswith(top + "/")):
                 self.close_fds()
                 self.fds_closed = True
                 return
@@ -392,7 +380,9 @@ class KernelModel:
             if e.errno != errno.EXDEV:
                 raise
         opaque = self._opaque_values(src)
-        self._close_fds_on_dirs_below(src)
+        # The model moves a directory by copying it, ovlfs renames it: a kernel-side fd on
+        # a directory there would stay on the removed copy where ovlfs's follows the move.
+        self._close_fds_if_open_below(src, dirs_only=True)
         self._copy_move(src, dst)
         self._fix_upper(dst, opaque)
 

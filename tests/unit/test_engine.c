@@ -1611,6 +1611,18 @@ out:
 	env_fini(&e);
 }
 
+/* A merged directory m (upper and lower) holding x, y and z below; n is its node. */
+static bool mount_xyz(struct env *env, struct ovl_node **n)
+{
+	env_init(env, 1, true);
+	mkd(env->upper, "m", 0755);
+	mkd(env->lower[0], "m", 0755);
+	mkf(env->lower[0], "m/x", "x");
+	mkf(env->lower[0], "m/y", "y");
+	mkf(env->lower[0], "m/z", "z");
+	return env_mount(env) && CHECK_INT(walk(env->fs, "m", n, NULL), 0);
+}
+
 /* D55: an open directory handle keeps its snapshot until it is read from offset 0 again. */
 static void test_readdir_snapshot(void)
 {
@@ -1619,15 +1631,7 @@ static void test_readdir_snapshot(void)
 	struct ovl_node *n;
 	struct ovl_dir *d, *d2;
 
-	env_init(&e, 1, true);
-	mkd(UP, "m", 0755);
-	mkd(LO1, "m", 0755);
-	mkf(LO1, "m/x", "x");
-	mkf(LO1, "m/y", "y");
-	mkf(LO1, "m/z", "z");
-	if (!env_mount(&e))
-		goto out;
-	if (!CHECK_INT(walk(FS, "m", &n, NULL), 0))
+	if (!mount_xyz(&e, &n))
 		goto out;
 	CHECK_INT(ovl_opendir(FS, n, &d), 0);
 	CHECK_INT(ovl_opendir(FS, n, &d2), 0);
@@ -1673,15 +1677,7 @@ static void test_readdir_node(void)
 	struct listing first, rest, other, again;
 	struct ovl_node *n;
 
-	env_init(&e, 1, true);
-	mkd(UP, "m", 0755);
-	mkd(LO1, "m", 0755);
-	mkf(LO1, "m/x", "x");
-	mkf(LO1, "m/y", "y");
-	mkf(LO1, "m/z", "z");
-	if (!env_mount(&e))
-		goto out;
-	if (!CHECK_INT(walk(FS, "m", &n, NULL), 0))
+	if (!mount_xyz(&e, &n))
 		goto out;
 
 	memset(&first, 0, sizeof(first));
