@@ -78,14 +78,28 @@ void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node)
 	atomic_store(&node->aliased, false);
 }
 
-/* Called with the attributes just read for node: indexes an upper file with several links. */
+/* Caller holds table_lock. */
+static bool indexed_locked(struct ovl_fs *fs, uint64_t ino)
+{
+	if (!fs->aliases_count)
+		return false;
+	for (struct ovl_alias *a = fs->aliases[slot(ino, fs->aliases_size)]; a; a = a->next)
+		if (a->ino == ino)
+			return true;
+	return false;
+}
+
+/* Called with the attributes just read for node: indexes an upper file with several links,
+ * or with one left while another name of it, removed but still open, is indexed (a change
+ * through that name's fd must reach this one's cache too). */
 void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st, int top)
 {
-	if (S_ISDIR(st->st_mode) || st->st_nlink < 2 || !fs->has_upper || top != 0 ||
-	    atomic_load(&node->aliased))
+	if (S_ISDIR(st->st_mode) || !fs->has_upper || top != 0 || atomic_load(&node->aliased) ||
+	    (st->st_nlink < 2 && !atomic_load(&fs->aliases_count)))
 		return;
 	pthread_mutex_lock(&fs->table_lock);
-	ovl_alias_add_locked(fs, node);
+	if (st->st_nlink >= 2 || indexed_locked(fs, node->ino))
+		ovl_alias_add_locked(fs, node);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
@@ -94,8 +108,7 @@ bool ovl_node_hard_linked(struct ovl_node *node)
 	return atomic_load(&node->aliased);
 }
 
-size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,
-			size_t max)
+size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out, size_t max)
 {
 	size_t n = 0;
 
@@ -123,5 +136,6 @@ void ovl_alias_free_all(struct ovl_fs *fs)
 	}
 	free(fs->aliases);
 	fs->aliases = NULL;
-	fs->aliases_size = fs->aliases_count = 0;
+	fs->aliases_size = 0;
+	fs->aliases_count = 0;
 }

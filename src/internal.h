@@ -121,7 +121,8 @@ struct ovl_fs {
 	struct ovl_node *root;
 	struct ovl_node *orphans;
 	struct ovl_alias **aliases; /* hard-link index by ino, under table_lock */
-	size_t aliases_size, aliases_count;
+	size_t aliases_size;
+	_Atomic size_t aliases_count; /* read without the lock for a quick "none" */
 	struct ovl_owner_opts owner;
 	bool owner_active; /* some ownership option or override xattr is in effect */
 	bool owner_xattrs; /* some layer keeps owners in override xattrs */
