@@ -13,11 +13,11 @@ ENGINE_SRC = src/fs.c src/formats.c src/layer.c src/node.c src/namei.c src/readd
 	     src/inode.c src/file.c src/xattr.c src/copy_up.c src/dir.c src/rename.c src/alias.c \
 	     src/idmap.c src/owner.c
 CLI_SRC = src/options.c src/validate.c
-FRONT_SRC = src/fuse_ops.c src/passthrough.c src/workers.c src/main.c src/log.c src/stats.c
+FRONT_SRC = src/fuse_ops.c src/passthrough.c src/uring.c src/workers.c src/main.c src/log.c src/stats.c
 LAYER_TOOL_SRC = src/export.c src/diff.c src/layer_walk.c src/tar_writer.c
 HEADERS = $(wildcard src/*.h)
 
-.PHONY: all deps demo check test unit mount-tests sanitize tsan clean format
+.PHONY: all deps demo check test unit mount-tests mount-tests-uring sanitize tsan clean format
 
 all: $(BUILD)/ovlfs $(BUILD)/test_engine $(BUILD)/test_options
 
@@ -27,7 +27,7 @@ deps:
 $(BUILD)/ovlfs: $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) $(LAYER_TOOL_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN_CFLAGS) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $(ENGINE_SRC) $(CLI_SRC) $(FRONT_SRC) \
-		$(LAYER_TOOL_SRC) $(FUSE_LIBS) -lz -lpthread
+		$(LAYER_TOOL_SRC) $(FUSE_LIBS) -luring -lz -lpthread
 
 $(BUILD)/test_engine: tests/unit/test_engine.c $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)
@@ -48,9 +48,14 @@ unit: $(BUILD)/test_engine $(BUILD)/test_options
 mount-tests: $(BUILD)/ovlfs
 	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) /usr/bin/python3 -m pytest -q tests
 
+# Every mount test again with requests over io_uring (-o uring=1; tests/uring/run.sh turns
+# the kernel's fuse.enable_uring on for the run and back).
+mount-tests-uring: $(BUILD)/ovlfs
+	bash tests/uring/run.sh $(BUILD)/ovlfs
+
 # Every test, then every test again under AddressSanitizer and UBSan.
 check: deps
-	$(MAKE) unit mount-tests
+	$(MAKE) unit mount-tests mount-tests-uring
 	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" unit mount-tests
 	$(MAKE) tsan
 	$(MAKE) fuzz-smoke
@@ -61,7 +66,7 @@ tsan: deps
 	$(MAKE) BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/ovlfs build/tsan/test_engine
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" build/tsan/test_engine
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" OVLFS_BIN=$(abspath build/tsan/ovlfs) \
-		/usr/bin/python3 -m pytest -q tests/test_stress.py tests/test_fuzz.py
+		/usr/bin/python3 -m pytest -q tests/test_stress.py tests/test_fuzz.py tests/test_uring.py
 
 test: check
 

@@ -5,6 +5,7 @@ make bench-quick); it mounts only under its own work directory and unmounts ever
 it mounted, whatever happens.
 """
 import argparse
+import atexit
 import datetime
 import fcntl
 import hashlib
@@ -36,7 +37,9 @@ PROFILES = {
 
 TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'ovlfs']
 LABELS = {'native': 'native', 'kernel': 'kernel overlayfs',
-          'fuse-overlayfs': 'fuse-overlayfs', 'ovlfs': 'ovlfs'}
+          'fuse-overlayfs': 'fuse-overlayfs', 'ovlfs': 'ovlfs',
+          'ovlfs-uring': 'ovlfs over io_uring'}  # opt-in: --targets ...,ovlfs-uring
+URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
 ENV = dict(os.environ, LC_ALL='C', LANG='C')
 ENV.pop('LANGUAGE', None)
 
@@ -202,6 +205,8 @@ def mount_overlay(target, lowers, upper, work, mnt, ovlfs_bin, logdir):
     opts = f'lowerdir={":".join(lowers)},upperdir={upper},workdir={work}'
     if target == 'ovlfs':
         argv = [ovlfs_bin, '-f', '-o', opts, mnt]
+    elif target == 'ovlfs-uring':
+        argv = [ovlfs_bin, '-f', '-o', opts + ',uring=1', mnt]
     else:   # fuse-overlayfs, its defaults; -f only keeps it in the foreground (our child)
         argv = ['fuse-overlayfs', '-f', '-o', opts, mnt]
     logf = open(os.path.join(logdir, f'{target}.log'), 'ab')
@@ -1074,6 +1079,15 @@ def main():
         if 'overlay' not in open('/proc/filesystems').read():
             log('the kernel has no overlayfs: that target is skipped')
             targets.remove('kernel')
+    if 'ovlfs-uring' in targets:
+        if not os.access(URING_PARAM, os.W_OK):
+            log('the kernel has no FUSE over io_uring: ovlfs-uring is skipped')
+            targets.remove('ovlfs-uring')
+        else:  # the kernel's switch, on for this run and put back after
+            before = open(URING_PARAM).read().strip()
+            atexit.register(lambda: open(URING_PARAM, 'w').write(before))
+            with open(URING_PARAM, 'w') as f:
+                f.write('Y')
     wls = WORKLOADS
     if a.only:
         want = a.only.split(',')

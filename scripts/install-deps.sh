@@ -3,7 +3,7 @@
 # With arguments, installs those packages instead (the opt-in tests' extra needs).
 set -euo pipefail
 pkgs=("$@")
-[ $# -gt 0 ] || pkgs=(gcc make pkg-config libfuse3-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
+[ $# -gt 0 ] || pkgs=(gcc make pkg-config libfuse3-dev liburing-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
 	clang libclang-rt-14-dev # the libFuzzer harnesses (fuzz/)
 	e2fsprogs btrfs-progs dmsetup) # fault tests (tests/test_faults.py)
 missing=()

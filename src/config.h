@@ -15,16 +15,17 @@ struct ovl_config {
 	char *upperdir; /* NULL for a read-only overlay */
 	char *workdir;	/* NULL exactly when upperdir is NULL */
 	char *mountpoint;
-	bool foreground;	     /* -f */
-	bool debug;		     /* -d or -o debug: trace every request (implies foreground) */
-	bool single_thread;	     /* -s */
-	bool readonly;		     /* -o ro, or no upperdir */
-	bool no_fsync;		     /* -o fsync=0 or volatile: fsync is a no-op */
-	bool writeback;		     /* -o writeback=1: the kernel's writeback cache */
-	bool passthrough;	     /* -o passthrough=1: FUSE passthrough of open upper files */
-	bool noacl;		     /* -o noacl: the kernel checks mode bits only, no POSIX ACLs */
-	bool threaded;		     /* -o threaded=1: libfuse's multi-threaded loop */
-	bool kernel_cache;	     /* -o kernel_cache (libfuse's low level rejects it) */
+	bool foreground;    /* -f */
+	bool debug;	    /* -d or -o debug: trace every request (implies foreground) */
+	bool single_thread; /* -s */
+	bool readonly;	    /* -o ro, or no upperdir */
+	bool no_fsync;	    /* -o fsync=0 or volatile: fsync is a no-op */
+	bool writeback;	    /* -o writeback=1: the kernel's writeback cache */
+	bool passthrough;   /* -o passthrough=1: FUSE passthrough of open upper files */
+	bool uring;	    /* -o uring=1: requests over io_uring where the kernel allows */
+	bool noacl;	    /* -o noacl: the kernel checks mode bits only, no POSIX ACLs */
+	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
+	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
 	struct ovl_owner_opts owner; /* uidmapping=, squash_to_*=, xattr_permissions= */
 	bool userxattr;		     /* -o userxattr: markers under user.overlay.* */
 	int whiteout;		     /* -o whiteout=: 0 auto, 1 chardev, 2 file (OVL_WHITEOUT_*) */

@@ -4,12 +4,14 @@
 #include "engine.h"
 #include "workers.h"
 #include "passthrough.h"
+#include "uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Names and attributes change only through this daemon, and the kernel drops what a change
  * makes stale; so the kernel may cache them long (as fuse-overlayfs does). A change made to
@@ -209,6 +211,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* 1 MiB writes (libfuse's receive buffer holds one); the kernel's default is 128 KiB,
 	 * eight round trips where one does. */
 	conn->max_write = 1 << 20;
+	/* Replies to io_uring requests are copied into their queue's buffers: no splicing. */
+	if (ovl_uring_wanted())
+		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_WRITE;
+	ovl_uring_set_max_write(conn->max_write);
 	/* Keep the kernel's per-directory serialization of lookups and changes, and let it
 	 * clear setuid on write: the layer I/O runs as the mounter, who would keep it. */
 	conn->want &= ~(unsigned)(FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS_AUTO |
@@ -590,6 +596,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (ovl_file_is_direct(file)) {
 		direct_read(req, file, size, off);
+		return;
+	}
+	/* Over io_uring: read straight into the queue's reply buffer. */
+	char *space = ovl_uring_reply_space(size);
+	if (space) {
+		ssize_t n = ovl_read(fs_of(req), file, space, size, off);
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else
+			fuse_reply_buf(req, space, (size_t)n);
 		return;
 	}
 	/* Zero-copy: libfuse splices from the layer file into the reply. */

@@ -4,6 +4,7 @@
 #include "fuse_ops.h"
 #include "workers.h"
 #include "passthrough.h"
+#include "uring.h"
 #include "log.h"
 #include "stats.h"
 #include "subcommands.h"
@@ -95,11 +96,24 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		goto signals;
 	}
 	/* Passthrough needs the writeback cache off (the kernel refuses both at once). */
-	if (cfg->passthrough && !cfg->writeback) {
-		int perr = ovl_pt_install(se);
+	bool pt = cfg->passthrough && !cfg->writeback;
+	bool uring = cfg->uring && !cfg->single_thread;
+	if (cfg->uring && cfg->single_thread)
+		ovl_log(LOG_WARNING, "no io_uring with -s: one thread serves /dev/fuse");
+	if (uring && !ovl_uring_kernel_allows()) {
+		ovl_log(LOG_WARNING, "no io_uring: the kernel does not allow it (it needs Linux "
+				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
+		uring = false;
+	}
+	if (pt || uring) {
+		int perr = ovl_pt_install(se, pt);
+		if (perr == -EPERM && uring)
+			perr = ovl_pt_install(se, pt = false);
 		if (perr && perr != -EPERM)
 			ovl_log(LOG_WARNING, "no passthrough: %s", strerror(-perr));
-		ovl_fuse_set_passthrough(perr == 0);
+		ovl_fuse_set_passthrough(pt && perr == 0);
+		if (perr)
+			uring = false;
 	}
 	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
 		ovl_log(LOG_ERR, "could not daemonize");
@@ -111,6 +125,12 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
 	if (ovl_stats_start(fs) != 0)
 		ovl_log(LOG_WARNING, "no node count on SIGUSR1");
+	/* After fuse_daemonize, whose fork threads do not survive. */
+	if (uring) {
+		int uerr = ovl_uring_start(se, fuse_session_fd(se));
+		if (uerr)
+			ovl_log(LOG_WARNING, "no io_uring: %s", strerror(-uerr));
+	}
 	if (cfg->threaded && !cfg->single_thread) {
 		ret = serve_threaded(se);
 	} else {
@@ -124,6 +144,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		ovl_pool_stop(pool);
 		ovl_fuse_set_pool(NULL);
 	}
+	ovl_uring_stop();
 	ovl_stats_stop();
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)

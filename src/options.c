@@ -40,6 +40,8 @@ static const char usage_text[] =
     "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
     "  passthrough=0|1        reads and writes of open upper files go straight to the\n"
     "                         layer file (FUSE passthrough, Linux 6.9+, as root; default 1)\n"
+    "  uring=0|1              requests over io_uring, a queue per CPU (Linux 6.14+, with\n"
+    "                         /sys/module/fuse/parameters/enable_uring Y; default 0)\n"
     "  noacl                  ignore POSIX ACLs in permission checks (mode bits only)\n"
     "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
     "                         workers for long requests (default 0; see ovlfs(1))\n"
@@ -87,6 +89,7 @@ enum opt_action {
 	ACT_FSYNC,
 	ACT_WRITEBACK,
 	ACT_PASSTHROUGH,
+	ACT_URING,
 	ACT_NOACL,
 	ACT_THREADED,
 	ACT_VOLATILE,
@@ -134,6 +137,7 @@ static const struct opt_spec opt_table[] = {
     {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
     {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
     {"passthrough", OPT_VALUE, ACT_PASSTHROUGH, NULL},
+    {"uring", OPT_VALUE, ACT_URING, NULL},
     {"noacl", OPT_FLAG, ACT_NOACL, NULL},
     {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
     {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
@@ -524,6 +528,9 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		break;
 	case ACT_PASSTHROUGH:
 		ret = set_flag01(st, name, val, &cfg->passthrough, false);
+		break;
+	case ACT_URING:
+		ret = set_flag01(st, name, val, &cfg->uring, false);
 		break;
 	case ACT_THREADED:
 		ret = set_flag01(st, name, val, &cfg->threaded, false);

@@ -5,8 +5,9 @@
  * libfuse 3.14 predates it, so this file speaks that part of the protocol itself, through
  * libfuse's custom I/O hooks on /dev/fuse: it offers FUSE_PASSTHROUGH in the INIT reply
  * when the kernel does, registers a layer fd as a backing file (FUSE_DEV_IOC_BACKING_OPEN)
- * and marks the OPEN or CREATE reply with FOPEN_PASSTHROUGH and the backing id. Values
- * below are the kernel's uapi (include/uapi/linux/fuse.h, protocol 7.40).
+ * and marks the OPEN or CREATE reply with FOPEN_PASSTHROUGH and the backing id. The same
+ * hooks send each reply back the way its request came: /dev/fuse, or an io_uring queue
+ * (uring.c). Values below are the kernel's uapi (include/uapi/linux/fuse.h, protocol 7.40).
  *
  * The kernel lets an inode be in one I/O mode at a time (cached, or passthrough with one
  * backing file) and wants every open of an inode in passthrough marked so: a node is
@@ -15,6 +16,7 @@
  * share one backing id.
  */
 #include "passthrough.h"
+#include "uring.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -70,7 +72,7 @@ struct pt_node {
 };
 
 static int dev_fd = -1;
-static bool kernel_offers, offered;
+static bool kernel_offers, offered, offer_passthrough, init_seen, init_answered;
 static atomic_bool enabled;
 static uint64_t init_unique;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,6 +92,14 @@ static void put32(char *p, uint32_t v)
 	memcpy(p, &v, sizeof(v));
 }
 
+/* Every reply goes out here: through its io_uring queue if it came that way. */
+static ssize_t dev_send(int fd, const struct iovec *iov, int count, size_t total)
+{
+	if (ovl_uring_reply(iov, count))
+		return (ssize_t)total;
+	return writev(fd, iov, count);
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	(void)userdata;
@@ -101,6 +111,7 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		uint32_t flags = get32(p + IN_HDR + INIT_IN_FLAGS);
 		uint32_t flags2 = get32(p + IN_HDR + INIT_IN_FLAGS2);
 		memcpy(&init_unique, p + IN_UNIQUE, sizeof(init_unique));
+		init_seen = true;
 		kernel_offers = minor >= PT_MIN_MINOR && (flags & PT_INIT_EXT) &&
 				(flags2 & PT_FLAGS2_PASSTHROUGH);
 	}
@@ -115,13 +126,14 @@ static ssize_t send_patched(int fd, const struct iovec *iov, int count, size_t t
 	size_t off = 0;
 
 	if (!buf)
-		return writev(fd, iov, count);
+		return dev_send(fd, iov, count, total);
 	for (int i = 0; i < count; i++) {
 		memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
 	fix(buf + OUT_HDR, total - OUT_HDR);
-	ssize_t n = write(fd, buf, total);
+	struct iovec one = {buf, total};
+	ssize_t n = dev_send(fd, &one, 1, total);
 	free(buf);
 	return n;
 }
@@ -151,11 +163,18 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	size_t total = 0;
 	for (int i = 0; i < count; i++)
 		total += iov[i].iov_len;
-	if (kernel_offers && !offered && count > 0 && iov[0].iov_len >= OUT_HDR) {
+	if (init_seen && !init_answered && count > 0 && iov[0].iov_len >= OUT_HDR) {
 		uint64_t unique;
 		memcpy(&unique, (char *)iov[0].iov_base + OUT_UNIQUE, sizeof(unique));
-		if (unique == init_unique)
-			return send_patched(fd, iov, count, total, fix_init);
+		if (unique == init_unique) {
+			init_answered = true;
+			ssize_t n = kernel_offers && offer_passthrough
+					? send_patched(fd, iov, count, total, fix_init)
+					: writev(fd, iov, count);
+			/* The kernel has taken the INIT reply: io_uring queues may register. */
+			ovl_uring_init_answered();
+			return n;
+		}
 	}
 	if (pending_id > 0 && (total == OUT_HDR + OPEN_OUT_SIZE ||
 			       total == OUT_HDR + ENTRY_OUT_SIZE + OPEN_OUT_SIZE)) {
@@ -163,7 +182,7 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 		pending_id = 0;
 		return n;
 	}
-	return writev(fd, iov, count);
+	return dev_send(fd, iov, count, total);
 }
 
 static ssize_t pt_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
@@ -180,7 +199,7 @@ static ssize_t pt_splice_receive(int fdin, off_t *offin, int fdout, off_t *offou
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
-int ovl_pt_install(struct fuse_session *se)
+int ovl_pt_install(struct fuse_session *se, bool passthrough)
 {
 	static const struct fuse_custom_io io = {
 	    .read = pt_read,
@@ -192,14 +211,15 @@ int ovl_pt_install(struct fuse_session *se)
 
 	/* Registering backing files takes CAP_SYS_ADMIN: unprivileged, never offer it (the
 	 * offer alone would raise the mount's stacking depth). */
-	if (geteuid() != 0)
+	if (passthrough && geteuid() != 0)
 		return -EPERM;
 	int err = fuse_session_custom_io(se, &io, fd);
 
 	if (err)
 		return err;
 	dev_fd = fd;
-	atomic_store(&enabled, true);
+	offer_passthrough = passthrough;
+	atomic_store(&enabled, passthrough);
 	return 0;
 }
 

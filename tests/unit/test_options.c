@@ -258,8 +258,16 @@ static void test_flags(struct tally *t)
 	CHECK(t, rc == OVL_ARGS_OK && cfg.noacl && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && !cfg.noacl);
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.noacl && !cfg.uring);
 	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uring=1", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.uring && cfg.fuse_opts == NULL);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "uring=1,lowerdir=/l,uring=0", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.uring);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uring=on", "/m");
+	CHECK(t, rc == OVL_ARGS_ERROR && strstr(err, "uring"));
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,kernel_cache", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
@@ -549,6 +557,7 @@ static void test_help_version(struct tally *t)
 	    "rw",
 	    "fsync=",
 	    "volatile",
+	    "uring=",
 	    "debug",
 	    "kernel_cache",
 	    "allow_other",

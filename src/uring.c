@@ -1,0 +1,468 @@
+/*
+ * FUSE over io_uring (Linux 6.14+, with the fuse module's enable_uring=1): the kernel puts
+ * each request on the queue of the CPU its caller runs on, and one daemon thread per CPU,
+ * pinned there, answers it. Over /dev/fuse, the caller wakes a daemon thread that may sit on
+ * the other CPU and the reply wakes the caller back across: on this kind of VM those
+ * wake-ups cost more than a metadata request itself (bench/README.md).
+ *
+ * libfuse 3.14 predates the protocol, so this file speaks it (the kernel's uapi
+ * include/uapi/linux/fuse.h, protocol 7.42): each queue registers a few entries, each a
+ * header buffer and a payload buffer; a request arrives as the completion of an entry's
+ * command; the reply goes back in the same buffers with a COMMIT_AND_FETCH command, which
+ * also waits for the entry's next request. Requests are handed to libfuse's usual
+ * dispatch, and replies come back through the /dev/fuse write hook (ovl_uring_reply).
+ * FORGET, INTERRUPT and notifications keep going over /dev/fuse, as the kernel wants.
+ */
+#include "uring.h"
+#include "log.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define CMD_REGISTER 1
+#define CMD_COMMIT_AND_FETCH 2
+#define IN_HEADER_SIZE 40 /* fuse_in_header: len, opcode, unique, nodeid, uid, gid, pid... */
+#define OUT_HEADER_SIZE 16
+#define OP_IN_SIZE 128
+#define ENTRIES_PER_QUEUE 8
+#define MAX_QUEUES 64
+#define EVENTFD_TAG 1 /* user_data of the eventfd read; entries are pointers */
+
+struct ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint32_t payload_sz;
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct req_header {
+	char in_out[128]; /* fuse_in_header in, fuse_out_header out */
+	char op_in[OP_IN_SIZE];
+	struct ent_in_out ent;
+};
+
+struct cmd_req {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;
+	uint8_t padding[6];
+};
+
+struct queue;
+
+struct entry {
+	struct queue *q;
+	struct req_header *hdr;
+	char *area;    /* room for the headers, then the payload */
+	char *payload; /* registered: area + OP room */
+	struct iovec iov[2];
+	_Atomic uint64_t unique; /* the request in the daemon, or 0 */
+	struct entry *next_done;
+};
+
+struct queue {
+	int qid;
+	pthread_t thread;
+	bool started;
+	struct io_uring ring;
+	bool ring_ready;
+	int efd;
+	uint64_t efd_value;
+	pthread_mutex_t lock; /* guards done */
+	struct entry *done;   /* answered by other threads, to commit */
+	struct entry ents[ENTRIES_PER_QUEUE];
+	int live; /* entries the kernel still holds or we answer */
+};
+
+static struct fuse_session *session;
+static int dev_fd = -1;
+static size_t payload_size = 1 << 20;
+static struct queue *queues;
+static int nqueues;
+static atomic_bool wanted, active, stopping;
+static atomic_ulong served;
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+static bool init_answered;
+static __thread struct queue *my_queue;
+static __thread struct entry *my_entry;
+
+#define HEAD_ROOM (IN_HEADER_SIZE + OP_IN_SIZE + 88) /* keeps the payload 256-aligned */
+
+bool ovl_uring_kernel_allows(void)
+{
+	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+	int c = f ? fgetc(f) : EOF;
+
+	if (f)
+		fclose(f);
+	return c == 'Y' || c == 'y' || c == '1';
+}
+
+bool ovl_uring_wanted(void)
+{
+	return atomic_load(&wanted);
+}
+
+void ovl_uring_set_max_write(size_t max_write)
+{
+	size_t pages = (max_write + 4095) / 4096;
+
+	/* The kernel wants room for its largest request: max(8 KiB, max_write, max_pages). */
+	payload_size = pages * 4096 < 8192 ? 8192 : pages * 4096;
+}
+
+void ovl_uring_init_answered(void)
+{
+	pthread_mutex_lock(&start_lock);
+	init_answered = true;
+	pthread_cond_broadcast(&start_cond);
+	pthread_mutex_unlock(&start_lock);
+}
+
+/* The ring has room for one SQE per entry and the eventfd's, so it is never full; if it
+ * were, submitting frees the room. */
+static struct io_uring_sqe *get_sqe(struct queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(&q->ring)))
+		io_uring_submit(&q->ring);
+	return sqe;
+}
+
+static void prep_cmd(struct queue *q, struct entry *e, uint32_t op, uint64_t commit_id)
+{
+	struct io_uring_sqe *sqe = get_sqe(q);
+	struct cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)q->qid};
+
+	memset((char *)sqe, 0, 128);
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = dev_fd;
+	sqe->cmd_op = op;
+	sqe->addr = (uint64_t)(uintptr_t)e->iov;
+	sqe->len = 2;
+	io_uring_sqe_set_data(sqe, e);
+	memcpy(sqe->cmd, &req, sizeof(req));
+}
+
+static void prep_eventfd_read(struct queue *q)
+{
+	struct io_uring_sqe *sqe = get_sqe(q);
+
+	io_uring_prep_read(sqe, q->efd, &q->efd_value, sizeof(q->efd_value), 0);
+	io_uring_sqe_set_data64(sqe, EVENTFD_TAG);
+}
+
+static uint64_t get64(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static uint32_t get32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* A request arrived in e: lay the headers out just before the payload, so that libfuse
+ * sees one contiguous request as from /dev/fuse, and dispatch it. */
+static void serve(struct entry *e)
+{
+	struct req_header *h = e->hdr;
+	uint32_t len = get32(h->in_out);
+	uint32_t payload = h->ent.payload_sz;
+
+	if (len < IN_HEADER_SIZE + payload || len - IN_HEADER_SIZE - payload > OP_IN_SIZE) {
+		/* Not a layout we know: answer EIO rather than guess. */
+		int32_t err = -EIO;
+		atomic_store(&e->unique, get64(h->in_out + 8));
+		uint32_t olen = OUT_HEADER_SIZE;
+		char out[OUT_HEADER_SIZE];
+		memcpy(out, &olen, 4);
+		memcpy(out + 4, &err, 4);
+		memcpy(out + 8, h->in_out + 8, 8);
+		struct iovec iov = {out, sizeof(out)};
+		ovl_log(LOG_WARNING, "io_uring: request of %u bytes with %u of payload", len,
+			payload);
+		ovl_uring_reply(&iov, 1);
+		return;
+	}
+	size_t op_size = len - IN_HEADER_SIZE - payload;
+	char *start = e->payload - op_size - IN_HEADER_SIZE;
+	memcpy(start, h->in_out, IN_HEADER_SIZE);
+	memcpy(start + IN_HEADER_SIZE, h->op_in, op_size);
+	atomic_store(&e->unique, get64(h->in_out + 8));
+	struct fuse_buf buf = {.mem = start, .size = len};
+	my_entry = e;
+	fuse_session_process_buf(session, &buf);
+	my_entry = NULL;
+}
+
+static struct entry *find_entry(uint64_t unique)
+{
+	if (my_entry && atomic_load(&my_entry->unique) == unique)
+		return my_entry;
+	for (int i = 0; i < nqueues; i++)
+		for (int j = 0; j < ENTRIES_PER_QUEUE; j++)
+			if (atomic_load(&queues[i].ents[j].unique) == unique)
+				return &queues[i].ents[j];
+	return NULL;
+}
+
+bool ovl_uring_reply(const struct iovec *iov, int count)
+{
+	if (!atomic_load(&active) || count < 1 || iov[0].iov_len < OUT_HEADER_SIZE)
+		return false;
+	uint64_t unique = get64((const char *)iov[0].iov_base + 8);
+	struct entry *e = unique ? find_entry(unique) : NULL;
+	if (!e)
+		return false;
+
+	size_t off = 0;
+	bool fits = true;
+	memcpy(e->hdr->in_out, iov[0].iov_base, OUT_HEADER_SIZE);
+	for (int i = 0; i < count && fits; i++) {
+		const char *p = iov[i].iov_base;
+		size_t n = iov[i].iov_len;
+		if (i == 0) {
+			p += OUT_HEADER_SIZE;
+			n -= OUT_HEADER_SIZE;
+		}
+		if (off + n > payload_size)
+			fits = false;
+		else if (p != e->payload + off) /* else built in place (ovl_uring_reply_space) */
+			memcpy(e->payload + off, p, n);
+		off += n;
+	}
+	if (!fits) {
+		int32_t err = -EIO;
+		uint32_t olen = OUT_HEADER_SIZE;
+		memcpy(e->hdr->in_out, &olen, 4);
+		memcpy(e->hdr->in_out + 4, &err, 4);
+		off = 0;
+	}
+	e->hdr->ent.payload_sz = (uint32_t)off;
+	e->hdr->ent.commit_id = unique;
+	atomic_store(&e->unique, 0);
+	atomic_fetch_add(&served, 1);
+	if (my_queue == e->q) {
+		prep_cmd(e->q, e, CMD_COMMIT_AND_FETCH, unique);
+	} else {
+		/* Answered on a worker: the queue's own thread submits, it alone uses its ring. */
+		uint64_t one = 1;
+		pthread_mutex_lock(&e->q->lock);
+		e->next_done = e->q->done;
+		e->q->done = e;
+		pthread_mutex_unlock(&e->q->lock);
+		if (write(e->q->efd, &one, sizeof(one)) < 0)
+			ovl_log(LOG_ERR, "io_uring: waking queue %d: %s", e->q->qid,
+				strerror(errno));
+	}
+	return true;
+}
+
+void *ovl_uring_reply_space(size_t size)
+{
+	return my_entry && size <= payload_size ? my_entry->payload : NULL;
+}
+
+static void commit_done(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	struct entry *e = q->done;
+	q->done = NULL;
+	pthread_mutex_unlock(&q->lock);
+	while (e) {
+		struct entry *next = e->next_done;
+		prep_cmd(q, e, CMD_COMMIT_AND_FETCH, e->hdr->ent.commit_id);
+		e = next;
+	}
+}
+
+static bool wait_for_init(void)
+{
+	pthread_mutex_lock(&start_lock);
+	while (!init_answered && !atomic_load(&stopping))
+		pthread_cond_wait(&start_cond, &start_lock);
+	pthread_mutex_unlock(&start_lock);
+	return !atomic_load(&stopping);
+}
+
+/* Once INIT is answered: the payload buffers are sized by the max_write it carried. */
+static int alloc_entries(struct queue *q)
+{
+	for (int i = 0; i < ENTRIES_PER_QUEUE; i++) {
+		struct entry *e = &q->ents[i];
+		e->q = q;
+		e->hdr = calloc(1, sizeof(*e->hdr));
+		e->area = malloc(HEAD_ROOM + payload_size);
+		if (!e->hdr || !e->area)
+			return -ENOMEM;
+		e->payload = e->area + HEAD_ROOM;
+		e->iov[0] = (struct iovec){e->hdr, sizeof(*e->hdr)};
+		e->iov[1] = (struct iovec){e->payload, payload_size};
+	}
+	return 0;
+}
+
+static void *run_queue(void *arg)
+{
+	struct queue *q = arg;
+	cpu_set_t cpus;
+
+	my_queue = q;
+	/* Signals are for the session loop's thread (libfuse's exit handler, SIGUSR1). */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	CPU_ZERO(&cpus);
+	CPU_SET(q->qid, &cpus);
+	/* Not allowed there (a cpuset): the queue still works, only without the locality. */
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	if (!wait_for_init())
+		return NULL;
+	/* Made here: with IORING_SETUP_SINGLE_ISSUER, the ring's creator is its submitter. */
+	struct io_uring_params p = {.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
+					     IORING_SETUP_COOP_TASKRUN};
+	int err = alloc_entries(q);
+	if (!err)
+		err = io_uring_queue_init_params(2 * ENTRIES_PER_QUEUE + 4, &q->ring, &p);
+	if (err < 0) {
+		ovl_log(LOG_WARNING, "io_uring: queue %d: %s", q->qid, strerror(-err));
+		return NULL;
+	}
+	q->ring_ready = true;
+	for (int i = 0; i < ENTRIES_PER_QUEUE; i++)
+		prep_cmd(q, &q->ents[i], CMD_REGISTER, 0);
+	prep_eventfd_read(q);
+	q->live = ENTRIES_PER_QUEUE;
+	while (q->live > 0 && !atomic_load(&stopping)) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_submit_and_wait(&q->ring, 1);
+		if (ret < 0 && ret != -EINTR) {
+			ovl_log(LOG_ERR, "io_uring: queue %d: %s", q->qid, strerror(-ret));
+			break;
+		}
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&q->ring, head, cqe)
+		{
+			seen++;
+			uint64_t tag = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+			if (tag == EVENTFD_TAG) {
+				commit_done(q);
+				if (!atomic_load(&stopping))
+					prep_eventfd_read(q);
+				continue;
+			}
+			struct entry *e = (struct entry *)(uintptr_t)tag;
+			if (res < 0) {
+				/* The connection is gone (unmount) or the kernel refused the queue.
+				 */
+				if (res != -ENOTCONN && res != -ECONNABORTED)
+					ovl_log(LOG_WARNING, "io_uring: queue %d: %s", q->qid,
+						strerror(-res));
+				q->live--;
+				continue;
+			}
+			serve(e);
+		}
+		io_uring_cq_advance(&q->ring, seen);
+	}
+	return NULL;
+}
+
+static int setup_queue(struct queue *q, int qid)
+{
+	q->qid = qid;
+	pthread_mutex_init(&q->lock, NULL);
+	q->efd = eventfd(0, EFD_CLOEXEC);
+	if (q->efd < 0)
+		return -errno;
+	return 0;
+}
+
+static void free_queue(struct queue *q)
+{
+	for (int i = 0; i < ENTRIES_PER_QUEUE; i++) {
+		free(q->ents[i].hdr);
+		free(q->ents[i].area);
+	}
+	if (q->ring_ready)
+		io_uring_queue_exit(&q->ring);
+	if (q->efd >= 0)
+		close(q->efd);
+	pthread_mutex_destroy(&q->lock);
+}
+
+int ovl_uring_start(struct fuse_session *se, int fd)
+{
+	/* The kernel has a queue per possible CPU and wants every one served. */
+	long cpus = sysconf(_SC_NPROCESSORS_CONF);
+	int err = 0;
+
+	if (cpus < 1 || cpus > MAX_QUEUES)
+		return -EOPNOTSUPP;
+	session = se;
+	dev_fd = fd;
+	nqueues = (int)cpus;
+	queues = calloc((size_t)nqueues, sizeof(*queues));
+	if (!queues)
+		return -ENOMEM;
+	for (int i = 0; i < nqueues; i++)
+		queues[i].efd = -1;
+	atomic_store(&wanted, true);
+	for (int i = 0; i < nqueues && !err; i++)
+		err = setup_queue(&queues[i], i);
+	for (int i = 0; i < nqueues && !err; i++) {
+		err = -pthread_create(&queues[i].thread, NULL, run_queue, &queues[i]);
+		queues[i].started = !err;
+	}
+	if (err) {
+		ovl_uring_stop();
+		return err;
+	}
+	atomic_store(&active, true);
+	return 0;
+}
+
+void ovl_uring_stop(void)
+{
+	if (!queues)
+		return;
+	atomic_store(&stopping, true);
+	pthread_mutex_lock(&start_lock);
+	pthread_cond_broadcast(&start_cond);
+	pthread_mutex_unlock(&start_lock);
+	for (int i = 0; i < nqueues; i++) {
+		uint64_t one = 1;
+		if (queues[i].efd >= 0 && write(queues[i].efd, &one, sizeof(one)) < 0)
+			ovl_log(LOG_ERR, "io_uring: stopping queue %d: %s", i, strerror(errno));
+	}
+	for (int i = 0; i < nqueues; i++)
+		if (queues[i].started)
+			pthread_join(queues[i].thread, NULL);
+	atomic_store(&active, false);
+	ovl_log(LOG_NOTICE, "io_uring: %lu requests answered through %d queues",
+		atomic_load(&served), nqueues);
+	for (int i = 0; i < nqueues; i++)
+		free_queue(&queues[i]);
+	free(queues);
+	queues = NULL;
+	atomic_store(&wanted, false);
+}

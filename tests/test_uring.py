@@ -1,0 +1,153 @@
+"""FUSE over io_uring (-o uring=1): requests come on per-CPU queues instead of /dev/fuse.
+The kernel serves them only while its fuse.enable_uring parameter is on: these tests turn it
+on for their mounts and put back what it was (`make mount-tests-uring` runs every other
+test that way too)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+from helpers import needs_fuse
+
+pytestmark = needs_fuse
+
+PARAM = "/sys/module/fuse/parameters/enable_uring"
+needs_uring = pytest.mark.skipif(
+    not os.access(PARAM, os.W_OK), reason="this kernel has no FUSE over io_uring")
+
+
+@pytest.fixture
+def kernel_uring():
+    """Sets the kernel's enable_uring for the test; yields a setter, restores it after."""
+    with open(PARAM) as f:
+        before = f.read().strip()
+
+    def set_to(on):
+        with open(PARAM, "w") as f:
+            f.write("Y" if on else "N")
+
+    yield set_to
+    with open(PARAM, "w") as f:
+        f.write(before)
+
+
+ls_low_data = os.urandom(3 << 20)
+
+
+def unmounted_log(m):
+    """Unmounts m, waits for its daemon, and returns everything it wrote."""
+    helpers.unmount(m, fuse=True)
+    m.proc.wait(helpers.EXIT_TIMEOUT)
+    return m.log()
+
+
+def answered(log):
+    """(requests, queues) from the daemon's closing line, or None."""
+    m = re.search(r"io_uring: (\d+) requests answered through (\d+) queues", log)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def workload(m):
+    """Every kind of request, with payloads above one page and up to max_write both ways."""
+    big = os.urandom(3 << 20)
+    (m / "big").write_bytes(big)  # 1 MiB WRITEs (passthrough=0: through the daemon)
+    assert read(m / "big") == big  # READs, answered from the queue's buffer
+    assert read(m / "low") == ls_low_data
+    with open(m / "low", "ab") as f:  # a copy-up over 1 MiB: answered from a worker
+        f.write(b"tail")
+    assert read(m / "low") == ls_low_data + b"tail"
+    os.mkdir(m / "many")
+    for i in range(3000):
+        (m / "many" / f"entry-{i:05}").write_bytes(b"")
+    assert sorted(os.listdir(m / "many")) == [f"entry-{i:05}" for i in range(3000)]
+    os.setxattr(m / "big", "user.k", b"v" * 3000)
+    assert os.getxattr(m / "big", "user.k") == b"v" * 3000
+    os.symlink("big", m / "link")
+    assert os.readlink(m / "link") == "big"
+    os.rename(m / "big", m / "moved")
+    os.unlink(m / "gone")
+    os.rmdir(m / "d")
+    return big
+
+
+@needs_uring
+@pytest.mark.parametrize("opts", [(), ("threaded=1",)], ids=["loop", "threaded"])
+def test_requests_are_answered_through_the_queues(layers, kernel_uring, opts):
+    kernel_uring(True)
+    ls = layers(lowers=[{"low": ls_low_data, "gone": "x", "d": {}}])
+    with ls.ovlfs(extra_opts=("uring=1", "passthrough=0") + opts) as m:
+        big = workload(m)
+        log = unmounted_log(m)
+    got = answered(log)
+    assert got is not None, log
+    requests, queues = got
+    assert queues == os.cpu_count()
+    assert requests > 3000, log  # one CREATE per entry at least
+    assert (ls.upper / "moved").read_bytes() == big
+    assert (ls.upper / "low").read_bytes() == ls_low_data + b"tail"
+    assert sorted(os.listdir(ls.upper / "many"))[:2] == ["entry-00000", "entry-00001"]
+
+
+@needs_uring
+def test_both_cpus_at_once(layers, kernel_uring):
+    """A client pinned to each CPU: each CPU's queue serves its own, at the same time."""
+    kernel_uring(True)
+    ls = layers(lowers=[{"shared": {f"f{i}": str(i) for i in range(200)}}])
+    script = (
+        "import os, sys\n"
+        "cpu, root = int(sys.argv[1]), sys.argv[2]\n"
+        "os.sched_setaffinity(0, {cpu})\n"
+        "d = os.path.join(root, f'cpu{cpu}')\n"
+        "os.mkdir(d)\n"
+        "for r in range(3):\n"
+        "    for i in range(500):\n"
+        "        p = os.path.join(d, f'{r}-{i}')\n"
+        "        open(p, 'w').write(p)\n"
+        "        assert open(p).read() == p\n"
+        "    for i in range(200):\n"
+        "        assert open(os.path.join(root, 'shared', f'f{i}')).read() == str(i)\n"
+        "    for i in range(500):\n"
+        "        os.unlink(os.path.join(d, f'{r}-{i}'))\n"
+        "print('ok')\n")
+    cpus = sorted(os.sched_getaffinity(0))
+    with ls.ovlfs(extra_opts=("uring=1",)) as m:
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(c), str(m)],
+                                  stdout=subprocess.PIPE, text=True) for c in cpus]
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * len(cpus)
+        assert outs == ["ok\n"] * len(cpus)
+        assert sorted(os.listdir(m)) == sorted(["shared"] + [f"cpu{c}" for c in cpus])
+        log = unmounted_log(m)
+    requests, _ = answered(log)
+    assert requests > 3000 * len(cpus)
+
+
+@needs_uring
+def test_kernel_without_it_serves_dev_fuse(layers, kernel_uring):
+    kernel_uring(False)
+    ls = layers(lowers=[{"a": "lower"}])
+    with ls.ovlfs(extra_opts=("uring=1",)) as m:
+        assert read(m / "a") == b"lower"
+        (m / "b").write_bytes(b"new")
+        log = unmounted_log(m)
+    assert "no io_uring: the kernel does not allow it" in log
+    assert answered(log) is None
+    assert (ls.upper / "b").read_bytes() == b"new"
+
+
+def test_bad_uring_value_is_refused(tmp_path):
+    ovlfs_binary = helpers.ovlfs_binary
+    (tmp_path / "l").mkdir()
+    (tmp_path / "m").mkdir()
+    r = subprocess.run([ovlfs_binary(), "-f", "-o", f"lowerdir={tmp_path}/l,uring=yes",
+                        str(tmp_path / "m")], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "uring" in r.stderr
