@@ -179,6 +179,17 @@ static uint32_t get32(const char *p)
 	return v;
 }
 
+/* A fuse_out_header answering EIO. */
+static void eio_header(char *out, uint64_t unique)
+{
+	uint32_t len = OUT_HEADER_SIZE;
+	int32_t err = -EIO;
+
+	memcpy(out, &len, sizeof(len));
+	memcpy(out + 4, &err, sizeof(err));
+	memcpy(out + 8, &unique, sizeof(unique));
+}
+
 /* A request arrived in e: lay the headers out just before the payload, so that libfuse
  * sees one contiguous request as from /dev/fuse, and dispatch it. */
 static void serve(struct entry *e)
@@ -189,13 +200,9 @@ static void serve(struct entry *e)
 
 	if (len < IN_HEADER_SIZE + payload || len - IN_HEADER_SIZE - payload > OP_IN_SIZE) {
 		/* Not a layout we know: answer EIO rather than guess. */
-		int32_t err = -EIO;
-		atomic_store(&e->unique, get64(h->in_out + 8));
-		uint32_t olen = OUT_HEADER_SIZE;
 		char out[OUT_HEADER_SIZE];
-		memcpy(out, &olen, 4);
-		memcpy(out + 4, &err, 4);
-		memcpy(out + 8, h->in_out + 8, 8);
+		atomic_store(&e->unique, get64(h->in_out + 8));
+		eio_header(out, get64(h->in_out + 8));
 		struct iovec iov = {out, sizeof(out)};
 		ovl_log(LOG_WARNING, "io_uring: request of %u bytes with %u of payload", len,
 			payload);
@@ -250,10 +257,7 @@ bool ovl_uring_reply(const struct iovec *iov, int count)
 		off += n;
 	}
 	if (!fits) {
-		int32_t err = -EIO;
-		uint32_t olen = OUT_HEADER_SIZE;
-		memcpy(e->hdr->in_out, &olen, 4);
-		memcpy(e->hdr->in_out + 4, &err, 4);
+		eio_header(e->hdr->in_out, unique);
 		off = 0;
 	}
 	e->hdr->ent.payload_sz = (uint32_t)off;

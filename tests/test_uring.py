@@ -142,12 +142,3 @@ def test_kernel_without_it_serves_dev_fuse(layers, kernel_uring):
     assert answered(log) is None
     assert (ls.upper / "b").read_bytes() == b"new"
 
-
-def test_bad_uring_value_is_refused(tmp_path):
-    ovlfs_binary = helpers.ovlfs_binary
-    (tmp_path / "l").mkdir()
-    (tmp_path / "m").mkdir()
-    r = subprocess.run([ovlfs_binary(), "-f", "-o", f"lowerdir={tmp_path}/l,uring=yes",
-                        str(tmp_path / "m")], capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0
-    assert "uring" in r.stderr
