@@ -198,7 +198,8 @@ static void serve(struct entry *e)
 	uint32_t len = get32(h->in_out);
 	uint32_t payload = h->ent.payload_sz;
 
-	if (len < IN_HEADER_SIZE + payload || len - IN_HEADER_SIZE - payload > OP_IN_SIZE) {
+	if (payload > payload_size || len < IN_HEADER_SIZE || len - IN_HEADER_SIZE < payload ||
+	    len - IN_HEADER_SIZE - payload > OP_IN_SIZE) {
 		/* Not a layout we know: answer EIO rather than guess. */
 		char out[OUT_HEADER_SIZE];
 		atomic_store(&e->unique, get64(h->in_out + 8));
