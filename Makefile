@@ -61,12 +61,15 @@ check: deps
 	$(MAKE) fuzz-smoke
 
 # ThreadSanitizer over what runs concurrently: the engine's threaded unit test, the
-# multi-process stress test and the fuzzer (a report stops the daemon: the test fails).
+# multi-process stress test and the fuzzer, over /dev/fuse and again over io_uring (a
+# report stops the daemon: the test fails).
 tsan: deps
 	$(MAKE) BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/ovlfs build/tsan/test_engine
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" build/tsan/test_engine
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" OVLFS_BIN=$(abspath build/tsan/ovlfs) \
 		/usr/bin/python3 -m pytest -q tests/test_stress.py tests/test_fuzz.py tests/test_uring.py
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" URING_TESTS="tests/test_stress.py tests/test_fuzz.py" \
+		bash tests/uring/run.sh build/tsan/ovlfs
 
 test: check
 
