@@ -415,14 +415,32 @@ static void free_queue(struct queue *q)
 	pthread_mutex_destroy(&q->lock);
 }
 
+/* The kernel has a queue per possible CPU (hotpluggable ones included, which sysconf does
+ * not count) and waits for every one to be served. */
+static long possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	long first = 0, last = -1;
+
+	if (f) {
+		/* "0-63", or "0": the ids are contiguous from 0. */
+		if (fscanf(f, "%ld-%ld", &first, &last) == 1)
+			last = first;
+		fclose(f);
+	}
+	return last >= 0 ? last + 1 : sysconf(_SC_NPROCESSORS_CONF);
+}
+
 int ovl_uring_start(struct fuse_session *se, int fd)
 {
-	/* The kernel has a queue per possible CPU and wants every one served. */
-	long cpus = sysconf(_SC_NPROCESSORS_CONF);
+	long cpus = possible_cpus();
 	int err = 0;
 
-	if (cpus < 1 || cpus > MAX_QUEUES)
+	if (cpus < 1 || cpus > MAX_QUEUES) {
+		ovl_log(LOG_WARNING, "io_uring: %ld possible CPUs, one queue each is more than %d",
+			cpus, MAX_QUEUES);
 		return -EOPNOTSUPP;
+	}
 	session = se;
 	dev_fd = fd;
 	nqueues = (int)cpus;
