@@ -40,6 +40,13 @@ LABELS = {'native': 'native', 'kernel': 'kernel overlayfs',
           'fuse-overlayfs': 'fuse-overlayfs', 'ovlfs': 'ovlfs',
           'ovlfs-uring': 'ovlfs over io_uring'}  # opt-in: --targets ...,ovlfs-uring
 URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
+
+
+def set_uring_param(value):
+    with open(URING_PARAM, 'w') as f:
+        f.write(value)
+
+
 ENV = dict(os.environ, LC_ALL='C', LANG='C')
 ENV.pop('LANGUAGE', None)
 
@@ -1084,10 +1091,10 @@ def main():
             log('the kernel has no FUSE over io_uring: ovlfs-uring is skipped')
             targets.remove('ovlfs-uring')
         else:  # the kernel's switch, on for this run and put back after
-            before = open(URING_PARAM).read().strip()
-            atexit.register(lambda: open(URING_PARAM, 'w').write(before))
-            with open(URING_PARAM, 'w') as f:
-                f.write('Y')
+            with open(URING_PARAM) as f:
+                before = f.read().strip()
+            atexit.register(set_uring_param, before)
+            set_uring_param('Y')
     wls = WORKLOADS
     if a.only:
         want = a.only.split(',')

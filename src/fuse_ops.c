@@ -11,7 +11,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Names and attributes change only through this daemon, and the kernel drops what a change
  * makes stale; so the kernel may cache them long (as fuse-overlayfs does). A change made to

@@ -17,7 +17,7 @@ void ovl_fuse_set_pool(struct ovl_pool *pool);
 
 /* The kernel's writeback cache (-o writeback=1). Set before the session starts. */
 void ovl_fuse_set_writeback(bool on);
-/* FUSE passthrough of open upper files (passthrough.c), once ovl_pt_install worked. */
+/* FUSE passthrough of open upper files (passthrough.c), once ovl_dev_hooks_install worked. */
 void ovl_fuse_set_passthrough(bool on);
 /* POSIX ACLs: the kernel reads them through getxattr, caches them and enforces them. */
 void ovl_fuse_set_acl(bool on);

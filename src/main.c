@@ -73,7 +73,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 	char *argv[] = {"ovlfs", "-o", opts, cfg->debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(cfg->debug ? 4 : 3, argv);
 	struct fuse_session *se;
-	int ret = 1;
+	int ret = 1, err;
 
 	if (!opts) {
 		ovl_log(LOG_ERR, "out of memory");
@@ -95,8 +95,10 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		ovl_log(LOG_ERR, "could not mount on '%s'", cfg->mountpoint);
 		goto signals;
 	}
-	/* Passthrough needs the writeback cache off (the kernel refuses both at once). */
-	bool pt = cfg->passthrough && !cfg->writeback;
+	/* Passthrough needs the writeback cache off (the kernel refuses both at once), and
+	 * registering backing files takes CAP_SYS_ADMIN: unprivileged, it is never offered (the
+	 * offer alone would raise the mount's stacking depth). */
+	bool pt = cfg->passthrough && !cfg->writeback && geteuid() == 0;
 	bool uring = cfg->uring && !cfg->single_thread;
 	if (cfg->uring && cfg->single_thread)
 		ovl_log(LOG_WARNING, "no io_uring with -s: one thread serves /dev/fuse");
@@ -105,16 +107,11 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
 		uring = false;
 	}
-	if (pt || uring) {
-		int perr = ovl_pt_install(se, pt);
-		if (perr == -EPERM && uring)
-			perr = ovl_pt_install(se, pt = false);
-		if (perr && perr != -EPERM)
-			ovl_log(LOG_WARNING, "no passthrough: %s", strerror(-perr));
-		ovl_fuse_set_passthrough(pt && perr == 0);
-		if (perr)
-			uring = false;
+	if ((pt || uring) && (err = ovl_dev_hooks_install(se, pt)) != 0) {
+		ovl_log(LOG_WARNING, "no passthrough, no io_uring: %s", strerror(-err));
+		pt = uring = false;
 	}
+	ovl_fuse_set_passthrough(pt);
 	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
 		ovl_log(LOG_ERR, "could not daemonize");
 		goto unmount;

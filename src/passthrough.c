@@ -199,7 +199,7 @@ static ssize_t pt_splice_receive(int fdin, off_t *offin, int fdout, off_t *offou
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
-int ovl_pt_install(struct fuse_session *se, bool passthrough)
+int ovl_dev_hooks_install(struct fuse_session *se, bool passthrough)
 {
 	static const struct fuse_custom_io io = {
 	    .read = pt_read,
@@ -208,11 +208,6 @@ int ovl_pt_install(struct fuse_session *se, bool passthrough)
 	    .splice_receive = pt_splice_receive,
 	};
 	int fd = fuse_session_fd(se);
-
-	/* Registering backing files takes CAP_SYS_ADMIN: unprivileged, never offer it (the
-	 * offer alone would raise the mount's stacking depth). */
-	if (passthrough && geteuid() != 0)
-		return -EPERM;
 	int err = fuse_session_custom_io(se, &io, fd);
 
 	if (err)

@@ -17,8 +17,8 @@ enum ovl_pt_mode {
 
 /* Hooks /dev/fuse I/O so that the INIT and OPEN replies can carry passthrough (if
  * passthrough) and replies to io_uring requests go back through their queue. After
- * fuse_session_mount. 0 or -errno. */
-int ovl_pt_install(struct fuse_session *se, bool passthrough);
+ * fuse_session_mount; passthrough only for a daemon with CAP_SYS_ADMIN. 0 or -errno. */
+int ovl_dev_hooks_install(struct fuse_session *se, bool passthrough);
 /* How to open node's file whose layer fd is fd; eligible: an upper regular file that
  * passthrough may serve. With OVL_PT_PASSTHROUGH, the next open reply this thread sends
  * carries it; ovl_pt_reply_done after the reply. Every call is paired with ovl_pt_release. */

@@ -50,20 +50,15 @@ def answered(log):
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def workload(m):
     """Every kind of request, with payloads above one page and up to max_write both ways."""
     big = os.urandom(3 << 20)
     (m / "big").write_bytes(big)  # 1 MiB WRITEs (passthrough=0: through the daemon)
-    assert read(m / "big") == big  # READs, answered from the queue's buffer
-    assert read(m / "low") == ls_low_data
+    assert (m / "big").read_bytes() == big  # READs, answered from the queue's buffer
+    assert (m / "low").read_bytes() == ls_low_data
     with open(m / "low", "ab") as f:  # a copy-up over 1 MiB: answered from a worker
         f.write(b"tail")
-    assert read(m / "low") == ls_low_data + b"tail"
+    assert (m / "low").read_bytes() == ls_low_data + b"tail"
     os.mkdir(m / "many")
     for i in range(3000):
         (m / "many" / f"entry-{i:05}").write_bytes(b"")
@@ -136,7 +131,7 @@ def test_kernel_without_it_serves_dev_fuse(layers, kernel_uring):
     kernel_uring(False)
     ls = layers(lowers=[{"a": "lower"}])
     with ls.ovlfs(extra_opts=("uring=1",)) as m:
-        assert read(m / "a") == b"lower"
+        assert (m / "a").read_bytes() == b"lower"
         (m / "b").write_bytes(b"new")
         log = unmounted_log(m)
     assert "no io_uring: the kernel does not allow it" in log
