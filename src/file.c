@@ -63,7 +63,36 @@ struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, 
 	f->flags = flags;
 	f->on_upper = on_upper;
 	ovl_node_ref(fs, node, 0, 1);
+	pthread_mutex_lock(&fs->files_lock);
+	f->next_open = fs->open_files;
+	if (f->next_open)
+		f->next_open->prev_open = f;
+	fs->open_files = f;
+	pthread_mutex_unlock(&fs->files_lock);
 	return f;
+}
+
+static void file_free(struct ovl_file *file)
+{
+	struct ovl_fs *fs = file->fs;
+
+	pthread_mutex_lock(&fs->files_lock);
+	if (file->prev_open)
+		file->prev_open->next_open = file->next_open;
+	else
+		fs->open_files = file->next_open;
+	if (file->next_open)
+		file->next_open->prev_open = file->prev_open;
+	pthread_mutex_unlock(&fs->files_lock);
+	close(file->fd);
+	pthread_rwlock_destroy(&file->lock);
+	free(file);
+}
+
+void ovl_files_free_all(struct ovl_fs *fs)
+{
+	while (fs->open_files)
+		file_free(fs->open_files); /* the nodes go with the table */
 }
 
 int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out)
@@ -107,11 +136,11 @@ static void file_unref(struct ovl_file *file)
 {
 	if (atomic_fetch_sub(&file->refs, 1) != 1)
 		return;
-	close(file->fd);
-	pthread_rwlock_destroy(&file->lock);
-	atomic_fetch_sub(&file->node->nopen, 1);
-	ovl_node_unref(file->fs, file->node, 0, 1);
-	free(file);
+	struct ovl_fs *fs = file->fs;
+	struct ovl_node *node = file->node;
+	file_free(file);
+	atomic_fetch_sub(&node->nopen, 1);
+	ovl_node_unref(fs, node, 0, 1);
 }
 
 /* A read-only fd of an unlinked node's kept object (it was copied up, then unlinked). */

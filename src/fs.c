@@ -132,6 +132,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	pthread_rwlock_init(&fs->rename_lock, NULL);
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->listing_lock, NULL);
+	pthread_mutex_init(&fs->files_lock, NULL);
 	atomic_init(&fs->tmp_counter, 0);
 	fs->work_fd = -1;
 	fs->has_upper = p->upperdir != NULL;
@@ -176,6 +177,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 {
 	if (!fs)
 		return;
+	ovl_files_free_all(fs);
 	ovl_node_free_all(fs);
 	ovl_maps_free(fs);
 	for (int i = 0; fs->layers && i < fs->nlayers; i++) {
@@ -189,6 +191,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	pthread_rwlock_destroy(&fs->rename_lock);
 	pthread_mutex_destroy(&fs->table_lock);
 	pthread_mutex_destroy(&fs->listing_lock);
+	pthread_mutex_destroy(&fs->files_lock);
 	free(fs);
 }
 

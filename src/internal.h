@@ -111,6 +111,10 @@ struct ovl_fs {
 	pthread_rwlock_t rename_lock;
 	pthread_mutex_t table_lock;   /* node table, refs, origin map, fallback ino map */
 	pthread_mutex_t listing_lock; /* the nodes' listing pointers */
+	/* Every open file not yet freed: those the kernel never released (the daemon stopped
+	 * while they were open) are closed by ovl_fs_destroy. */
+	pthread_mutex_t files_lock;
+	struct ovl_file *open_files;
 	struct ovl_node **table;
 	size_t table_size, table_count;
 	struct ovl_origin **origins;
@@ -136,6 +140,7 @@ struct ovl_file {
 	int fd;
 	bool on_upper;
 	int flags;
+	struct ovl_file *prev_open, *next_open; /* fs->open_files, under fs->files_lock */
 };
 
 /* layer.c: fd-relative walks that never leave a layer root. */
@@ -178,6 +183,8 @@ void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *ne
 		   const char *newname);
 int ovl_node_init_table(struct ovl_fs *fs);
 void ovl_node_free_all(struct ovl_fs *fs);
+/* file.c: at teardown, the open files the kernel never released. */
+void ovl_files_free_all(struct ovl_fs *fs);
 int ovl_node_top(struct ovl_node *node);
 /* Copies the merged layer list of a directory; caller frees. */
 int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out);

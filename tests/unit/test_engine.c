@@ -1913,6 +1913,38 @@ out:
 	env_fini(&e);
 }
 
+/* Files the kernel never released (the daemon stopped while they were open) are closed and
+ * freed by ovl_fs_destroy: no fd of a layer stays open, and LeakSanitizer sees no leak. */
+static void test_destroy_closes_open_files(void)
+{
+	struct env e;
+	struct ovl_node *n;
+	struct ovl_file *f[3];
+	int fds[3], opened = 0;
+
+	env_init(&e, 1, true);
+	mkf(LO1, "a", "lower");
+	if (!env_mount(&e))
+		goto out;
+	if (!CHECK_INT(walk(FS, "a", &n, NULL), 0))
+		goto out;
+	for (int i = 0; i < 3; i++) {
+		/* Read-only twice on the lower file, then a write open that copies it up. */
+		if (!CHECK_INT(ovl_open(FS, n, i < 2 ? O_RDONLY : O_RDWR, &f[i]), 0))
+			break;
+		fds[opened++] = ovl_file_get_fd(FS, f[i]);
+		ovl_file_put_fd(f[i]);
+	}
+	put(FS, n);
+	ovl_fs_destroy(e.fs);
+	e.fs = NULL;
+	for (int i = 0; i < opened; i++)
+		CHECK(fcntl(fds[i], F_GETFD) < 0 && errno == EBADF);
+	CHECK_STR(cat(UP, "a"), "lower");
+out:
+	env_fini(&e);
+}
+
 /* The writeback cache's mtime: after a write of cached pages the layer file keeps the last
  * mtime a setattr gave it, not the time of the write; without such a setattr the write's
  * own time stays. */
@@ -3245,6 +3277,7 @@ static const struct {
     T(test_setxattr_escapes),
     T(test_removexattr_absent),
     T(test_copyup_on_write_open),
+    T(test_destroy_closes_open_files),
     T(test_copyup_trunc),
     T(test_keep_kernel_mtime),
     T(test_copyup_sparse),
