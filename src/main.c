@@ -138,10 +138,12 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 			ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
 		ovl_fuse_set_pool(pool);
 		ret = fuse_session_loop(se);
+		/* The queue threads hand requests to the pool too: they stop before it. */
+		ovl_uring_stop();
 		ovl_pool_stop(pool);
 		ovl_fuse_set_pool(NULL);
 	}
-	ovl_uring_stop();
+	ovl_uring_free();
 	ovl_stats_stop();
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)

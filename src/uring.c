@@ -90,7 +90,7 @@ static int dev_fd = -1;
 static size_t payload_size = 1 << 20;
 static struct queue *queues;
 static int nqueues;
-static atomic_bool active, stopping; /* active: from ovl_uring_start to ovl_uring_stop */
+static atomic_bool active, stopping; /* active: from ovl_uring_start to ovl_uring_free */
 static atomic_ulong served;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
@@ -389,6 +389,9 @@ static void *run_queue(void *arg)
 		}
 		io_uring_cq_advance(&q->ring, seen);
 	}
+	/* Replies made ready since the last submit still go to their callers. */
+	commit_done(q);
+	(void)io_uring_submit(&q->ring);
 	return NULL;
 }
 
@@ -457,7 +460,7 @@ int ovl_uring_start(struct fuse_session *se, int fd)
 		queues[i].started = !err;
 	}
 	if (err) {
-		ovl_uring_stop();
+		ovl_uring_free();
 		return err;
 	}
 	return 0;
@@ -465,7 +468,7 @@ int ovl_uring_start(struct fuse_session *se, int fd)
 
 void ovl_uring_stop(void)
 {
-	if (!queues)
+	if (!queues || atomic_load(&stopping))
 		return;
 	atomic_store(&stopping, true);
 	pthread_mutex_lock(&start_lock);
@@ -479,9 +482,16 @@ void ovl_uring_stop(void)
 	for (int i = 0; i < nqueues; i++)
 		if (queues[i].started)
 			pthread_join(queues[i].thread, NULL);
-	atomic_store(&active, false);
 	ovl_log(LOG_NOTICE, "io_uring: %lu requests answered through %d queues",
 		atomic_load(&served), nqueues);
+}
+
+void ovl_uring_free(void)
+{
+	if (!queues)
+		return;
+	ovl_uring_stop();
+	atomic_store(&active, false);
 	for (int i = 0; i < nqueues; i++)
 		free_queue(&queues[i]);
 	free(queues);
