@@ -114,14 +114,26 @@ static struct ovl_cred cred_of(fuse_req_t req)
 	return (struct ovl_cred){.uid = ctx->uid, .gid = ctx->gid};
 }
 
+/* Attributes another name can change behind this inode's back are not cached: a hard
+ * link's, one indexed with other names (a passthrough fd opened before a link writes
+ * without a request, so nothing could drop them), and those of a name removed while open
+ * (its object may have other names). */
+static double attr_timeout(struct ovl_node *node, const struct stat *st)
+{
+	if (S_ISDIR(st->st_mode))
+		return cache_timeout;
+	return st->st_nlink > 1 || ovl_node_hard_linked(node) || ovl_node_is_unlinked(node)
+		   ? 0
+		   : cache_timeout;
+}
+
 static void fill_entry(struct fuse_entry_param *e, struct ovl_fs *fs, struct ovl_node *node,
 		       const struct stat *st)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = node == ovl_root(fs) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)node;
 	e->attr = *st;
-	/* Another name of a hard link may change its link count behind this inode's back. */
-	e->attr_timeout = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 0 : cache_timeout;
+	e->attr_timeout = attr_timeout(node, st);
 	e->entry_timeout = cache_timeout;
 }
 
@@ -267,18 +279,12 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-/* Attributes another name can change behind this inode's back are not cached: a hard link's,
- * and those of a name removed while open (its object may have other names). */
 static void reply_attr(fuse_req_t req, int err, struct ovl_node *node, const struct stat *st)
 {
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, st,
-				(!S_ISDIR(st->st_mode) && st->st_nlink > 1) ||
-					ovl_node_is_unlinked(node)
-				    ? 0
-				    : cache_timeout);
+		fuse_reply_attr(req, st, attr_timeout(node, st));
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -148,6 +148,15 @@ FIXED = {
         [{}], {"a": "x" * 8197, "d": {"b": Hardlink("a")}},
         [("fopen", "f2", "d/b", os.O_RDWR | os.O_APPEND), ("unlink", "d/b"), ("lsd", ""),
          ("ftruncate", "f2", 0)]),
+    "B13-passthrough-write-after-link-and-unlink": (
+        "a file open in passthrough (one link at open) got a second name, then lost the first: "
+        "the new name, looked up with one link, had its attributes cached for an hour, and a "
+        "write through the fd, which goes to the layer file without a request, left its size "
+        "and mtime stale (20 min fuzz run, seeds 516326871 and 516328199; since passthrough "
+        "came); names indexed with other names are no longer cached",
+        [{"d": {}}, {"b": "x" * 4097}], {},
+        [("fopen", "f1", "b", os.O_RDWR), ("link", "b", "d/e"), ("unlink", "b"), ("check",),
+         ("fwrite", "f1", b"tail", 4097)]),
 }
 
 
