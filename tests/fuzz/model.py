@@ -367,6 +367,10 @@ class KernelModel:
             # the VFS already checked types, loops and NOREPLACE: dst is a directory here
             if any(self._exists(dst, n) for n in os.listdir(d)):
                 return "ENOTEMPTY"
+            # The model removes the target (rmdir), ovlfs renames over it: a kernel-side fd
+            # on it would see an emptied directory (ext4: size 0) where ovlfs's sees one
+            # replaced by a rename (size kept).
+            self._close_fds_if_open_below(dst, dirs_only=True)
             self.rmdir(dst)
         self.move(src, dst)
         return 0
