@@ -2,8 +2,15 @@
  * FUSE over io_uring (Linux 6.14+, with the fuse module's enable_uring=1): the kernel puts
  * each request on the queue of the CPU its caller runs on, and one daemon thread per CPU,
  * pinned there, answers it, so that a request and its reply never cross CPUs. Measured
- * (bench/README.md): 30% off create and untar; a lookup's round trip stays the same, its
- * floor being the switch between the caller's process and the daemon's.
+ * (bench/README.md): 30% off create and untar on a machine loaded by other jobs, nothing on
+ * a quiet one; a lookup's round trip stays the same, its floor being the switch between
+ * the caller's process and the daemon's.
+ *
+ * The INIT reply does not carry FUSE_OVER_IO_URING: with it the kernel holds every request
+ * until all queues have registered, so one queue that failed to start would hang the
+ * mount. Without it the kernel uses the queues once they are all there and /dev/fuse
+ * until then (Linux 6.14-6.18); a kernel that wants the flag refuses the queues, and
+ * ovlfs logs that and stays on /dev/fuse.
  *
  * libfuse 3.14 predates the protocol, so this file speaks it (the kernel's uapi
  * include/uapi/linux/fuse.h, protocol 7.42): each queue registers a few entries, each a
