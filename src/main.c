@@ -138,10 +138,13 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 			ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
 		ovl_fuse_set_pool(pool);
 		ret = fuse_session_loop(se);
-		/* The queue threads hand requests to the pool too: they stop before it. */
+		/* The io_uring queue threads hand requests to the pool too and commit the
+		 * workers' replies: the pool drains first (later hand-offs run in the queue
+		 * thread), then the queues stop, and only then does the pool go. */
+		ovl_pool_drain(pool);
 		ovl_uring_stop();
-		ovl_pool_stop(pool);
 		ovl_fuse_set_pool(NULL);
+		ovl_pool_stop(pool);
 	}
 	ovl_uring_free();
 	ovl_stats_stop();

@@ -79,6 +79,12 @@ int ovl_pool_submit(struct ovl_pool *pool, void (*fn)(void *), void *arg)
 	j->arg = arg;
 	j->next = NULL;
 	pthread_mutex_lock(&pool->lock);
+	if (pool->stopping) {
+		/* Draining at shutdown: the caller runs it (see ovl_pool_drain). */
+		pthread_mutex_unlock(&pool->lock);
+		free(j);
+		return -ESHUTDOWN;
+	}
 	if (pool->tail)
 		pool->tail->next = j;
 	else
@@ -89,16 +95,26 @@ int ovl_pool_submit(struct ovl_pool *pool, void (*fn)(void *), void *arg)
 	return 0;
 }
 
-void ovl_pool_stop(struct ovl_pool *pool)
+void ovl_pool_drain(struct ovl_pool *pool)
 {
 	if (!pool)
 		return;
 	pthread_mutex_lock(&pool->lock);
+	bool joined = pool->stopping;
 	pool->stopping = true;
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
+	if (joined)
+		return;
 	for (int i = 0; i < pool->nthreads; i++)
 		pthread_join(pool->threads[i], NULL);
+}
+
+void ovl_pool_stop(struct ovl_pool *pool)
+{
+	if (!pool)
+		return;
+	ovl_pool_drain(pool);
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->cond);
 	free(pool->threads);

@@ -8,7 +8,10 @@ struct ovl_pool;
 struct ovl_pool *ovl_pool_start(int nthreads);
 /* Runs fn(arg) on a worker; returns -errno if it cannot (the caller then runs it itself). */
 int ovl_pool_submit(struct ovl_pool *pool, void (*fn)(void *), void *arg);
-/* Runs what is queued, then stops and joins the workers. */
+/* Runs what is queued and joins the workers; later submits are refused (their callers run
+ * them), so threads that still submit are safe. The pool stays allocated. */
+void ovl_pool_drain(struct ovl_pool *pool);
+/* Drains (if not yet done) and frees the pool. */
 void ovl_pool_stop(struct ovl_pool *pool);
 
 #endif
