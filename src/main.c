@@ -146,7 +146,7 @@ static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
 		ovl_fuse_set_pool(NULL);
 		ovl_pool_stop(pool);
 	}
-	ovl_uring_free();
+	ovl_uring_stop(); /* the threaded loop's (a second call does nothing) */
 	ovl_stats_stop();
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)

@@ -97,7 +97,7 @@ static int dev_fd = -1;
 static size_t payload_size = 1 << 20;
 static struct queue *queues;
 static int nqueues;
-static atomic_bool active, stopping; /* active: from ovl_uring_start to ovl_uring_free */
+static atomic_bool active, stopping; /* active: from ovl_uring_start to ovl_uring_stop */
 static atomic_ulong served;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
@@ -467,7 +467,7 @@ int ovl_uring_start(struct fuse_session *se, int fd)
 		queues[i].started = !err;
 	}
 	if (err) {
-		ovl_uring_free();
+		ovl_uring_stop();
 		return err;
 	}
 	return 0;
@@ -475,7 +475,7 @@ int ovl_uring_start(struct fuse_session *se, int fd)
 
 void ovl_uring_stop(void)
 {
-	if (!queues || atomic_load(&stopping))
+	if (!queues)
 		return;
 	atomic_store(&stopping, true);
 	pthread_mutex_lock(&start_lock);
@@ -489,16 +489,9 @@ void ovl_uring_stop(void)
 	for (int i = 0; i < nqueues; i++)
 		if (queues[i].started)
 			pthread_join(queues[i].thread, NULL);
+	atomic_store(&active, false);
 	ovl_log(LOG_NOTICE, "io_uring: %lu requests answered through %d queues",
 		atomic_load(&served), nqueues);
-}
-
-void ovl_uring_free(void)
-{
-	if (!queues)
-		return;
-	ovl_uring_stop();
-	atomic_store(&active, false);
 	for (int i = 0; i < nqueues; i++)
 		free_queue(&queues[i]);
 	free(queues);

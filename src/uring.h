@@ -25,10 +25,8 @@ bool ovl_uring_reply(const struct iovec *iov, int count);
 void *ovl_uring_reply_space(size_t size);
 /* Whether replies go through queues (so they must be in memory, not spliced). */
 bool ovl_uring_wanted(void);
-/* Stops and joins the queue threads (after the session loop ended). Their memory stays:
- * a worker may still answer a request that came through a queue. */
+/* Stops, joins and frees the queue threads (after the session loop ended and the worker
+ * pool drained: no worker may answer a request that came through a queue any more). */
 void ovl_uring_stop(void);
-/* Once no worker runs any more: frees the queues (stopping them first if need be). */
-void ovl_uring_free(void);
 
 #endif
