@@ -36,7 +36,7 @@
 
 struct fz_state g;
 
-static const struct ovl_cred root_cred = {0, 0};
+static const struct ovl_cred root_cred = {.uid = 0, .gid = 0};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Engine helpers                                                                              */

@@ -66,6 +66,10 @@ struct ovl_fs_params {
 struct ovl_cred {
 	uid_t uid;
 	gid_t gid;
+	/* Whether the caller is in group gid through a supplementary group; asked only when a
+	 * rule needs it (reading them costs the front end a /proc read). NULL: none. */
+	bool (*in_group)(void *ctx, gid_t gid);
+	void *ctx;
 };
 
 enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };
@@ -123,6 +127,18 @@ enum {
 };
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out);
+/*
+ * The kernel's rule against writable setuid programs, for the changes it leaves to the
+ * filesystem (O_DIRECT writes, open with O_TRUNC, ACLs): the layer I/O runs as the daemon,
+ * who has CAP_FSETID and would keep the bits. After cred changed a regular file's data,
+ * ovl_drop_setid_on_write clears setuid, and setgid where the group may run the file or
+ * cred is outside the file's group; after cred set an access ACL, ovl_drop_setgid_on_acl
+ * clears setgid when cred is outside the file's group. A caller with uid 0 keeps them
+ * (CAP_FSETID). file may be NULL. Returns 1 when the mode changed, 0 when it did not.
+ */
+int ovl_drop_setid_on_write(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+			    const struct ovl_cred *cred);
+int ovl_drop_setgid_on_acl(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_cred *cred);
 
 /* Regular files. */
 int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out);

@@ -108,10 +108,34 @@ static enum ovl_pt_mode pt_mode_of(struct fuse_file_info *fi)
 	return (enum ovl_pt_mode)(fi->fh & 3);
 }
 
+/* The caller's supplementary groups, read (from /proc) only when a rule asks. Unknown
+ * groups count as not held: the rules that ask take a privilege away. */
+static bool req_in_group(void *ctx, gid_t gid)
+{
+	gid_t list[256];
+	int n = fuse_req_getgroups((fuse_req_t)ctx, 256, list);
+
+	for (int i = 0; i < n && i < 256; i++)
+		if (list[i] == gid)
+			return true;
+	return false;
+}
+
 static struct ovl_cred cred_of(fuse_req_t req)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	return (struct ovl_cred){.uid = ctx->uid, .gid = ctx->gid};
+	return (struct ovl_cred){
+	    .uid = ctx->uid, .gid = ctx->gid, .in_group = req_in_group, .ctx = req};
+}
+
+/* After the caller changed the file's data where the kernel leaves the setuid rule to us
+ * (see ovl_drop_setid_on_write); the kernel's cached mode goes when it changed. */
+static void drop_setid(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file)
+{
+	struct ovl_cred cred = cred_of(req);
+
+	if (ovl_drop_setid_on_write(fs_of(req), node_of(req, ino), file, &cred) > 0 && session)
+		fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
 }
 
 /* Attributes another name can change behind this inode's back are not cached: a hard
@@ -489,6 +513,9 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -err);
 		return;
 	}
+	/* The kernel hands O_TRUNC to us whole (atomic_o_trunc): truncating is a write. */
+	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
+		drop_setid(req, ino, file);
 	set_open_flags(fs_of(req), fi, file, node_of(req, ino));
 	int rerr = fuse_reply_open(req, fi);
 	open_replied(rerr, node_of(req, ino), fi);
@@ -583,6 +610,8 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
 	if (n > 0 && writepage)
 		keep_kernel_mtime(req, file);
+	if (n > 0 && !writepage)
+		drop_setid(req, ino, file); /* the kernel does not for direct I/O */
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)
@@ -638,6 +667,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	ovl_file_put_fd(file);
 	if (n > 0 && fi->writepage)
 		keep_kernel_mtime(req, file);
+	if (n > 0 && !fi->writepage)
+		drop_setid(req, ino, file); /* done already unless the file is direct_io */
 	if (n > 0)
 		inval_aliases(req, ino);
 	if (n < 0)
@@ -806,6 +837,13 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 			size_t size, int flags)
 {
 	int err = ovl_setxattr(fs_of(req), node_of(req, ino), name, value, size, flags);
+	if (!err && strcmp(name, "system.posix_acl_access") == 0) {
+		/* The kernel leaves this to us without FUSE_SETXATTR_EXT (not negotiated). */
+		struct ovl_cred cred = cred_of(req);
+		int r = ovl_drop_setgid_on_acl(fs_of(req), node_of(req, ino), &cred);
+		if (r > 0 && session)
+			fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
+	}
 	if (!err)
 		inval_aliases(req, ino); /* ctime */
 	fuse_reply_err(req, -err);
@@ -867,6 +905,8 @@ static void run_fallocate(struct deferred *d)
 	int err = ovl_fallocate(fs_of(d->req), file_of(&d->fi), d->mode, d->off, d->len);
 
 	if (!err)
+		drop_setid(d->req, d->ino, file_of(&d->fi)); /* done already on Linux 5.x+ */
+	if (!err)
 		inval_aliases(d->req, d->ino);
 	fuse_reply_err(d->req, -err);
 }
@@ -901,6 +941,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	(void)ino_in;
 	ssize_t n = ovl_copy_file_range(fs_of(req), file_of(fi_in), off_in, file_of(fi_out),
 					off_out, len, (unsigned)flags);
+	if (n > 0)
+		drop_setid(req, ino_out, file_of(fi_out)); /* done already on Linux 5.x+ */
 	if (n > 0)
 		inval_aliases(req, ino_out);
 	if (n < 0)

@@ -180,3 +180,60 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
 }
+
+static bool cred_in_group(const struct ovl_cred *cred, gid_t gid)
+{
+	return cred->gid == gid || (cred->in_group && cred->in_group(cred->ctx, gid));
+}
+
+/* Clears the bits of drop_if (a function of the shown attributes) in the node's mode. */
+static int drop_mode_bits(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+			  const struct ovl_cred *cred,
+			  mode_t (*drop_if)(const struct stat *, const struct ovl_cred *))
+{
+	struct stat st, out;
+	int err;
+
+	if (cred->uid == 0 || fs->readonly)
+		return 0;
+	if ((err = ovl_getattr_file(fs, node, file, &st)))
+		return err;
+	mode_t drop = drop_if(&st, cred);
+	if (!drop)
+		return 0;
+	st.st_mode &= ~drop;
+	err = ovl_setattr(fs, node, file, OVL_SET_MODE, &st, &out);
+	return err ? err : 1;
+}
+
+/* The kernel's setattr_should_drop_suidgid, for a caller without CAP_FSETID. */
+static mode_t setid_after_write(const struct stat *st, const struct ovl_cred *cred)
+{
+	mode_t drop = 0;
+
+	if (!S_ISREG(st->st_mode))
+		return 0;
+	if (st->st_mode & S_ISUID)
+		drop |= S_ISUID;
+	if ((st->st_mode & S_ISGID) &&
+	    ((st->st_mode & S_IXGRP) || !cred_in_group(cred, st->st_gid)))
+		drop |= S_ISGID;
+	return drop;
+}
+
+/* The kernel's posix_acl_update_mode: setgid goes when the caller is outside the group. */
+static mode_t setgid_after_acl(const struct stat *st, const struct ovl_cred *cred)
+{
+	return (st->st_mode & S_ISGID) && !cred_in_group(cred, st->st_gid) ? S_ISGID : 0;
+}
+
+int ovl_drop_setid_on_write(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+			    const struct ovl_cred *cred)
+{
+	return drop_mode_bits(fs, node, file, cred, setid_after_write);
+}
+
+int ovl_drop_setgid_on_acl(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_cred *cred)
+{
+	return drop_mode_bits(fs, node, NULL, cred, setgid_after_acl);
+}

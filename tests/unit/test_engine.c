@@ -122,7 +122,7 @@ struct env {
 #define LO3 e.lower[2]
 #define FS e.fs
 
-static const struct ovl_cred root_cred = {0, 0};
+static const struct ovl_cred root_cred = {.uid = 0, .gid = 0};
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -2361,11 +2361,66 @@ static void test_create_over_whiteout(void)
 	CHECK_INT(e_create(FS, "b", 0644, NULL), -EEXIST);
 	CHECK_INT(lx(UP, "b", NULL), -ENOENT);
 	/* New objects belong to the caller. */
-	struct ovl_cred user = {1000, 2000};
+	struct ovl_cred user = {.uid = 1000, .gid = 2000};
 	CHECK_INT(e_create_as(FS, "mine", 0644, "m", &user), 0);
 	CHECK_INT(lx(UP, "mine", &st), 0);
 	CHECK_INT(st.st_uid, 1000);
 	CHECK_INT(st.st_gid, 2000);
+out:
+	env_fini(&e);
+}
+
+/* The kernel's setuid rule for changes it leaves to the filesystem: a caller without
+ * CAP_FSETID loses setuid, and setgid where the group may run the file or the caller is
+ * outside its group; after an ACL, setgid only for a caller outside the group. */
+static bool in_group_2000(void *ctx, gid_t gid)
+{
+	(void)ctx;
+	return gid == 2000;
+}
+
+static mode_t drop_as(struct ovl_fs *fs, const char *path, const struct ovl_cred *cred, bool acl)
+{
+	struct ovl_node *n;
+	struct stat st;
+
+	if (walk(fs, path, &n, &st))
+		return (mode_t)-1;
+	int r =
+	    acl ? ovl_drop_setgid_on_acl(fs, n, cred) : ovl_drop_setid_on_write(fs, n, NULL, cred);
+	put(fs, n);
+	if (r < 0 || lookup_st(fs, path, &st))
+		return (mode_t)-1;
+	return st.st_mode & 07777;
+}
+
+static void test_setid_dropped(void)
+{
+	struct env e;
+	const struct ovl_cred root = {.uid = 0, .gid = 0};
+	const struct ovl_cred user = {.uid = 1000, .gid = 1000};
+	const struct ovl_cred member = {.uid = 1000, .gid = 1000, .in_group = in_group_2000};
+
+	env_init(&e, 1, true);
+	mkfm(LO1, "suid", "x", 06755);
+	mkfm(UP, "sgid_noexec", "x", 02744);
+	mkfm(UP, "sgid_noexec2", "x", 02744);
+	mkfm(UP, "acl", "x", 02775);
+	mkfm(UP, "acl2", "x", 02775);
+	if (lchown(lp(UP, "sgid_noexec"), 0, 2000) || lchown(lp(UP, "sgid_noexec2"), 0, 2000) ||
+	    lchown(lp(UP, "acl"), 0, 2000) || lchown(lp(UP, "acl2"), 0, 2000))
+		die("lchown");
+	/* (chown cleared setgid of the group-executable ones) */
+	if (chmod(lp(UP, "acl"), 02775) || chmod(lp(UP, "acl2"), 02775))
+		die("chmod");
+	if (!env_mount(&e))
+		goto out;
+	CHECK_INT(drop_as(FS, "suid", &root, false), 06755);
+	CHECK_INT(drop_as(FS, "suid", &user, false), 0755); /* copied up on the way */
+	CHECK_INT(drop_as(FS, "sgid_noexec", &member, false), 02744);
+	CHECK_INT(drop_as(FS, "sgid_noexec2", &user, false), 0744);
+	CHECK_INT(drop_as(FS, "acl", &member, true), 02775);
+	CHECK_INT(drop_as(FS, "acl2", &user, true), 0775);
 out:
 	env_fini(&e);
 }
@@ -3258,6 +3313,7 @@ static const struct {
 #f, f                                                                              \
 	}
     T(test_lookup_topdown),
+    T(test_setid_dropped),
     T(test_lookup_lent_fds),
     T(test_whiteout_hides),
     T(test_oci_whiteouts),
