@@ -19,7 +19,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "engine.h"
+#include "engine/engine.h"
 #include "fuzz_layers.h"
 
 #include <dirent.h>

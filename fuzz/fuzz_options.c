@@ -1,6 +1,6 @@
 /*
- * libFuzzer harness for the command line: ovl_parse_args (src/options.c) and, when parsing
- * succeeds, ovl_validate_config (src/validate.c).
+ * libFuzzer harness for the command line: ovl_parse_args (src/cli/options.c) and, when parsing
+ * succeeds, ovl_validate_config (src/cli/validate.c).
  *
  * Input: the first byte picks the shape (mod 3), the rest is the payload.
  *   0: the payload is one -o string:  ovlfs -o PAYLOAD mnt
@@ -14,7 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "config.h"
+#include "cli/config.h"
 
 #include <fcntl.h>
 #include <stdint.h>

@@ -279,8 +279,8 @@ def test_install_and_uninstall(tmp_path, prefix):
 
 
 def _option_names():
-    """Every option name the parser knows, from its table in src/options.c."""
-    src = (REPO / "src" / "options.c").read_text()
+    """Every option name the parser knows, from its table in src/cli/options.c."""
+    src = (REPO / "src" / "cli" / "options.c").read_text()
     table = src[src.index("opt_table[] = {"):]
     table = table[:table.index("};")]
     return sorted(set(re.findall(r'\{"([a-z_0-9]+)",', table)))
@@ -290,7 +290,7 @@ def _subcommand_options():
     """Every option `ovlfs export` and `ovlfs diff` accept, from their parsers."""
     found = set()
     for name in ("export.c", "diff.c"):
-        src = (REPO / "src" / name).read_text()
+        src = (REPO / "src" / "tools" / name).read_text()
         found |= set(re.findall(r'!strcmp\(a, "(--?[a-z][a-z-]*)"\)', src))
     return sorted(found)
 

@@ -1,6 +1,6 @@
 """Directory reads without OPENDIR (the kernel's zero-message opendir): the daemon keeps a
 directory's merged listing on its node between requests, and the offsets name the listing.
-These check what a reader sees across requests, changes and seeks (src/listing.c)."""
+These check what a reader sees across requests, changes and seeks (src/engine/listing.c)."""
 import ctypes
 import ctypes.util
 import os

@@ -9,7 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <dirent.h>
 #include <errno.h>

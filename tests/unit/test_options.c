@@ -2,7 +2,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "config.h"
+#include "cli/config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -21,7 +21,7 @@
  * FORGET, INTERRUPT and notifications keep going over /dev/fuse, as the kernel wants.
  */
 #include "uring.h"
-#include "log.h"
+#include "cli/log.h"
 
 #include <errno.h>
 #include <liburing.h>

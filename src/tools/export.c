@@ -4,7 +4,7 @@
  * and a caller's escaped trusted.overlay.overlay.X is written as trusted.overlay.X. */
 #include "subcommands.h"
 #include "layer_walk.h"
-#include "log.h"
+#include "cli/log.h"
 #include "tar_writer.h"
 
 #include <errno.h>

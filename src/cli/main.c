@@ -1,13 +1,13 @@
 /* The command line: parse and validate, open the layers, mount, serve, unmount. */
 #include "config.h"
-#include "engine.h"
-#include "fuse_ops.h"
-#include "workers.h"
-#include "passthrough.h"
-#include "uring.h"
+#include "engine/engine.h"
+#include "fuse/fuse_ops.h"
+#include "fuse/workers.h"
+#include "fuse/passthrough.h"
+#include "fuse/uring.h"
 #include "log.h"
 #include "stats.h"
-#include "subcommands.h"
+#include "tools/subcommands.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
 #ifndef OVLFS_STATS_H
 #define OVLFS_STATS_H
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /* Call before any other thread is started. */
 int ovl_stats_start(struct ovl_fs *fs);

@@ -1,7 +1,7 @@
 /* The FUSE front end: each request becomes one engine call; nothing of the overlay's
  * logic lives here. The session's userdata is the engine's struct ovl_fs. */
 #include "fuse_ops.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "workers.h"
 #include "passthrough.h"
 #include "uring.h"

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine.h" /* struct ovl_owner_opts */
+#include "engine/engine.h" /* struct ovl_owner_opts */
 
 #define OVL_MAX_LOWER 500
 

@@ -3,7 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
-#include "errmsg.h"
+#include "engine/errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
  * anything else is A. */
 #include "subcommands.h"
 #include "layer_walk.h"
-#include "log.h"
+#include "cli/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
