@@ -21,7 +21,10 @@ OPTIONS_SRC = src/cli/options.c src/cli/validate.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ENGINE_LIB = $(BUILD)/libovlfs-engine.a
-ALL_OBJ = $(call obj,$(ENGINE_SRC) $(FRONT_SRC) $(CLI_SRC) $(TOOLS_SRC) tests/unit/test_engine.c \
+# test_engine: the shared harness (harness*.c) and one test_<area>.c per engine area.
+ENGINE_TEST_SRC = $(wildcard tests/unit/harness*.c) \
+		  $(filter-out tests/unit/test_options.c,$(wildcard tests/unit/test_*.c))
+ALL_OBJ = $(call obj,$(ENGINE_SRC) $(FRONT_SRC) $(CLI_SRC) $(TOOLS_SRC) $(ENGINE_TEST_SRC) \
 	  tests/unit/test_options.c)
 
 .PHONY: all deps demo check test unit mount-tests mount-tests-uring sanitize tsan clean format
@@ -47,7 +50,7 @@ $(ENGINE_LIB): $(call obj,$(ENGINE_SRC))
 $(BUILD)/ovlfs: $(call obj,$(CLI_SRC) $(FRONT_SRC) $(TOOLS_SRC)) $(ENGINE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(FUSE_LIBS) -luring -lz -lpthread
 
-$(BUILD)/test_engine: $(call obj,tests/unit/test_engine.c) $(ENGINE_LIB)
+$(BUILD)/test_engine: $(call obj,$(ENGINE_TEST_SRC)) $(ENGINE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ -lpthread
 
 $(BUILD)/test_options: $(call obj,tests/unit/test_options.c $(OPTIONS_SRC)) $(ENGINE_LIB)
@@ -93,7 +96,7 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i --style=file src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
+	clang-format -i --style=file src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
 
 # Opt-in: podman with ovlfs as its overlay mount_program, against fuse-overlayfs and the
 # kernel driver, in a private storage (tests/podman/run.sh; installs podman, runc, busybox).
