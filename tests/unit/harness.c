@@ -303,6 +303,73 @@ const char *cat(const char *layer, const char *rel)
 	return b;
 }
 
+/* Makes the missing directories above rel, 0755. */
+static void mkparents(const char *layer, const char *rel)
+{
+	char dir[PATH_MAX];
+
+	fmt(dir, sizeof(dir), "%s", rel);
+	for (char *slash = strchr(dir, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (lx(layer, dir, NULL) == -ENOENT)
+			mkd(layer, dir, 0755);
+		*slash = '/';
+	}
+}
+
+static void build_entry(const char *layer, const struct layer_entry *s)
+{
+	mkparents(layer, s->path);
+	switch (s->kind) {
+	case K_FILE:
+		mkfm(layer, s->path, s->data ? s->data : "", s->mode ? s->mode : 0644);
+		break;
+	case K_DIR:
+		mkd(layer, s->path, s->mode ? s->mode : 0755);
+		break;
+	case K_WHITEOUT:
+		mkwh(layer, s->path);
+		break;
+	case K_SYMLINK:
+		mksym(layer, s->path, s->data);
+		break;
+	case K_XATTR: {
+		const char *eq = s->data ? strchr(s->data, '=') : NULL;
+		char name[256];
+
+		if (!eq)
+			die("xattr spec of %s is not name=value", s->path);
+		fmt(name, sizeof(name), "%.*s", (int)(eq - s->data), s->data);
+		setx(layer, s->path, name, eq + 1);
+		break;
+	}
+	default:
+		die("unknown kind %d for %s", (int)s->kind, s->path);
+	}
+}
+
+void build(struct env *e, const struct layer_entry *spec, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!spec[i].layers ||
+		    spec[i].layers & ~(unsigned)(IN_UP | IN_LO1 | IN_LO2 | IN_LO3))
+			die("spec entry %s names no known layer", spec[i].path);
+		if ((spec[i].layers & IN_UP) && !e->has_upper)
+			die("spec entry %s is for an upper layer the environment lacks",
+			    spec[i].path);
+		if (spec[i].layers & IN_UP)
+			build_entry(e->upper, &spec[i]);
+		for (int l = 0; l < 3; l++) {
+			if (!(spec[i].layers & (IN_LO1 << l)))
+				continue;
+			if (l >= e->nlower)
+				die("spec entry %s is for lower%d of %d", spec[i].path, l + 1,
+				    e->nlower);
+			build_entry(e->lower[l], &spec[i]);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Runner                                                                                     */
 /* ------------------------------------------------------------------------------------------ */

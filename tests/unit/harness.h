@@ -102,6 +102,48 @@ const char *getx(const char *layer, const char *rel, const char *name);
 /* A layer file's contents, or "<-ENOENT>" and the like. */
 const char *cat(const char *layer, const char *rel);
 
+/* Layers from a table, as tests/helpers.py build_layer does for the mount tests: each entry
+ * is made, in table order, in every layer its bits name, with missing parent directories
+ * made 0755 first. One row can so put the same directory in several layers:
+ *	static const struct layer_entry spec[] = {
+ *	    L_DIR(IN_UP | IN_LO1, "d"),
+ *	    L_FILE(IN_LO1, "d/f", "data"),
+ *	};
+ *	build(&e, spec, N_OF(spec)); */
+enum { IN_UP = 1, IN_LO1 = 2, IN_LO2 = 4, IN_LO3 = 8 };
+
+enum entry_kind {
+	K_FILE,	    /* data: the contents */
+	K_DIR,	    /* data: unused */
+	K_WHITEOUT, /* the 0/0 character device */
+	K_SYMLINK,  /* data: the target */
+	K_XATTR,    /* data: "name=value", set on an existing path ("." is the layer root) */
+};
+
+struct layer_entry {
+	unsigned layers; /* IN_UP | IN_LO1 ... */
+	const char *path;
+	enum entry_kind kind;
+	const char *data;
+	mode_t mode; /* 0: 0644 for a file, 0755 for a directory */
+};
+
+/* The rows, with every field given (for -Wmissing-field-initializers); one a line. */
+/* clang-format off */
+#define L_FILE(layers, path, data) {(layers), (path), K_FILE, (data), 0}
+#define L_FILE_MODE(layers, path, data, mode) {(layers), (path), K_FILE, (data), (mode)}
+#define L_DIR(layers, path) {(layers), (path), K_DIR, NULL, 0}
+#define L_DIR_MODE(layers, path, mode) {(layers), (path), K_DIR, NULL, (mode)}
+#define L_WHITEOUT(layers, path) {(layers), (path), K_WHITEOUT, NULL, 0}
+#define L_SYMLINK(layers, path, target) {(layers), (path), K_SYMLINK, (target), 0}
+/* name and value: string literals. */
+#define L_XATTR(layers, path, name, value) {(layers), (path), K_XATTR, name "=" value, 0}
+/* clang-format on */
+
+void build(struct env *e, const struct layer_entry *spec, size_t n);
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ------------------------------------------------------------------------------------------ */
 /* Engine helpers: paths are relative to the overlay root; every lookup is forgotten          */
 /* ------------------------------------------------------------------------------------------ */

@@ -77,33 +77,28 @@ static void check_tree_inos(struct ovl_fs *fs, const char *path, uint64_t parent
 
 static void build_ino_tree(struct env *e)
 {
-	const char *up = e->upper, *l1 = e->lower[0], *l2 = e->lower[1];
+	static const struct layer_entry spec[] = {
+	    /* m merges all three layers, m/sub the lower two; m/shadow is in two */
+	    L_DIR(IN_UP | IN_LO1 | IN_LO2, "m"),
+	    L_FILE(IN_UP, "m/u", "u"),
+	    L_FILE(IN_UP, "m/shadow", "upper shadow"),
+	    L_FILE(IN_LO1, "m/l1", "l1"),
+	    L_FILE(IN_LO1, "m/shadow", "lower shadow"),
+	    L_FILE(IN_LO1, "m/sub/x", "x"),
+	    L_SYMLINK(IN_LO1, "m/link", "l1"),
+	    L_FILE(IN_LO2, "m/l2", "l2"),
+	    L_FILE(IN_LO2, "m/sub/z", "z"),
+	    /* the rest in one layer each (parents are made as needed) */
+	    L_FILE(IN_UP, "f1", "1"),
+	    L_FILE(IN_UP, "d1/g1", "g"),
+	    L_FILE(IN_LO1, "f2", "2"),
+	    L_FILE(IN_LO1, "only1/y", "y"),
+	    L_FILE(IN_LO2, "f3", "3"),
+	    L_FILE(IN_LO2, "deep/a/b/c", "c"),
+	};
 
-	mkf(up, "f1", "1");
-	mkd(up, "d1", 0755);
-	mkf(up, "d1/g1", "g");
-	mkd(up, "m", 0755);
-	mkf(up, "m/u", "u");
-	mkf(up, "m/shadow", "upper shadow");
-	mkd(l1, "m", 0755);
-	mkf(l1, "m/l1", "l1");
-	mkf(l1, "m/shadow", "lower shadow");
-	mkd(l1, "m/sub", 0755);
-	mkf(l1, "m/sub/x", "x");
-	mksym(l1, "m/link", "l1");
-	mkf(l1, "f2", "2");
-	mkd(l1, "only1", 0755);
-	mkf(l1, "only1/y", "y");
-	mkd(l2, "m", 0755);
-	mkf(l2, "m/l2", "l2");
-	mkd(l2, "m/sub", 0755);
-	mkf(l2, "m/sub/z", "z");
-	mkf(l2, "f3", "3");
-	mkd(l2, "deep", 0755);
-	mkd(l2, "deep/a", 0755);
-	mkd(l2, "deep/a/b", 0755);
-	mkf(l2, "deep/a/b/c", "c");
-	if (mkfifo(lp(l2, "fifo"), 0644) < 0)
+	build(e, spec, N_OF(spec));
+	if (mkfifo(lp(e->lower[1], "fifo"), 0644) < 0)
 		die("mkfifo");
 }
 

@@ -304,30 +304,28 @@ out:
 
 static void test_merge_three_layers(void)
 {
+	static const struct layer_entry spec[] = {
+	    /* m in every layer; its s1 merges three lower directories, the first empty */
+	    L_DIR(IN_UP | IN_LO1 | IN_LO2 | IN_LO3, "m"),
+	    L_DIR(IN_LO1 | IN_LO2 | IN_LO3, "m/s1"),
+	    L_FILE(IN_UP, "m/u", "U"),
+	    L_FILE(IN_UP, "m/same", "U-same"),
+	    L_FILE(IN_LO1, "m/l1", "L1"),
+	    L_FILE(IN_LO1, "m/same", "L1-same"),
+	    L_FILE(IN_LO2, "m/l2", "L2"),
+	    L_FILE(IN_LO2, "m/same", "L2-same"),
+	    L_FILE(IN_LO2, "m/s1/deep", "deep"),
+	    L_DIR(IN_LO2, "m/s2"),
+	    L_FILE(IN_LO3, "m/l3", "L3"),
+	    L_FILE(IN_LO3, "m/s1/deeper", "deeper"),
+	    /* n in lower layers only */
+	    L_FILE(IN_LO2, "n/a", "A"),
+	    L_FILE(IN_LO3, "n/b", "B"),
+	};
 	struct env e;
 
 	env_init(&e, 3, true);
-	mkd(UP, "m", 0755);
-	mkd(LO1, "m", 0755);
-	mkd(LO2, "m", 0755);
-	mkd(LO3, "m", 0755);
-	mkf(UP, "m/u", "U");
-	mkf(UP, "m/same", "U-same");
-	mkf(LO1, "m/l1", "L1");
-	mkf(LO1, "m/same", "L1-same");
-	mkd(LO1, "m/s1", 0755);
-	mkf(LO2, "m/l2", "L2");
-	mkf(LO2, "m/same", "L2-same");
-	mkd(LO2, "m/s1", 0755);
-	mkf(LO2, "m/s1/deep", "deep");
-	mkd(LO2, "m/s2", 0755);
-	mkf(LO3, "m/l3", "L3");
-	mkd(LO3, "m/s1", 0755);
-	mkf(LO3, "m/s1/deeper", "deeper");
-	mkd(LO3, "n", 0755); /* in lower layers only */
-	mkd(LO2, "n", 0755);
-	mkf(LO2, "n/a", "A");
-	mkf(LO3, "n/b", "B");
+	build(&e, spec, N_OF(spec));
 	if (!env_mount(&e))
 		goto out;
 
@@ -347,26 +345,28 @@ out:
 
 static void test_opaque_y(void)
 {
+	static const struct layer_entry spec[] = {
+	    /* o: opaque in upper, over a lower o */
+	    L_DIR(IN_UP | IN_LO1, "o"),
+	    L_XATTR(IN_UP, "o", "trusted.overlay.opaque", "y"),
+	    L_FILE(IN_UP, "o/u", "U"),
+	    L_FILE(IN_LO1, "o/l", "hidden"),
+	    /* p: opaque in lower1, over a lower2 p */
+	    L_DIR(IN_LO1 | IN_LO2, "p"),
+	    L_XATTR(IN_LO1, "p", "trusted.overlay.opaque", "y"),
+	    L_FILE(IN_LO1, "p/l1", "L1"),
+	    L_FILE(IN_LO2, "p/l2", "hidden"),
+	    /* q: upper over an opaque lower1 over lower2 */
+	    L_DIR(IN_UP | IN_LO1 | IN_LO2, "q"),
+	    L_FILE(IN_UP, "q/u", "U"),
+	    L_XATTR(IN_LO1, "q", "trusted.overlay.opaque", "y"),
+	    L_FILE(IN_LO1, "q/l1", "L1"),
+	    L_FILE(IN_LO2, "q/l2", "hidden"),
+	};
 	struct env e;
 
 	env_init(&e, 2, true);
-	mkd(UP, "o", 0755);
-	setx(UP, "o", "trusted.overlay.opaque", "y");
-	mkf(UP, "o/u", "U");
-	mkd(LO1, "o", 0755);
-	mkf(LO1, "o/l", "hidden");
-	mkd(LO1, "p", 0755);
-	setx(LO1, "p", "trusted.overlay.opaque", "y");
-	mkf(LO1, "p/l1", "L1");
-	mkd(LO2, "p", 0755);
-	mkf(LO2, "p/l2", "hidden");
-	mkd(UP, "q", 0755);
-	mkf(UP, "q/u", "U");
-	mkd(LO1, "q", 0755);
-	setx(LO1, "q", "trusted.overlay.opaque", "y");
-	mkf(LO1, "q/l1", "L1");
-	mkd(LO2, "q", 0755);
-	mkf(LO2, "q/l2", "hidden");
+	build(&e, spec, N_OF(spec));
 	if (!env_mount(&e))
 		goto out;
 
@@ -384,24 +384,26 @@ out:
 /* The opaque value is read with size 1: "yes" (or "n") is not opaque. */
 static void test_opaque_yes(void)
 {
+	static const struct layer_entry spec[] = {
+	    /* o: "yes" in upper, over a lower o */
+	    L_DIR(IN_UP | IN_LO1, "o"),
+	    L_XATTR(IN_UP, "o", "trusted.overlay.opaque", "yes"),
+	    L_FILE(IN_UP, "o/u", "U"),
+	    L_FILE(IN_LO1, "o/l", "L"),
+	    /* p: "yes" in lower1, and n: "n" in lower1, each over a lower2 directory */
+	    L_DIR(IN_LO1 | IN_LO2, "p"),
+	    L_XATTR(IN_LO1, "p", "trusted.overlay.opaque", "yes"),
+	    L_FILE(IN_LO1, "p/l1", "L1"),
+	    L_FILE(IN_LO2, "p/l2", "L2"),
+	    L_DIR(IN_LO1 | IN_LO2, "n"),
+	    L_XATTR(IN_LO1, "n", "trusted.overlay.opaque", "n"),
+	    L_FILE(IN_LO2, "n/l2", "L2"),
+	};
 	struct env e;
 	struct stat st;
 
 	env_init(&e, 2, true);
-	mkd(UP, "o", 0755);
-	setx(UP, "o", "trusted.overlay.opaque", "yes");
-	mkf(UP, "o/u", "U");
-	mkd(LO1, "o", 0755);
-	mkf(LO1, "o/l", "L");
-	mkd(LO1, "p", 0755);
-	setx(LO1, "p", "trusted.overlay.opaque", "yes");
-	mkf(LO1, "p/l1", "L1");
-	mkd(LO2, "p", 0755);
-	mkf(LO2, "p/l2", "L2");
-	mkd(LO1, "n", 0755);
-	setx(LO1, "n", "trusted.overlay.opaque", "n");
-	mkd(LO2, "n", 0755);
-	mkf(LO2, "n/l2", "L2");
+	build(&e, spec, N_OF(spec));
 	if (!env_mount(&e))
 		goto out;
 
@@ -480,21 +482,22 @@ out:
 /* D38: a merged directory has nlink 1; one in a single layer its real count. */
 static void test_dir_nlink(void)
 {
+	static const struct layer_entry spec[] = {
+	    /* m and r merge two layers; s and t are in one */
+	    L_DIR(IN_UP | IN_LO1, "m"),
+	    L_DIR(IN_UP, "m/a"),
+	    L_DIR(IN_LO1 | IN_LO2, "r"),
+	    L_DIR(IN_LO2, "r/x"),
+	    /* (parents are made as needed) */
+	    L_DIR(IN_LO1, "s/c1"),
+	    L_DIR(IN_UP, "t/c"),
+	    L_DIR(IN_UP, "t/c2"),
+	};
 	struct env e;
 	struct stat st;
 
 	env_init(&e, 2, true);
-	mkd(UP, "m", 0755);
-	mkd(UP, "m/a", 0755);
-	mkd(LO1, "m", 0755);
-	mkd(LO1, "s", 0755);
-	mkd(LO1, "s/c1", 0755);
-	mkd(UP, "t", 0755);
-	mkd(UP, "t/c", 0755);
-	mkd(UP, "t/c2", 0755);
-	mkd(LO1, "r", 0755);
-	mkd(LO2, "r", 0755);
-	mkd(LO2, "r/x", 0755);
+	build(&e, spec, N_OF(spec));
 	if (!env_mount(&e))
 		goto out;
 
