@@ -96,7 +96,8 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i --style=file src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
+	clang-format -i --style=file src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h \
+		tests/libfuzzer/*.c tests/libfuzzer/*.h
 
 # Opt-in: podman with ovlfs as its overlay mount_program, against fuse-overlayfs and the
 # kernel driver, in a private storage (tests/podman/run.sh; installs podman, runc, busybox).
@@ -130,7 +131,7 @@ install: $(BUILD)/ovlfs doc/ovlfs.1
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ovlfs $(DESTDIR)$(MAN1DIR)/ovlfs.1
 
-# Differential fuzzer against the kernel overlayfs (tests/fuzz/): `make fuzz SECONDS=3600`
+# Differential fuzzer against the kernel overlayfs (tests/difffuzz/): `make fuzz SECONDS=3600`
 # runs seed after seed for that long, printing progress and a shrunk reproduction of every
 # divergence (FUZZ_ARGS for more options: --help). fsx: the data-integrity exerciser on a
 # lower-layer file through an ovlfs mount, `make fsx N=100000` (tests/test_fsx.py).
@@ -144,16 +145,18 @@ $(BUILD)/fsx: tools/fsx.c
 	$(CC) $(WARN_CFLAGS) $(CFLAGS) -o $@ tools/fsx.c
 
 fuzz: $(BUILD)/ovlfs
-	cd tests && OVLFS_BIN=$(abspath $(BUILD)/ovlfs) /usr/bin/python3 -m fuzz --seconds $(SECONDS) $(FUZZ_ARGS)
+	cd tests && OVLFS_BIN=$(abspath $(BUILD)/ovlfs) /usr/bin/python3 -m difffuzz \
+		--seconds $(SECONDS) $(FUZZ_ARGS)
 
 fsx: $(BUILD)/ovlfs $(BUILD)/fsx
 	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) FSX_OPS=$(N) \
 		/usr/bin/python3 -m pytest -q -s tests/test_fsx.py
 
-# libFuzzer harnesses (fuzz/, built with clang into build/fuzz/): `make fuzz-options SECONDS=N`
-# fuzzes the command-line parser and validation, `make fuzz-layers SECONDS=N` the engine over
-# layer trees built from the fuzz bytes, `make fuzz-parsers` both. A crash leaves its input in
-# build/fuzz/ (rerun: build/fuzz/fuzz_layers FILE). `make fuzz-smoke`: 20 s each, for check.
+# libFuzzer harnesses (tests/libfuzzer/, built with clang into build/fuzz/): `make fuzz-options
+# SECONDS=N` fuzzes the command-line parser and validation, `make fuzz-layers SECONDS=N` the
+# engine over layer trees built from the fuzz bytes, `make fuzz-parsers` both. A crash leaves
+# its input in build/fuzz/ (rerun: build/fuzz/fuzz_layers FILE). `make fuzz-smoke`: 20 s each,
+# for check.
 .PHONY: fuzz-options fuzz-layers fuzz-parsers fuzz-smoke
 FUZZ_BUILD = build/fuzz
 FUZZ_CC ?= clang
@@ -170,24 +173,28 @@ fuzz-objects:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CFLAGS="$(FUZZ_LIB_FLAGS)" \
 		$(FUZZ_BUILD)/libovlfs-engine.a $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(OPTIONS_SRC))
 
-$(FUZZ_BUILD)/fuzz_options: fuzz/fuzz_options.c fuzz-objects
-	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_options.c \
+$(FUZZ_BUILD)/fuzz_options: tests/libfuzzer/fuzz_options.c fuzz-objects
+	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ tests/libfuzzer/fuzz_options.c \
 		$(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(OPTIONS_SRC)) $(FUZZ_BUILD)/libovlfs-engine.a
 
-$(FUZZ_BUILD)/fuzz_layers: fuzz/fuzz_layers.c fuzz/layer_build.c fuzz/fuzz_layers.h fuzz-objects
-	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_layers.c fuzz/layer_build.c \
+$(FUZZ_BUILD)/fuzz_layers: tests/libfuzzer/fuzz_layers.c tests/libfuzzer/layer_build.c \
+			  tests/libfuzzer/fuzz_layers.h fuzz-objects
+	$(FUZZ_CC) $(WARN_CFLAGS) $(FUZZ_FLAGS) -o $@ tests/libfuzzer/fuzz_layers.c \
+		tests/libfuzzer/layer_build.c \
 		$(FUZZ_BUILD)/libovlfs-engine.a -lpthread
 
 # The first corpus directory gets the new inputs: a scratch one, the seeds stay as committed.
 fuzz-options: $(FUZZ_BUILD)/fuzz_options
 	@mkdir -p $(FUZZ_BUILD)/corpus-options
-	$< -dict=fuzz/options.dict -max_len=512 -timeout=10 -max_total_time=$(SECONDS) \
-		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-options fuzz/corpus/options
+	$< -dict=tests/libfuzzer/options.dict -max_len=512 -timeout=10 -max_total_time=$(SECONDS) \
+		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-options \
+		tests/libfuzzer/corpus/options
 
 fuzz-layers: $(FUZZ_BUILD)/fuzz_layers
 	@mkdir -p $(FUZZ_BUILD)/corpus-layers
 	$< -timeout=20 -max_len=400 -len_control=0 -max_total_time=$(SECONDS) \
-		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-layers fuzz/corpus/layers
+		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-layers \
+		tests/libfuzzer/corpus/layers
 
 fuzz-parsers: fuzz-options fuzz-layers
 

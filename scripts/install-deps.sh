@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=("$@")
 [ $# -gt 0 ] || pkgs=(gcc make pkg-config libfuse3-dev liburing-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
-	clang libclang-rt-14-dev # the libFuzzer harnesses (fuzz/)
+	clang libclang-rt-14-dev # the libFuzzer harnesses (tests/libfuzzer/)
 	e2fsprogs btrfs-progs dmsetup) # fault tests (tests/test_faults.py)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -12,7 +12,7 @@ Lanes, each in its own process (the daemons it starts are its children):
   fsx     tools/fsx.c (data integrity, copy-up in the middle of the run) on lower-layer files
           d/f0, d/f1, ... of one long-lived mount, a different file, seed and mode per round
           (test_fsx.py's layers and checks); a new mount once every file was used.
-  fuzz    the differential fuzzer (tests/fuzz: ovlfs against the kernel overlayfs), seed after
+  fuzz    the differential fuzzer (tests/difffuzz: ovlfs against the kernel overlayfs), seed after
           seed; a divergence is an error (reproduce: make fuzz FUZZ_ARGS="--seed N --ops 150";
           --fuzz-exclude to look past a known one).
 Every --interval seconds one line: elapsed, ops done and errors per lane, and the RSS (KiB)
@@ -161,7 +161,7 @@ def lane_fsx(lane, scratch):
 # ------------------------------------------------------------------------------- fuzz
 
 def lane_fuzz(lane, scratch, exclude):
-    from fuzz import gen_layers, run_generated  # the package lives in tests/
+    from difffuzz import gen_layers, run_generated  # the package lives in tests/
 
     why = helpers._why_no_kernel_overlay()
     if why is not None:

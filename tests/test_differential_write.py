@@ -11,13 +11,13 @@ identical copy of the layers. Compared, in this order:
 ovlfs's work/work must also be empty after unmount.
 
 The kernel runs with KERNEL_OPTS (index, redirect_dir and metacopy off: the on-disk format
-ovlfs shares). Where ovlfs differs on purpose (see overlay-semantics.md, top), the scenario
+ovlfs shares). Where ovlfs differs on purpose (doc/semantics.md, "ovlfs's choices"), the scenario
 says so: `kernel` lists the kernel's documented result for the diverging steps (checked, so
 the divergence is real), and `ovlfs` gives ovlfs's full expected results, visible tree and
 upper tree (write_helpers.tree notation) explicitly; `moved` maps a source path to where
 ovlfs moved it: the kernel's view of the unmoved source must equal ovlfs's view at the
 destination (metadata kept by the directory copy-up).
-Section D numbers of overlay-semantics.md are in the scenario names (dNN_...). Not here: D15
+Section D numbers of doc/semantics.md are in the scenario names (dNN_...). Not here: D15
 (redirect_dir=on: ovlfs writes no redirects), D39 (st_ino cannot be compared between two
 mounts; test_write.py checks it is stable), D51 (lowerdir escaping, a command-line matter),
 D56 (inotify)."""

@@ -8,7 +8,7 @@ mapping opened before the copy-up.
 
 CI runs a fixed number of operations with fixed seeds; `make fsx N=1000000` runs longer
 (FSX_OPS). The same runs on the kernel overlayfs (with -K: its mappings keep showing the
-lower file, overlay-semantics rule 42) check the tool itself. fsx is built from
+lower file, doc/semantics.md rule 42) check the tool itself. fsx is built from
 tools/fsx.c when build/fsx (or FSX_BIN) is missing."""
 import os
 import pathlib

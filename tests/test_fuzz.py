@@ -1,19 +1,19 @@
-"""Differential fuzzing against the kernel overlayfs (tests/fuzz/, see its docstring), the CI
-part: a fixed set of seeds (layers and steps generated from each seed, every step's result
+"""Differential fuzzing against the kernel overlayfs (tests/difffuzz/, see its docstring), the
+CI part: a fixed set of seeds (layers and steps generated from each seed, every step's result
 compared, the trees every CHECK_EVERY steps, the upper layers and work dir at the end), the
 minimal reproductions of the ovlfs bugs the fuzzer found (xfail while they are open: each
 reason holds the reproduction), and the modelled differences (where ovlfs differs from the
 kernel on purpose, or the kernel is the odd one out: these must pass).
 
-Longer runs: `make fuzz SECONDS=3600` (or `cd tests && python3 -m fuzz --help`); a divergence
-is printed as a shrunk `def test_...(tmp_path): replay(...)` that pastes below."""
+Longer runs: `make fuzz SECONDS=3600` (or `cd tests && python3 -m difffuzz --help`); a
+divergence is printed as a shrunk `def test_...(tmp_path): replay(...)` that pastes below."""
 import os
 
 import pytest
 
-from fuzz import gen_layers, replay, run_generated
-from fuzz.shrink import format_repro
-from fuzz.runner import Divergence
+from difffuzz import gen_layers, replay, run_generated
+from difffuzz.shrink import format_repro
+from difffuzz.runner import Divergence
 from helpers import (FIXED_MTIME, Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink,  # noqa: F401
                      Whiteout, XWhiteout, needs_fuse, needs_kernel_overlay)  # (all: for pasting)
 
@@ -220,13 +220,14 @@ def test_fuzz_seed(tmp_path, seed):
     steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY)
     if div is not None:
         pytest.fail(f"seed {seed}: {div}\nmodelled steps: {notes}\nshrink it with: cd tests && "
-                    f"/usr/bin/python3 -m fuzz --seed {seed} --ops {OPS_PER_SEED}", pytrace=False)
+                    f"/usr/bin/python3 -m difffuzz --seed {seed} --ops {OPS_PER_SEED}",
+                    pytrace=False)
     assert len(steps) == OPS_PER_SEED
 
 
 # --------------------------------------------------------------------------- modelled differences
-# Where ovlfs differs on purpose or the kernel is the odd one out (tests/fuzz/model.py): the
-# fuzzer brings the kernel side to ovlfs's designed outcome. These must pass.
+# Where ovlfs differs on purpose or the kernel is the odd one out (tests/difffuzz/model.py):
+# the fuzzer brings the kernel side to ovlfs's designed outcome. These must pass.
 MODELLED = {
     "dir-rename-lower": (
         [{"d": Dir({"x": "x", "s": {"y": "y"}}, mode=0o750, uid=3, xattrs={"user.d": "1"})}],

@@ -1,6 +1,6 @@
 """Read side of ovlfs: lookup, whiteouts, opaque directories, readdir, metadata, inode numbers,
 statfs, access, SEEK_DATA/SEEK_HOLE, xattrs, read-only mounts and layer confinement.
-Nothing in this file writes through a read-write mount (see docs: overlay-semantics.md)."""
+Nothing in this file writes through a read-write mount (see doc/semantics.md)."""
 import concurrent.futures
 import errno
 import mmap
@@ -136,7 +136,7 @@ def test_xwhiteout_hides_name_and_x_is_not_opaque(layers):
 
 def test_xwhiteout_needs_x_marked_parent(layers):
     """A zero-size file with overlay.whiteout in an unmarked directory is an ordinary file
-    (overlay-semantics.md: xwhiteouts live in a directory marked opaque="x"). Kernel 6.18 is
+    (doc/semantics.md rule 4: xwhiteouts live in a directory marked opaque="x"). Kernel 6.18 is
     inconsistent here (readdir lists it, lookup says ENOENT); ovlfs must at least agree with
     itself, and per the reference shows the file."""
     ls = layers(rw=False, lowers=[{"nd": {"z": XWhiteout()}}, {"nd": {"z": "below", "q": "q"}}])

@@ -320,8 +320,8 @@ def test_fd_opened_before_copy_up_reads_new_data(layers):
 
 @ovlfs_only
 def test_mapping_made_before_copy_up_sees_new_data(layers):
-    """overlay-semantics.md, top: 'so does a mapping' (gVisor's way; the kernel keeps the
-    lower pages, D44)."""
+    """doc/semantics.md, "ovlfs's choices": a mapping made before the copy-up shows the copy
+    too (gVisor's way; the kernel keeps the lower pages, D44)."""
     ls = layers(lowers=[{"a": "old data"}])
     with mount(ls) as m:
         with open(m / "a", "rb") as f, mmap.mmap(f.fileno(), 8, prot=mmap.PROT_READ) as mm:

@@ -5,7 +5,7 @@ skipped: the modelled step is compared (ovlfs against the modelled result) and t
 after it are compared like any other.
 
 1. Directory rename of a lower, merged or copied-up directory (rename, RENAME_NOREPLACE and
-   RENAME_EXCHANGE). The kernel answers EXDEV (no redirect_dir; overlay-semantics rule 31);
+   RENAME_EXCHANGE). The kernel answers EXDEV (no redirect_dir; doc/semantics.md rule 31);
    ovlfs follows gVisor (rule 32): the directory is copied up with its descendants, renamed on
    upper, made opaque, the whiteouts below it are dropped (nothing is below an opaque
    directory any more) and a whiteout is left at the source when a lower layer has the name.

@@ -20,7 +20,7 @@ Layout
   shrink.py  delta debugging of the steps and the layers; the reproduction printed as a
              `def test_...(tmp_path): replay(...)` for tests/test_fuzz.py (and as an S(...)
              scenario for test_differential_write.py when no modelled step is involved).
-  __main__   the command line (`make fuzz SECONDS=3600`, `python3 -m fuzz --help` in tests/).
+  __main__   the command line (`make fuzz SECONDS=3600`, `python3 -m difffuzz --help` in tests/).
 
 Compared: each step's result (value or errno name); the visible tree (types, modes, owners,
 sizes, content hashes, link targets, rdev, nlink, xattrs incl. escaped trusted.overlay.*,

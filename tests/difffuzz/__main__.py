@@ -1,6 +1,6 @@
 """Command line of the differential fuzzer (`make fuzz SECONDS=3600` runs it).
 
-    cd tests && /usr/bin/python3 -m fuzz [--seconds S] [--seed N | --first-seed N]
+    cd tests && /usr/bin/python3 -m difffuzz [--seconds S] [--seed N | --first-seed N]
                                           [--ops N] [--check-every K] [--no-shrink]
                                           [--out DIR] [--stop]
 
@@ -24,7 +24,7 @@ from .shrink import Shrinker, format_repro
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python3 -m fuzz", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python3 -m difffuzz", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60, help="run this long (default 60)")
     ap.add_argument("--seed", type=int, help="run this seed only")

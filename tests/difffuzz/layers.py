@@ -83,7 +83,7 @@ def _gen_dir(rng, kind, depth, prefix, out_files, xwh_dir=False):
             elif kind == "lower" and q < 0.22:
                 opaque, child_xwh = "x", True
             elif kind == "upper" and q < 0.15:
-                opaque = "yes"  # not exactly "y": not opaque (overlay-semantics rule 3)
+                opaque = "yes"  # not exactly "y": not opaque (doc/semantics.md rule 3)
             children = _gen_dir(rng, kind, depth + 1, rel, out_files, child_xwh)
             spec[name] = Dir(children=children, opaque=opaque, **meta)
             continue
