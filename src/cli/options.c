@@ -511,14 +511,14 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		ret = set_path(st, &cfg->workdir, name, val);
 		break;
 	case ACT_RO:
-		cfg->readonly = true;
+		cfg->params.readonly = true;
 		break;
 	case ACT_RW:
 		/* Last one wins, as with mount(8); without upperdir the mount stays read-only. */
-		cfg->readonly = false;
+		cfg->params.readonly = false;
 		break;
 	case ACT_FSYNC:
-		ret = set_flag01(st, name, val, &cfg->no_fsync, true);
+		ret = set_flag01(st, name, val, &cfg->params.no_fsync, true);
 		break;
 	case ACT_NOACL:
 		cfg->noacl = true;
@@ -536,7 +536,7 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		ret = set_flag01(st, name, val, &cfg->threaded, false);
 		break;
 	case ACT_VOLATILE:
-		cfg->no_fsync = true;
+		cfg->params.no_fsync = true;
 		break;
 	case ACT_DEBUG:
 		cfg->debug = true;
@@ -546,14 +546,14 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		cfg->kernel_cache = true;
 		break;
 	case ACT_USERXATTR:
-		cfg->userxattr = true;
+		cfg->params.userxattr = true;
 		break;
 	case ACT_WHITEOUT:
 		if (!in_choices(o->choices, val))
 			ret = fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
 				   val, name, o->choices);
 		else
-			cfg->whiteout = val[0] == 'a' ? 0 : val[0] == 'c' ? 1 : 2;
+			cfg->params.whiteout = val[0] == 'a' ? 0 : val[0] == 'c' ? 1 : 2;
 		break;
 	case ACT_IGNORE:
 		break;
@@ -734,7 +734,7 @@ static int finish(struct parse_state *st)
 	if (st->allow_other && st->allow_root)
 		return fail(st, "options 'allow_other' and 'allow_root' are mutually exclusive");
 	if (!cfg->upperdir)
-		cfg->readonly = true;
+		cfg->params.readonly = true;
 	cfg->fuse_opts = st->fuse.s;
 	st->fuse.s = NULL;
 	return OVL_ARGS_OK;
