@@ -50,4 +50,7 @@ int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen);
 
 void ovl_config_free(struct ovl_config *cfg);
 
+/* The names in the option table, in its order; NULL past the last (for tests). */
+const char *ovl_option_name(size_t i);
+
 #endif

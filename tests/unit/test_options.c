@@ -71,8 +71,8 @@ static int parse_list(struct ovl_config *cfg, char *err, size_t errlen, const ch
 static bool cfg_is_empty(const struct ovl_config *c)
 {
 	return !c->lowerdirs && !c->nlower && !c->upperdir && !c->workdir && !c->mountpoint &&
-	       !c->fuse_opts && !c->foreground && !c->debug && !c->single_thread && !c->params.readonly &&
-	       !c->params.no_fsync && !c->kernel_cache;
+	       !c->fuse_opts && !c->foreground && !c->debug && !c->single_thread &&
+	       !c->params.readonly && !c->params.no_fsync && !c->kernel_cache;
 }
 
 /* Parses args and expects exactly the error want, with cfg left empty. */
@@ -272,7 +272,8 @@ static void test_flags(struct tally *t)
 	CHECK(t, rc == OVL_ARGS_OK && cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,userxattr,whiteout=file", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.params.userxattr && cfg.params.whiteout == 2 && !cfg.fuse_opts);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.userxattr && cfg.params.whiteout == 2 &&
+		     !cfg.fuse_opts);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=chardev", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.userxattr && cfg.params.whiteout == 1);
@@ -623,6 +624,73 @@ static void test_help_version(struct tally *t)
 	rc = parse_captured(t, (const char *const[]){"/m", "-V", NULL}, out, sizeof(out));
 	CHECK(t, rc == OVL_ARGS_EXIT);
 	CHECK_STR(t, out, "ovlfs " OVLFS_VERSION "\n");
+}
+
+/*
+ * The mount options --help names: the leading name of each comma-separated item on the
+ * lines that name options (two spaces in; descriptions start further in), from the
+ * "Overlay options:" heading on. Returns how many, at most max.
+ */
+static size_t help_option_names(const char *help, char names[][48], size_t max)
+{
+	const char *line = strstr(help, "\nOverlay options:\n");
+	size_t n = 0;
+
+	for (; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		size_t len = strcspn(line, "\n"), end, off;
+
+		if (len < 3 || line[0] != ' ' || line[1] != ' ' || line[2] == ' ')
+			continue;
+		/* The names end where two spaces start the description. */
+		for (end = 2; end < len && !(line[end] == ' ' && line[end + 1] == ' '); end++)
+			;
+		for (off = 2; off < end && n < max;) {
+			size_t nl = strspn(line + off, "abcdefghijklmnopqrstuvwxyz0123456789_-*");
+			size_t item = off;
+
+			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)nl, line + off);
+			/* On to the next item, after ", ". */
+			while (item + 1 < end && !(line[item] == ',' && line[item + 1] == ' '))
+				item++;
+			off = item + 2;
+		}
+	}
+	return n;
+}
+
+/* --help is made from the option table: every row is in it, and each name it lists parses. */
+static void test_help_matches_table(struct tally *t)
+{
+	static char names[256][48];
+	char out[8192], opt[128], err[512];
+	size_t n, i, j;
+	int rc;
+
+	rc = parse_captured(t, (const char *const[]){"--help", NULL}, out, sizeof(out));
+	CHECK(t, rc == OVL_ARGS_EXIT);
+	n = help_option_names(out, names, sizeof(names) / sizeof(names[0]));
+	for (i = 0; ovl_option_name(i); i++) {
+		for (j = 0; j < n && strcmp(names[j], ovl_option_name(i)); j++)
+			;
+		if (!check(t, j < n, ovl_option_name(i), __LINE__))
+			fprintf(stderr, "    in the option table, missing from --help\n");
+	}
+	CHECK(t, n >= i);
+	for (j = 0; j < n; j++) {
+		struct ovl_config cfg;
+		char *star;
+
+		/* x-* stands for any x-something (fstab's userspace options). */
+		snprintf(opt, sizeof(opt), "lowerdir=/l,%s", names[j]);
+		star = strchr(opt, '*');
+		if (star)
+			*star = 'y';
+		rc = PARSE(&cfg, err, "-o", opt, "/m");
+		if (!check(t, rc == OVL_ARGS_OK || strncmp(err, "unknown option", 14), names[j],
+			   __LINE__))
+			fprintf(stderr, "    named in --help, refused: %s\n", err);
+		ovl_config_free(&cfg);
+	}
 }
 
 static void test_parse_errors(struct tally *t)
@@ -1006,6 +1074,7 @@ int main(void)
 	test_fuse_opts(&t);
 	test_escapes(&t);
 	test_help_version(&t);
+	test_help_matches_table(&t);
 	test_parse_errors(&t);
 	if (setup(&t, &s)) {
 		test_validate_ok(&t, &s);
