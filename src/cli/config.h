@@ -5,30 +5,34 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine/engine.h" /* struct ovl_owner_opts */
+#include "engine/engine.h" /* struct ovl_fs_params, struct ovl_owner_opts */
 
 #define OVL_MAX_LOWER 500
 
 struct ovl_config {
+	/*
+	 * The engine's settings, set by the options directly (readonly, no_fsync, userxattr,
+	 * whiteout); ovl_fs_new gets &params. Its path and owner pointers borrow what this
+	 * struct owns below and are filled by main once validation made the paths canonical.
+	 */
+	struct ovl_fs_params params;
 	char **lowerdirs; /* absolute, canonical paths, top layer first */
 	int nlower;
 	char *upperdir; /* NULL for a read-only overlay */
 	char *workdir;	/* NULL exactly when upperdir is NULL */
 	char *mountpoint;
-	bool foreground;    /* -f */
-	bool debug;	    /* -d or -o debug: trace every request (implies foreground) */
-	bool single_thread; /* -s */
-	bool readonly;	    /* -o ro, or no upperdir */
-	bool no_fsync;	    /* -o fsync=0 or volatile: fsync is a no-op */
-	bool writeback;	    /* -o writeback=1: the kernel's writeback cache */
-	bool passthrough;   /* -o passthrough=1: FUSE passthrough of open upper files */
-	bool uring;	    /* -o uring=1: requests over io_uring where the kernel allows */
-	bool noacl;	    /* -o noacl: the kernel checks mode bits only, no POSIX ACLs */
-	bool threaded;	    /* -o threaded=1: libfuse's multi-threaded loop */
-	bool kernel_cache;  /* -o kernel_cache (libfuse's low level rejects it) */
-	struct ovl_owner_opts owner; /* uidmapping=, squash_to_*=, xattr_permissions= */
-	bool userxattr;		     /* -o userxattr: markers under user.overlay.* */
-	int whiteout;		     /* -o whiteout=: 0 auto, 1 chardev, 2 file (OVL_WHITEOUT_*) */
+	/* What the front end and the command line do (options.c's table says which option
+	 * sets which field). */
+	bool foreground;	     /* stay attached to the terminal */
+	bool debug;		     /* trace every request (implies foreground) */
+	bool single_thread;	     /* one thread serves /dev/fuse */
+	bool writeback;		     /* the kernel's writeback cache */
+	bool passthrough;	     /* FUSE passthrough of open upper files */
+	bool uring;		     /* requests over io_uring where the kernel allows */
+	bool noacl;		     /* the kernel checks mode bits only, no POSIX ACLs */
+	bool threaded;		     /* libfuse's multi-threaded loop */
+	bool kernel_cache;	     /* recorded only: libfuse's low level rejects the option */
+	struct ovl_owner_opts owner; /* what params.owner points to */
 	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
 	char *fuse_opts;
 };
@@ -45,5 +49,8 @@ int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, siz
 int ovl_validate_config(struct ovl_config *cfg, char *err, size_t errlen);
 
 void ovl_config_free(struct ovl_config *cfg);
+
+/* The names in the option table, in its order; NULL past the last (for tests). */
+const char *ovl_option_name(size_t i);
 
 #endif

@@ -46,7 +46,7 @@ static char *mount_options(const struct ovl_config *cfg)
 		base = geteuid() == 0 ? "default_permissions,noatime,suid,dev"
 				      : "default_permissions,noatime";
 	if (asprintf(&opts, "%s%s%s%s%s%s", base, has_fsname ? "" : ",fsname=ovlfs",
-		     has_subtype ? "" : ",subtype=ovlfs", cfg->readonly ? ",ro" : "",
+		     has_subtype ? "" : ",subtype=ovlfs", cfg->params.readonly ? ",ro" : "",
 		     cfg->fuse_opts ? "," : "", cfg->fuse_opts ? cfg->fuse_opts : "") < 0)
 		return NULL;
 	return opts;
@@ -194,25 +194,21 @@ int main(int argc, char **argv)
 	umask(0);
 	raise_fd_limit(cfg.debug);
 
-	struct ovl_fs_params params = {
-	    .lowerdirs = (const char *const *)cfg.lowerdirs,
-	    .nlower = cfg.nlower,
-	    .upperdir = cfg.upperdir,
-	    .workdir = cfg.workdir,
-	    .readonly = cfg.readonly,
-	    .no_fsync = cfg.no_fsync,
-	    .owner = &cfg.owner,
-	    .userxattr = cfg.userxattr,
-	    .whiteout = cfg.whiteout,
-	    .attr_changed = ovl_fuse_attr_changed,
-	};
-	int e = ovl_fs_new(&params, &fs);
+	/* The options set the engine's settings in cfg.params; it borrows cfg's paths (canonical
+	 * since validation) and ownership options, and calls the front end back. */
+	cfg.params.lowerdirs = (const char *const *)cfg.lowerdirs;
+	cfg.params.nlower = cfg.nlower;
+	cfg.params.upperdir = cfg.upperdir;
+	cfg.params.workdir = cfg.workdir;
+	cfg.params.owner = &cfg.owner;
+	cfg.params.attr_changed = ovl_fuse_attr_changed;
+	int e = ovl_fs_new(&cfg.params, &fs);
 	if (e) {
 		ovl_log(LOG_ERR, "cannot open the layers: %s", strerror(-e));
 		ovl_config_free(&cfg);
 		return 1;
 	}
-	if (cfg.upperdir && !cfg.readonly) {
+	if (cfg.upperdir && !cfg.params.readonly) {
 		bool ux, fw;
 		ovl_fs_format(fs, &ux, &fw);
 		ovl_log(ux || fw ? LOG_NOTICE : LOG_INFO, "layer format: %s markers, %s whiteouts",

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,8 @@
 #define OVLFS_VERSION "0.1.0"
 #endif
 
-static const char usage_text[] =
+/* The help before the mount options; those are listed from opt_table (print_help). */
+static const char usage_head[] =
     "usage: ovlfs [OPTIONS] [SOURCE] MOUNTPOINT\n"
     "       ovlfs export UPPERDIR [-o FILE|-] [-z]   (an upper layer as an OCI layer tar)\n"
     "       ovlfs diff UPPERDIR [LOWERDIR...]       (its changes: A|C|D /path)\n"
@@ -26,185 +28,71 @@ static const char usage_text[] =
     "  -d, -o debug           trace every request (implies -f)\n"
     "  -s                     single-threaded\n"
     "  -h, --help             print this help and exit\n"
-    "  -V, --version          print the version and exit\n"
-    "\n"
-    "Overlay options:\n"
-    "  lowerdir=DIR[:DIR...]  lower layers, top first (required; '\\:' is a literal colon)\n"
-    "  upperdir=DIR           writable layer (needs workdir)\n"
-    "  workdir=DIR            scratch directory on the same mount as upperdir\n"
-    "  ro                     mount read-only\n"
-    "  rw                     mount read-write (the default when upperdir is given)\n"
-    "  fsync=0|1              fsync=0 makes fsync a no-op\n"
-    "  volatile               same as fsync=0\n"
-    "  kernel_cache           keep the kernel page cache across opens\n"
-    "  writeback=0|1          the kernel's writeback cache (default 0; see ovlfs(1))\n"
-    "  passthrough=0|1        reads and writes of open upper files go straight to the\n"
-    "                         layer file (FUSE passthrough, Linux 6.9+, as root; default 1)\n"
-    "  uring=0|1              requests over io_uring, a queue per CPU (Linux 6.14+, with\n"
-    "                         /sys/module/fuse/parameters/enable_uring Y; default 0)\n"
-    "  noacl                  ignore POSIX ACLs in permission checks (mode bits only)\n"
-    "  threaded=0|1           1: libfuse's multi-threaded loop instead of one loop with\n"
-    "                         workers for long requests (default 0; see ovlfs(1))\n"
-    "  userxattr              overlay markers under user.overlay.* (rootless; chosen\n"
-    "                         by itself when trusted.* cannot be set)\n"
-    "  whiteout=auto|chardev|file  whiteouts as 0/0 devices or OCI .wh. files\n"
-    "                         (default auto: chardev where mknod is permitted)\n"
-    "\n"
-    "Ownership as the mount shows it (see ovlfs(1)):\n"
-    "  uidmapping=DISK:SHOWN:LEN[:...], gidmapping=DISK:SHOWN:LEN[:...]\n"
-    "                         show on-disk IDs DISK.. as SHOWN.. (unmapped: 65534)\n"
-    "  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
-    "                         show every object owned by 0 or N; chown always succeeds\n"
-    "  xattr_permissions=0|1|2  keep owner and mode in an xattr: 1 security.*, 2 user.*\n"
-    "\n"
-    "FUSE options passed to libfuse:\n"
-    "  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME,\n"
-    "  suid, nosuid, dev, nodev, exec, noexec, atime, noatime, sync, async,\n"
-    "  dirsync, auto_unmount, max_read=N\n"
-    "\n"
-    "Accepted for compatibility and ignored:\n"
-    "  timeout=, fast_ino=, static_nlink,\n"
-    "  redirect_dir=off, context=, sync=, fast_ino_check=, xino=off|auto|on,\n"
-    "  noxattrs=0, defaults, diratime, nodiratime, relatime,\n"
-    "  norelatime, strictatime, max_write=, splice_read, splice_write,\n"
-    "  splice_move, no_splice_read, no_splice_write, no_splice_move, clone_fd,\n"
-    "  max_idle_threads=, lazytime, nolazytime, iversion, noiversion,\n"
-    "  nostrictatime, mand, nomand, comment=, x-*\n"
-    "\n"
-    "Recognised but not supported yet:\n"
-    "  plugins=, ino32_t, noxattrs=1\n";
+    "  -V, --version          print the version and exit\n";
 
-enum opt_kind {
-	OPT_FLAG,  /* bare name only */
-	OPT_VALUE, /* name=value only */
-	OPT_EITHER,
+/* How a mount option is written. */
+enum opt_form {
+	FORM_BARE,  /* name only */
+	FORM_VALUE, /* name=value only */
+	FORM_EITHER,
 };
 
-enum opt_action {
-	ACT_LOWERDIR,
-	ACT_UPPERDIR,
-	ACT_WORKDIR,
-	ACT_RO,
-	ACT_RW,
-	ACT_FSYNC,
-	ACT_WRITEBACK,
-	ACT_PASSTHROUGH,
-	ACT_URING,
-	ACT_NOACL,
-	ACT_THREADED,
-	ACT_VOLATILE,
-	ACT_DEBUG,
-	ACT_KERNEL_CACHE,
-	ACT_IGNORE,
-	ACT_CHOICE, /* ignored, but the value must be one of choices */
-	ACT_REDIRECT_DIR,
-	ACT_NOXATTRS,
-	ACT_OWNER, /* ownership options: idmap.c */
-	ACT_UNSUPPORTED,
-	ACT_FUSE,
-	ACT_SYNC, /* bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored */
-	ACT_ALLOW_OTHER,
-	ACT_ALLOW_ROOT,
-	ACT_USERXATTR,
-	ACT_WHITEOUT,
+/* What a mount option does; the columns of its row say with what. */
+enum opt_type {
+	OPT_SET,	 /* stores .num in the bool at .field */
+	OPT_BOOL01,	 /* name=0|1 into the bool at .field; with .num 1, 0 sets it (fsync=0) */
+	OPT_CHOICE,	 /* name=one of .values: the value's index into the int at .field */
+	OPT_PATH,	 /* a non-empty value, copied into the char * at .field */
+	OPT_IGNORE,	 /* accepted; a value must be one of .values when the row has them */
+	OPT_FUSE,	 /* passed on to libfuse */
+	OPT_UNSUPPORTED, /* refused as not supported yet */
+	OPT_CALL,	 /* .parse does what no column can say */
 };
+
+/* Where --help lists a mount option. */
+enum opt_section { SEC_OVERLAY, SEC_OWNER, SEC_FUSE, SEC_IGNORED, SEC_UNSUPPORTED, SEC_COUNT };
+
+struct parse_state;
+struct opt_spec;
+/* value is NULL for a bare option; unescaped unless the row asks for it .raw. */
+typedef int (*opt_parse_fn)(struct parse_state *st, const struct opt_spec *o, const char *value);
 
 struct opt_spec {
 	const char *name;
-	enum opt_kind kind;
-	enum opt_action act;
-	const char *choices; /* '|'-separated, for ACT_CHOICE */
+	enum opt_section section;
+	/*
+	 * One line of --help. In the sections that list options one per line, a row without
+	 * it shares the next row's line (uidmapping=, gidmapping=); in the comma-separated
+	 * sections it is a note in parentheses, mostly absent.
+	 */
+	const char *help;
+	enum opt_form form;
+	enum opt_type type;
+	size_t field;	    /* offset in struct ovl_config of what the option sets */
+	int num;	    /* OPT_SET: the value stored; OPT_BOOL01: 1 when 0 sets the flag */
+	const char *values; /* '|'-separated allowed values, or what --help shows after '=' */
+	opt_parse_fn parse; /* OPT_CALL */
+	bool raw;	    /* .parse gets the value with its escapes (lowerdir splits on '\:') */
 };
 
-static const struct opt_spec opt_table[] = {
-    {"lowerdir", OPT_VALUE, ACT_LOWERDIR, NULL},
-    {"upperdir", OPT_VALUE, ACT_UPPERDIR, NULL},
-    {"workdir", OPT_VALUE, ACT_WORKDIR, NULL},
-    {"ro", OPT_FLAG, ACT_RO, NULL},
-    {"rw", OPT_FLAG, ACT_RW, NULL},
-    {"fsync", OPT_VALUE, ACT_FSYNC, NULL},
-    {"volatile", OPT_FLAG, ACT_VOLATILE, NULL},
-    {"debug", OPT_FLAG, ACT_DEBUG, NULL},
-    /* libfuse's low-level session rejects kernel_cache; the engine applies it per open. */
-    {"kernel_cache", OPT_FLAG, ACT_KERNEL_CACHE, NULL},
-    /* On-disk format (rootless and image layers). */
-    {"userxattr", OPT_FLAG, ACT_USERXATTR, NULL},
-    {"whiteout", OPT_VALUE, ACT_WHITEOUT, "auto|chardev|file"},
+/* The offset of config field f, which must have type T (a mistyped row fails to build). */
+#define FIELD_OF(f, T)                                                                             \
+	(offsetof(struct ovl_config, f) + 0 * sizeof(_Generic(((struct ovl_config *)0)->f, T : 1)))
 
-    /* fuse-overlayfs tunables that ovlfs does differently. */
-    {"timeout", OPT_VALUE, ACT_IGNORE, NULL},
-    {"threaded", OPT_VALUE, ACT_THREADED, NULL},
-    {"fast_ino", OPT_VALUE, ACT_IGNORE, NULL},
-    {"writeback", OPT_VALUE, ACT_WRITEBACK, NULL},
-    {"passthrough", OPT_VALUE, ACT_PASSTHROUGH, NULL},
-    {"uring", OPT_VALUE, ACT_URING, NULL},
-    {"noacl", OPT_FLAG, ACT_NOACL, NULL},
-    {"static_nlink", OPT_FLAG, ACT_IGNORE, NULL},
-    {"redirect_dir", OPT_VALUE, ACT_REDIRECT_DIR, NULL},
-    {"context", OPT_VALUE, ACT_IGNORE, NULL},
-    {"sync", OPT_EITHER, ACT_SYNC, NULL},
-    {"fast_ino_check", OPT_VALUE, ACT_IGNORE, NULL},
-    {"xino", OPT_VALUE, ACT_CHOICE, "off|auto|on"},
-    {"noxattrs", OPT_EITHER, ACT_NOXATTRS, NULL},
-
-    /* Ownership as the mount shows it (src/idmap.c, src/owner.c). */
-    {"uidmapping", OPT_VALUE, ACT_OWNER, NULL},
-    {"gidmapping", OPT_VALUE, ACT_OWNER, NULL},
-    {"squash_to_root", OPT_FLAG, ACT_OWNER, NULL},
-    {"squash_to_uid", OPT_VALUE, ACT_OWNER, NULL},
-    {"squash_to_gid", OPT_VALUE, ACT_OWNER, NULL},
-    {"xattr_permissions", OPT_VALUE, ACT_OWNER, NULL},
-
-    {"plugins", OPT_VALUE, ACT_UNSUPPORTED, NULL},
-    {"ino32_t", OPT_FLAG, ACT_UNSUPPORTED, NULL},
-
-    {"allow_other", OPT_FLAG, ACT_ALLOW_OTHER, NULL},
-    {"allow_root", OPT_FLAG, ACT_ALLOW_ROOT, NULL},
-    {"default_permissions", OPT_FLAG, ACT_FUSE, NULL},
-    {"fsname", OPT_VALUE, ACT_FUSE, NULL},
-    {"subtype", OPT_VALUE, ACT_FUSE, NULL},
-    {"suid", OPT_FLAG, ACT_FUSE, NULL},
-    {"nosuid", OPT_FLAG, ACT_FUSE, NULL},
-    {"dev", OPT_FLAG, ACT_FUSE, NULL},
-    {"nodev", OPT_FLAG, ACT_FUSE, NULL},
-    {"exec", OPT_FLAG, ACT_FUSE, NULL},
-    {"noexec", OPT_FLAG, ACT_FUSE, NULL},
-    {"atime", OPT_FLAG, ACT_FUSE, NULL},
-    {"noatime", OPT_FLAG, ACT_FUSE, NULL},
-    {"async", OPT_FLAG, ACT_FUSE, NULL},
-    {"dirsync", OPT_FLAG, ACT_FUSE, NULL},
-    {"auto_unmount", OPT_FLAG, ACT_FUSE, NULL},
-    {"max_read", OPT_VALUE, ACT_FUSE, NULL},
-
-    /*
-     * Mount options libfuse 3.14 refuses ("unknown option") although users and
-     * mount.fuse3 pass them (it forwards "defaults" and "relatime" from fstab).
-     */
-    {"defaults", OPT_FLAG, ACT_IGNORE, NULL},
-    {"diratime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"nodiratime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"relatime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"norelatime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"strictatime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"max_write", OPT_VALUE, ACT_IGNORE, NULL},
-    {"splice_read", OPT_FLAG, ACT_IGNORE, NULL},
-    {"splice_write", OPT_FLAG, ACT_IGNORE, NULL},
-    {"splice_move", OPT_FLAG, ACT_IGNORE, NULL},
-    {"no_splice_read", OPT_FLAG, ACT_IGNORE, NULL},
-    {"no_splice_write", OPT_FLAG, ACT_IGNORE, NULL},
-    {"no_splice_move", OPT_FLAG, ACT_IGNORE, NULL},
-    {"clone_fd", OPT_FLAG, ACT_IGNORE, NULL},
-    {"max_idle_threads", OPT_VALUE, ACT_IGNORE, NULL},
-    /* mount(8) and mount.fuse3 pass these on from the command line or fstab. */
-    {"lazytime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"nolazytime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"iversion", OPT_FLAG, ACT_IGNORE, NULL},
-    {"noiversion", OPT_FLAG, ACT_IGNORE, NULL},
-    {"nostrictatime", OPT_FLAG, ACT_IGNORE, NULL},
-    {"mand", OPT_FLAG, ACT_IGNORE, NULL},
-    {"nomand", OPT_FLAG, ACT_IGNORE, NULL},
-    {"comment", OPT_VALUE, ACT_IGNORE, NULL},
-};
+/* The kinds of row: the columns each kind uses, so that a row names only its own. */
+#define SETS(f, v) .form = FORM_BARE, .type = OPT_SET, .field = FIELD_OF(f, bool), .num = (v)
+#define SETS_01(f, invert)                                                                         \
+	.form = FORM_VALUE, .type = OPT_BOOL01, .field = FIELD_OF(f, bool), .num = (invert),       \
+	.values = "0|1"
+#define SETS_CHOICE(f, choices)                                                                    \
+	.form = FORM_VALUE, .type = OPT_CHOICE, .field = FIELD_OF(f, int), .values = (choices)
+#define SETS_PATH(f, shown)                                                                        \
+	.form = FORM_VALUE, .type = OPT_PATH, .field = FIELD_OF(f, char *), .values = (shown)
+#define IGNORED(form_) .form = (form_), .type = OPT_IGNORE
+#define IGNORED_UNLESS(choices) .form = FORM_VALUE, .type = OPT_IGNORE, .values = (choices)
+#define TO_LIBFUSE(form_, shown) .form = (form_), .type = OPT_FUSE, .values = (shown)
+#define UNSUPPORTED(form_) .form = (form_), .type = OPT_UNSUPPORTED
+#define CALLS(fn, form_, shown) .form = (form_), .type = OPT_CALL, .parse = (fn), .values = (shown)
 
 /* Growable string for the libfuse option list. */
 struct sbuf {
@@ -419,51 +307,409 @@ static int add_fuse_opt(struct parse_state *st, const char *name, const char *va
 	return OVL_ARGS_OK;
 }
 
-static bool in_choices(const char *choices, const char *v)
+/* The index of v among the '|'-separated choices, or -1. */
+static int choice_index(const char *choices, const char *v)
 {
 	size_t vl = strlen(v);
 	const char *p = choices;
+	int i;
 
-	while (*p) {
+	for (i = 0; *p; i++) {
 		size_t l = strcspn(p, "|");
 
 		if (l == vl && strncmp(p, v, l) == 0)
-			return true;
+			return i;
 		p += l;
 		if (*p == '|')
 			p++;
 	}
-	return false;
+	return -1;
+}
+
+/* The special options: what each does is more than storing its value. */
+
+static int opt_lowerdir(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)o;
+	return parse_lowerdir(st, value);
+}
+
+static int opt_debug(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)o;
+	(void)value;
+	st->cfg->debug = true;
+	st->cfg->foreground = true;
+	return OVL_ARGS_OK;
+}
+
+static int opt_redirect_dir(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)o;
+	/* ovlfs renames directories without redirects, which is what "off" asks. */
+	if (strcmp(value, "off"))
+		return fail(st,
+			    "option 'redirect_dir=%s' is not supported by ovlfs (only "
+			    "redirect_dir=off)",
+			    value);
+	return OVL_ARGS_OK;
+}
+
+static int opt_noxattrs(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)o;
+	/*
+	 * fuse-overlayfs silently ignores a bare "noxattrs" (its issue #479);
+	 * whoever writes it wants xattrs off, which we cannot do yet.
+	 */
+	if (!value || !strcmp(value, "1"))
+		return fail(st, "option 'noxattrs' is not supported by ovlfs yet");
+	if (strcmp(value, "0"))
+		return fail(st, "invalid value '%s' for option 'noxattrs' (expected 0 or 1)",
+			    value);
+	return OVL_ARGS_OK;
+}
+
+/* Ownership options: the engine's parser (idmap.c) fills cfg->owner. */
+static int opt_owner(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	if (ovl_owner_opt(&st->cfg->owner, o->name, value ? value : "", st->err, st->errlen) < 0)
+		return OVL_ARGS_ERROR;
+	return OVL_ARGS_OK;
+}
+
+/* allow_other and allow_root go to libfuse; finish() refuses both at once. */
+static int opt_allow_other(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)value;
+	st->allow_other = true;
+	return add_fuse_opt(st, o->name, NULL);
+}
+
+static int opt_allow_root(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)value;
+	st->allow_root = true;
+	return add_fuse_opt(st, o->name, NULL);
+}
+
+/* Bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored. */
+static int opt_sync(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	if (!value)
+		return add_fuse_opt(st, o->name, NULL);
+	return OVL_ARGS_OK;
+}
+
+/* whiteout= stores the index of its value among "auto|chardev|file". */
+_Static_assert(OVL_WHITEOUT_AUTO == 0 && OVL_WHITEOUT_CHARDEV == 1 && OVL_WHITEOUT_FILE == 2,
+	       "whiteout= choices in the order of OVL_WHITEOUT_*");
+
+/*
+ * Every mount option, in the order --help lists them. Adding one that sets a field takes a
+ * row here, the field (struct ovl_config, or the engine's struct ovl_fs_params inside it)
+ * and the code that reads it.
+ */
+static const struct opt_spec opt_table[] = {
+    {"lowerdir", SEC_OVERLAY, "lower layers, top first (required; '\\:' is a literal colon)",
+     CALLS(opt_lowerdir, FORM_VALUE, "DIR[:DIR...]"), .raw = true},
+    {"upperdir", SEC_OVERLAY, "writable layer (needs workdir)", SETS_PATH(upperdir, "DIR")},
+    {"workdir", SEC_OVERLAY, "scratch directory on the same mount as upperdir",
+     SETS_PATH(workdir, "DIR")},
+    {"ro", SEC_OVERLAY, "mount read-only", SETS(params.readonly, true)},
+    /* Last one wins, as with mount(8); without upperdir the mount stays read-only. */
+    {"rw", SEC_OVERLAY, "mount read-write (the default when upperdir is given)",
+     SETS(params.readonly, false)},
+    {"fsync", SEC_OVERLAY, "fsync=0 makes fsync a no-op", SETS_01(params.no_fsync, true)},
+    {"volatile", SEC_OVERLAY, "same as fsync=0", SETS(params.no_fsync, true)},
+    {"debug", SEC_OVERLAY, "same as -d: trace every request (implies -f)",
+     CALLS(opt_debug, FORM_BARE, NULL)},
+    /* libfuse's low-level session rejects kernel_cache. */
+    {"kernel_cache", SEC_OVERLAY, "keep the kernel page cache across opens",
+     SETS(kernel_cache, true)},
+    {"writeback", SEC_OVERLAY, "the kernel's writeback cache (default 0; see ovlfs(1))",
+     SETS_01(writeback, false)},
+    {"passthrough", SEC_OVERLAY,
+     "reads and writes of open upper files go straight to the layer file (FUSE "
+     "passthrough, Linux 6.9+, as root; default 1)",
+     SETS_01(passthrough, false)},
+    {"uring", SEC_OVERLAY,
+     "requests over io_uring, a queue per CPU (Linux 6.14+, with "
+     "/sys/module/fuse/parameters/enable_uring Y; default 0)",
+     SETS_01(uring, false)},
+    {"noacl", SEC_OVERLAY, "ignore POSIX ACLs in permission checks (mode bits only)",
+     SETS(noacl, true)},
+    {"threaded", SEC_OVERLAY,
+     "1: libfuse's multi-threaded loop instead of one loop with workers for long requests "
+     "(default 0; see ovlfs(1))",
+     SETS_01(threaded, false)},
+    /* On-disk format (rootless and image layers). */
+    {"userxattr", SEC_OVERLAY,
+     "overlay markers under user.overlay.* (rootless; chosen by itself when trusted.* "
+     "cannot be set)",
+     SETS(params.userxattr, true)},
+    {"whiteout", SEC_OVERLAY,
+     "whiteouts as 0/0 devices or OCI .wh. files (default auto: chardev where mknod is "
+     "permitted)",
+     SETS_CHOICE(params.whiteout, "auto|chardev|file")},
+
+    /* Ownership as the mount shows it (src/engine/idmap.c, owner.c). */
+    {"uidmapping", SEC_OWNER, NULL, CALLS(opt_owner, FORM_VALUE, "DISK:SHOWN:LEN[:...]")},
+    {"gidmapping", SEC_OWNER, "show on-disk IDs DISK.. as SHOWN.. (unmapped: 65534)",
+     CALLS(opt_owner, FORM_VALUE, "DISK:SHOWN:LEN[:...]")},
+    {"squash_to_root", SEC_OWNER, NULL, CALLS(opt_owner, FORM_BARE, NULL)},
+    {"squash_to_uid", SEC_OWNER, NULL, CALLS(opt_owner, FORM_VALUE, "N")},
+    {"squash_to_gid", SEC_OWNER, "show every object owned by 0 or N; chown always succeeds",
+     CALLS(opt_owner, FORM_VALUE, "N")},
+    {"xattr_permissions", SEC_OWNER, "keep owner and mode in an xattr: 1 security.*, 2 user.*",
+     CALLS(opt_owner, FORM_VALUE, "0|1|2")},
+
+    {"allow_other", SEC_FUSE, NULL, CALLS(opt_allow_other, FORM_BARE, NULL)},
+    {"allow_root", SEC_FUSE, NULL, CALLS(opt_allow_root, FORM_BARE, NULL)},
+    {"default_permissions", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"fsname", SEC_FUSE, NULL, TO_LIBFUSE(FORM_VALUE, "NAME")},
+    {"subtype", SEC_FUSE, NULL, TO_LIBFUSE(FORM_VALUE, "NAME")},
+    {"suid", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"nosuid", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"dev", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"nodev", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"exec", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"noexec", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"atime", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"noatime", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"sync", SEC_FUSE, "sync=N: ignored", CALLS(opt_sync, FORM_EITHER, NULL)},
+    {"async", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"dirsync", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"auto_unmount", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"max_read", SEC_FUSE, NULL, TO_LIBFUSE(FORM_VALUE, "N")},
+
+    /* fuse-overlayfs tunables that ovlfs does differently. */
+    {"timeout", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    {"fast_ino", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    {"static_nlink", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"redirect_dir", SEC_IGNORED, NULL, CALLS(opt_redirect_dir, FORM_VALUE, "off")},
+    {"context", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    {"fast_ino_check", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    {"xino", SEC_IGNORED, NULL, IGNORED_UNLESS("off|auto|on")},
+    {"noxattrs", SEC_IGNORED, "noxattrs=1: not supported yet",
+     CALLS(opt_noxattrs, FORM_EITHER, "0")},
+    /*
+     * Mount options libfuse 3.14 refuses ("unknown option") although users and
+     * mount.fuse3 pass them (it forwards "defaults" and "relatime" from fstab).
+     */
+    {"defaults", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"diratime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"nodiratime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"relatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"norelatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"strictatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"max_write", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    {"splice_read", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"splice_write", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"splice_move", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"no_splice_read", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"no_splice_write", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"no_splice_move", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"clone_fd", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"max_idle_threads", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+    /* mount(8) and mount.fuse3 pass these on from the command line or fstab. */
+    {"lazytime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"nolazytime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"iversion", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"noiversion", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"nostrictatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"mand", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"nomand", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
+    {"comment", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
+
+    {"plugins", SEC_UNSUPPORTED, NULL, UNSUPPORTED(FORM_VALUE)},
+    {"ino32_t", SEC_UNSUPPORTED, NULL, UNSUPPORTED(FORM_BARE)},
+};
+
+#define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+
+const char *ovl_option_name(size_t i)
+{
+	return i < NOPTS ? opt_table[i].name : NULL;
+}
+
+static const struct {
+	const char *title;
+	bool as_list;	  /* comma-separated, rather than one line per option */
+	const char *more; /* what the list accepts besides table rows */
+} help_sections[SEC_COUNT] = {
+    [SEC_OVERLAY] = {"Overlay options:", false, NULL},
+    [SEC_OWNER] = {"Ownership as the mount shows it (see ovlfs(1)):", false, NULL},
+    [SEC_FUSE] = {"FUSE options passed to libfuse:", true, NULL},
+    /* fstab's userspace options (x-systemd.*, ...): apply_opt accepts them by prefix. */
+    [SEC_IGNORED] = {"Accepted for compatibility and ignored:", true, "x-*"},
+    [SEC_UNSUPPORTED] = {"Recognised but not supported yet:", true, NULL},
+};
+
+/* As wide as the general options above. */
+enum { HELP_INDENT = 25, HELP_WIDTH = 86 };
+
+/* "name", "name=VALUES" or "name=": the option as --help shows it. */
+static void help_label(const struct opt_spec *o, char *buf, size_t len)
+{
+	if (o->form == FORM_BARE || (o->form == FORM_EITHER && !o->values))
+		snprintf(buf, len, "%s", o->name);
+	else
+		snprintf(buf, len, "%s=%s", o->name, o->values ? o->values : "");
+}
+
+/* Prints text from column col on, wrapped at spaces to HELP_WIDTH, then a newline. */
+static void print_wrapped(FILE *out, const char *text, size_t col)
+{
+	while (strlen(text) > HELP_WIDTH - col) {
+		size_t cut = HELP_WIDTH - col;
+
+		while (cut > 0 && text[cut] != ' ')
+			cut--;
+		if (cut == 0) /* one word longer than the line: let it overflow */
+			cut = strcspn(text, " ");
+		if (!text[cut])
+			break;
+		fprintf(out, "%.*s\n%*s", (int)cut, text, HELP_INDENT, "");
+		text += cut + 1;
+		col = HELP_INDENT;
+	}
+	fprintf(out, "%s\n", text);
+}
+
+/* One line per option: its names, then its help from column HELP_INDENT (or, after a long
+ * single name, from two spaces after it). */
+static void print_entry(FILE *out, const char *names, const char *help)
+{
+	size_t width = 2 + strlen(names);
+
+	if (width + 2 <= HELP_INDENT) {
+		fprintf(out, "  %-*s", HELP_INDENT - 2, names);
+		print_wrapped(out, help, HELP_INDENT);
+	} else if (!strchr(names, ',') && width + 2 + strcspn(help, " ") <= HELP_WIDTH) {
+		fprintf(out, "  %s  ", names);
+		print_wrapped(out, help, width + 2);
+	} else {
+		fprintf(out, "  %s\n%*s", names, HELP_INDENT, "");
+		print_wrapped(out, help, HELP_INDENT);
+	}
+}
+
+/* Appends item to a comma-separated list wrapped at HELP_WIDTH; *col is the line's length. */
+static void print_list_item(FILE *out, const char *item, size_t *col)
+{
+	size_t len = strlen(item);
+
+	if (*col == 0) {
+		fprintf(out, "  %s", item);
+		*col = 2 + len;
+	} else if (*col + 2 + len + 1 > HELP_WIDTH) {
+		fprintf(out, ",\n  %s", item);
+		*col = 2 + len;
+	} else {
+		fprintf(out, ", %s", item);
+		*col += 2 + len;
+	}
+}
+
+static void print_section(FILE *out, enum opt_section sec)
+{
+	char names[256] = "", item[128];
+	size_t i, col = 0;
+
+	fprintf(out, "\n%s\n", help_sections[sec].title);
+	for (i = 0; i < NOPTS; i++) {
+		const struct opt_spec *o = &opt_table[i];
+		size_t used = strlen(names);
+
+		if (o->section != sec)
+			continue;
+		help_label(o, item, sizeof(item));
+		if (help_sections[sec].as_list) {
+			if (o->help)
+				snprintf(item + strlen(item), sizeof(item) - strlen(item), " (%s)",
+					 o->help);
+			print_list_item(out, item, &col);
+			continue;
+		}
+		snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", item);
+		if (o->help) { /* else the next row's line names this one too */
+			print_entry(out, names, o->help);
+			names[0] = '\0';
+		}
+	}
+	if (help_sections[sec].more)
+		print_list_item(out, help_sections[sec].more, &col);
+	if (col)
+		fputc('\n', out);
+}
+
+/* --help: the general options, then every mount option of the table by section. */
+static int print_help(FILE *out)
+{
+	int sec;
+
+	fputs(usage_head, out);
+	for (sec = 0; sec < SEC_COUNT; sec++)
+		print_section(out, (enum opt_section)sec);
+	if (ferror(out) || fflush(out) == EOF)
+		return -1;
+	return 0;
 }
 
 static const struct opt_spec *find_opt(const char *name, size_t len)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++)
+	for (i = 0; i < NOPTS; i++)
 		if (strlen(opt_table[i].name) == len && strncmp(opt_table[i].name, name, len) == 0)
 			return &opt_table[i];
 	return NULL;
 }
 
-/* Applies one option; tok is the raw token (escapes intact), len bytes long. */
-
-/* A name=0|1 option; with invert, 0 sets the flag (fsync=0 means no fsync). */
-static int set_flag01(struct parse_state *st, const char *name, const char *val, bool *flag,
-		      bool invert)
+/* Does what row o says with value (NULL for a bare option). */
+static int apply_spec(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
-	if (strcmp(val, "0") && strcmp(val, "1"))
-		return fail(st, "invalid value '%s' for option '%s' (expected 0 or 1)", val, name);
-	*flag = (val[0] == '1') != invert;
-	return 0;
+	char *at = (char *)st->cfg + o->field;
+	const char *val = value ? value : "";
+	int choice;
+
+	switch (o->type) {
+	case OPT_SET:
+		*(bool *)at = o->num;
+		return OVL_ARGS_OK;
+	case OPT_BOOL01:
+		if (strcmp(val, "0") && strcmp(val, "1"))
+			return fail(st, "invalid value '%s' for option '%s' (expected 0 or 1)", val,
+				    o->name);
+		*(bool *)at = (val[0] == '1') != (o->num != 0);
+		return OVL_ARGS_OK;
+	case OPT_CHOICE:
+	case OPT_IGNORE:
+		choice = o->values && value ? choice_index(o->values, value) : 0;
+		if (choice < 0)
+			return fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
+				    val, o->name, o->values);
+		if (o->type == OPT_CHOICE)
+			*(int *)at = choice;
+		return OVL_ARGS_OK;
+	case OPT_PATH:
+		return set_path(st, (char **)at, o->name, val);
+	case OPT_FUSE:
+		return add_fuse_opt(st, o->name, value);
+	case OPT_UNSUPPORTED:
+		return fail(st, "option '%s' is not supported by ovlfs yet", o->name);
+	case OPT_CALL:
+		return o->parse(st, o, value);
+	}
+	return OVL_ARGS_OK;
 }
 
+/* Applies one option; tok is the raw token (escapes intact), len bytes long. */
 static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 {
-	struct ovl_config *cfg = st->cfg;
 	const struct opt_spec *o;
 	char *raw, *name, *value = NULL;
-	const char *val; /* value, or "" for a bare flag */
 	size_t nlen;
 	int ret = OVL_ARGS_OK;
 
@@ -488,122 +734,17 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		ret = fail(st, "unknown option '%s'", raw);
 		goto out;
 	}
-	if (o->kind == OPT_FLAG && value) {
+	if (o->form == FORM_BARE && value) {
 		ret = fail(st, "option '%s' does not take a value", name);
 		goto out;
 	}
-	if (o->kind == OPT_VALUE && !value) {
+	if (o->form == FORM_VALUE && !value) {
 		ret = fail(st, "option '%s' requires a value (%s=...)", name, name);
 		goto out;
 	}
-	if (value && o->act != ACT_LOWERDIR)
+	if (value && !o->raw)
 		unescape_in_place(value);
-	val = value ? value : "";
-
-	switch (o->act) {
-	case ACT_LOWERDIR:
-		ret = parse_lowerdir(st, val);
-		break;
-	case ACT_UPPERDIR:
-		ret = set_path(st, &cfg->upperdir, name, val);
-		break;
-	case ACT_WORKDIR:
-		ret = set_path(st, &cfg->workdir, name, val);
-		break;
-	case ACT_RO:
-		cfg->readonly = true;
-		break;
-	case ACT_RW:
-		/* Last one wins, as with mount(8); without upperdir the mount stays read-only. */
-		cfg->readonly = false;
-		break;
-	case ACT_FSYNC:
-		ret = set_flag01(st, name, val, &cfg->no_fsync, true);
-		break;
-	case ACT_NOACL:
-		cfg->noacl = true;
-		break;
-	case ACT_WRITEBACK:
-		ret = set_flag01(st, name, val, &cfg->writeback, false);
-		break;
-	case ACT_PASSTHROUGH:
-		ret = set_flag01(st, name, val, &cfg->passthrough, false);
-		break;
-	case ACT_URING:
-		ret = set_flag01(st, name, val, &cfg->uring, false);
-		break;
-	case ACT_THREADED:
-		ret = set_flag01(st, name, val, &cfg->threaded, false);
-		break;
-	case ACT_VOLATILE:
-		cfg->no_fsync = true;
-		break;
-	case ACT_DEBUG:
-		cfg->debug = true;
-		cfg->foreground = true;
-		break;
-	case ACT_KERNEL_CACHE:
-		cfg->kernel_cache = true;
-		break;
-	case ACT_USERXATTR:
-		cfg->userxattr = true;
-		break;
-	case ACT_WHITEOUT:
-		if (!in_choices(o->choices, val))
-			ret = fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
-				   val, name, o->choices);
-		else
-			cfg->whiteout = val[0] == 'a' ? 0 : val[0] == 'c' ? 1 : 2;
-		break;
-	case ACT_IGNORE:
-		break;
-	case ACT_CHOICE:
-		if (!in_choices(o->choices, val))
-			ret = fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
-				   val, name, o->choices);
-		break;
-	case ACT_REDIRECT_DIR:
-		/* ovlfs renames directories without redirects, which is what "off" asks. */
-		if (strcmp(val, "off"))
-			ret = fail(st,
-				   "option 'redirect_dir=%s' is not supported by ovlfs (only "
-				   "redirect_dir=off)",
-				   val);
-		break;
-	case ACT_NOXATTRS:
-		/*
-		 * fuse-overlayfs silently ignores a bare "noxattrs" (its issue #479);
-		 * whoever writes it wants xattrs off, which we cannot do yet.
-		 */
-		if (!value || !strcmp(value, "1"))
-			ret = fail(st, "option 'noxattrs' is not supported by ovlfs yet");
-		else if (strcmp(val, "0"))
-			ret = fail(st, "invalid value '%s' for option 'noxattrs' (expected 0 or 1)",
-				   val);
-		break;
-	case ACT_OWNER:
-		if (ovl_owner_opt(&cfg->owner, name, val, st->err, st->errlen) < 0)
-			ret = OVL_ARGS_ERROR;
-		break;
-	case ACT_UNSUPPORTED:
-		ret = fail(st, "option '%s' is not supported by ovlfs yet", name);
-		break;
-	case ACT_ALLOW_OTHER:
-		st->allow_other = true;
-		ret = add_fuse_opt(st, name, NULL);
-		break;
-	case ACT_ALLOW_ROOT:
-		st->allow_root = true;
-		ret = add_fuse_opt(st, name, NULL);
-		break;
-	case ACT_FUSE:
-		ret = add_fuse_opt(st, name, value);
-		break;
-	case ACT_SYNC:
-		if (!value)
-			ret = add_fuse_opt(st, name, NULL);
-		break;
-	}
+	ret = apply_spec(st, o, value);
 out:
 	free(raw);
 	return ret;
@@ -663,7 +804,7 @@ static int parse_short(struct parse_state *st, int argc, char **argv, int *i)
 			st->cfg->single_thread = true;
 			break;
 		case 'h':
-			if (print_stdout(usage_text) < 0)
+			if (print_help(stdout) < 0)
 				return fail(st, "cannot write the help text to stdout");
 			return OVL_ARGS_EXIT;
 		case 'V':
@@ -698,7 +839,7 @@ static int parse_argv(struct parse_state *st, int argc, char **argv)
 			only_positional = true;
 			ret = OVL_ARGS_OK;
 		} else if (!strcmp(a, "--help")) {
-			if (print_stdout(usage_text) < 0)
+			if (print_help(stdout) < 0)
 				return fail(st, "cannot write the help text to stdout");
 			return OVL_ARGS_EXIT;
 		} else if (!strcmp(a, "--version")) {
@@ -734,7 +875,7 @@ static int finish(struct parse_state *st)
 	if (st->allow_other && st->allow_root)
 		return fail(st, "options 'allow_other' and 'allow_root' are mutually exclusive");
 	if (!cfg->upperdir)
-		cfg->readonly = true;
+		cfg->params.readonly = true;
 	cfg->fuse_opts = st->fuse.s;
 	st->fuse.s = NULL;
 	return OVL_ARGS_OK;

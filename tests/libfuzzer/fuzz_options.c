@@ -105,7 +105,7 @@ static void check_ok(const struct ovl_config *cfg)
 	REQUIRE(!cfg->upperdir == !cfg->workdir);
 	REQUIRE(!cfg->upperdir || cfg->upperdir[0]);
 	REQUIRE(!cfg->workdir || cfg->workdir[0]);
-	REQUIRE(cfg->upperdir || cfg->readonly);
+	REQUIRE(cfg->upperdir || cfg->params.readonly);
 	REQUIRE(!cfg->debug || cfg->foreground);
 }
 

@@ -71,8 +71,8 @@ static int parse_list(struct ovl_config *cfg, char *err, size_t errlen, const ch
 static bool cfg_is_empty(const struct ovl_config *c)
 {
 	return !c->lowerdirs && !c->nlower && !c->upperdir && !c->workdir && !c->mountpoint &&
-	       !c->fuse_opts && !c->foreground && !c->debug && !c->single_thread && !c->readonly &&
-	       !c->no_fsync && !c->kernel_cache;
+	       !c->fuse_opts && !c->foreground && !c->debug && !c->single_thread &&
+	       !c->params.readonly && !c->params.no_fsync && !c->kernel_cache;
 }
 
 /* Parses args and expects exactly the error want, with cfg left empty. */
@@ -103,7 +103,7 @@ static void expect_ignored(struct tally *t, const char *opt, int line)
 	if (!check(t, rc == OVL_ARGS_OK, opt, line))
 		fprintf(stderr, "    error: %s\n", err);
 	check(t, cfg.fuse_opts == NULL, "ignored option not passed to libfuse", line);
-	check(t, !cfg.no_fsync && !cfg.debug && !cfg.foreground && !cfg.kernel_cache,
+	check(t, !cfg.params.no_fsync && !cfg.debug && !cfg.foreground && !cfg.kernel_cache,
 	      "ignored option sets nothing", line);
 	ovl_config_free(&cfg);
 }
@@ -158,8 +158,8 @@ static void test_basic(struct tally *t)
 	CHECK_STR(t, cfg.upperdir, "/u");
 	CHECK_STR(t, cfg.workdir, "/w");
 	CHECK_STR(t, cfg.mountpoint, "/m");
-	CHECK(t, !cfg.readonly && !cfg.foreground && !cfg.debug && !cfg.single_thread);
-	CHECK(t, !cfg.no_fsync && !cfg.kernel_cache && cfg.fuse_opts == NULL);
+	CHECK(t, !cfg.params.readonly && !cfg.foreground && !cfg.debug && !cfg.single_thread);
+	CHECK(t, !cfg.params.no_fsync && !cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 	/* Freeing twice is harmless: the first call zeroes the struct. */
 	ovl_config_free(&cfg);
@@ -170,7 +170,7 @@ static void test_basic(struct tally *t)
 	CHECK(t, rc == OVL_ARGS_OK);
 	CHECK_STR(t, cfg.mountpoint, "/m");
 	CHECK(t, cfg.nlower == 1 && cfg.upperdir == NULL && cfg.workdir == NULL);
-	CHECK(t, cfg.readonly);
+	CHECK(t, cfg.params.readonly);
 	CHECK_STR(t, cfg.fuse_opts, "dev,suid");
 	ovl_config_free(&cfg);
 
@@ -180,7 +180,7 @@ static void test_basic(struct tally *t)
 	CHECK(t, cfg.nlower == 1);
 	CHECK_STR(t, cfg.upperdir, "/u");
 	CHECK_STR(t, cfg.workdir, "/w");
-	CHECK(t, !cfg.readonly);
+	CHECK(t, !cfg.params.readonly);
 	ovl_config_free(&cfg);
 
 	/* A later lowerdir/upperdir replaces an earlier one. */
@@ -239,20 +239,20 @@ static void test_flags(struct tally *t)
 
 	/* ro, and ro overridden by a later rw. */
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,upperdir=/u,workdir=/w,ro", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.readonly && cfg.fuse_opts == NULL);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.readonly && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "ro,lowerdir=/l,upperdir=/u,workdir=/w,rw", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && !cfg.readonly && cfg.fuse_opts == NULL);
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.readonly && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,fsync=0", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.no_fsync);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.no_fsync);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,fsync=1", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && !cfg.no_fsync);
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.no_fsync);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,volatile", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.no_fsync);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.no_fsync);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,noacl", "/m");
 	CHECK(t, rc == OVL_ARGS_OK && cfg.noacl && cfg.fuse_opts == NULL);
@@ -272,13 +272,14 @@ static void test_flags(struct tally *t)
 	CHECK(t, rc == OVL_ARGS_OK && cfg.kernel_cache && cfg.fuse_opts == NULL);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,userxattr,whiteout=file", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.userxattr && cfg.whiteout == 2 && !cfg.fuse_opts);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.userxattr && cfg.params.whiteout == 2 &&
+		     !cfg.fuse_opts);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=chardev", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && !cfg.userxattr && cfg.whiteout == 1);
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.userxattr && cfg.params.whiteout == 1);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=file,whiteout=auto", "/m");
-	CHECK(t, rc == OVL_ARGS_OK && cfg.whiteout == 0);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.whiteout == 0);
 	ovl_config_free(&cfg);
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,whiteout=opaque", "/m");
 	CHECK(t, rc == OVL_ARGS_ERROR && strstr(err, "whiteout"));
@@ -494,7 +495,7 @@ static void test_fuse_opts(struct tally *t)
 	rc = PARSE(&cfg, err, "ovlfs", "/m", "-o",
 		   "rw,sync,relatime,nodiratime,lazytime,lowerdir=/l,upperdir=/u,workdir=/w,"
 		   "x-systemd.automount,comment=c,defaults,dev,suid");
-	CHECK(t, rc == OVL_ARGS_OK && !cfg.readonly);
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.readonly);
 	CHECK_STR(t, cfg.mountpoint, "/m");
 	CHECK_STR(t, cfg.fuse_opts, "sync,dev,suid");
 	ovl_config_free(&cfg);
@@ -623,6 +624,73 @@ static void test_help_version(struct tally *t)
 	rc = parse_captured(t, (const char *const[]){"/m", "-V", NULL}, out, sizeof(out));
 	CHECK(t, rc == OVL_ARGS_EXIT);
 	CHECK_STR(t, out, "ovlfs " OVLFS_VERSION "\n");
+}
+
+/*
+ * The mount options --help names: the leading name of each comma-separated item on the
+ * lines that name options (two spaces in; descriptions start further in), from the
+ * "Overlay options:" heading on. Returns how many, at most max.
+ */
+static size_t help_option_names(const char *help, char names[][48], size_t max)
+{
+	const char *line = strstr(help, "\nOverlay options:\n");
+	size_t n = 0;
+
+	for (; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		size_t len = strcspn(line, "\n"), end, off;
+
+		if (len < 3 || line[0] != ' ' || line[1] != ' ' || line[2] == ' ')
+			continue;
+		/* The names end where two spaces start the description. */
+		for (end = 2; end < len && !(line[end] == ' ' && line[end + 1] == ' '); end++)
+			;
+		for (off = 2; off < end && n < max;) {
+			size_t nl = strspn(line + off, "abcdefghijklmnopqrstuvwxyz0123456789_-*");
+			size_t item = off;
+
+			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)nl, line + off);
+			/* On to the next item, after ", ". */
+			while (item + 1 < end && !(line[item] == ',' && line[item + 1] == ' '))
+				item++;
+			off = item + 2;
+		}
+	}
+	return n;
+}
+
+/* --help is made from the option table: every row is in it, and each name it lists parses. */
+static void test_help_matches_table(struct tally *t)
+{
+	static char names[256][48];
+	char out[8192], opt[128], err[512];
+	size_t n, i, j;
+	int rc;
+
+	rc = parse_captured(t, (const char *const[]){"--help", NULL}, out, sizeof(out));
+	CHECK(t, rc == OVL_ARGS_EXIT);
+	n = help_option_names(out, names, sizeof(names) / sizeof(names[0]));
+	for (i = 0; ovl_option_name(i); i++) {
+		for (j = 0; j < n && strcmp(names[j], ovl_option_name(i)); j++)
+			;
+		if (!check(t, j < n, ovl_option_name(i), __LINE__))
+			fprintf(stderr, "    in the option table, missing from --help\n");
+	}
+	CHECK(t, n >= i);
+	for (j = 0; j < n; j++) {
+		struct ovl_config cfg;
+		char *star;
+
+		/* x-* stands for any x-something (fstab's userspace options). */
+		snprintf(opt, sizeof(opt), "lowerdir=/l,%s", names[j]);
+		star = strchr(opt, '*');
+		if (star)
+			*star = 'y';
+		rc = PARSE(&cfg, err, "-o", opt, "/m");
+		if (!check(t, rc == OVL_ARGS_OK || strncmp(err, "unknown option", 14), names[j],
+			   __LINE__))
+			fprintf(stderr, "    named in --help, refused: %s\n", err);
+		ovl_config_free(&cfg);
+	}
 }
 
 static void test_parse_errors(struct tally *t)
@@ -831,7 +899,7 @@ static void test_validate_ok(struct tally *t, const struct scratch *s)
 	expand(s, o, sizeof(o), "lowerdir=@/l1");
 	expand(s, want, sizeof(want), "@/m");
 	rc = PARSE(&cfg, err, "-o", o, want);
-	CHECK(t, rc == OVL_ARGS_OK && cfg.readonly);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.readonly);
 	rc = ovl_validate_config(&cfg, err, sizeof(err));
 	if (!CHECK(t, rc == 0))
 		fprintf(stderr, "    error: %s\n", err);
@@ -1006,6 +1074,7 @@ int main(void)
 	test_fuse_opts(&t);
 	test_escapes(&t);
 	test_help_version(&t);
+	test_help_matches_table(&t);
 	test_parse_errors(&t);
 	if (setup(&t, &s)) {
 		test_validate_ok(&t, &s);
