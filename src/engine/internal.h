@@ -3,25 +3,13 @@
 #define OVLFS_INTERNAL_H
 
 #include "engine.h"
+#include "format.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/sysmacros.h>
-
-#define OVL_XATTR_PREFIX "trusted.overlay."
-#define OVL_XATTR_OPAQUE OVL_XATTR_PREFIX "opaque"
-#define OVL_XATTR_WHITEOUT OVL_XATTR_PREFIX "whiteout"
-/* A caller's trusted.overlay.X is stored as trusted.overlay.overlay.X (kernel 6.7+). */
-#define OVL_XATTR_ESCAPED OVL_XATTR_PREFIX "overlay."
-/* The same markers under user.overlay. (the kernel's userxattr; ovlfs's rootless mode). */
-#define OVL_UXATTR_PREFIX "user.overlay."
-/* fuse-overlayfs's own namespace: its opaque mark is read, the whole prefix is hidden. */
-#define OVL_FXATTR_PREFIX "user.fuseoverlayfs."
-/* OCI image layers (and fuse-overlayfs without mknod): whiteouts as files. */
-#define OVL_WH_PREFIX ".wh."
-#define OVL_WH_OPAQUE ".wh..wh..opq"
 
 struct ovl_layer {
 	char *path;
@@ -152,7 +140,6 @@ int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int f
 uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
 void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino);
 void ovl_maps_free(struct ovl_fs *fs);
-bool ovl_is_whiteout_stat(const struct stat *st);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
@@ -241,14 +228,15 @@ void ovl_emit_dirents(struct ovl_fs *fs, struct ovl_node *dir, const struct ovl_
 struct ovl_listing;
 void ovl_listing_put(struct ovl_listing *l);
 
-/* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form. */
+/* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form, read from
+ * and written to layers (the names and pure checks: format.h). */
 struct ovl_fs_params;
 int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p);
-bool ovl_is_wh_name(const char *name);
 /* 1 if dfd holds .wh.<name>, 0 if not (or name is too long to have one), or -errno. */
 int ovl_has_wh_file(int dfd, const char *name);
-/* The opaque mark of directory dfd/name ("." for dfd itself): 'y', 'x' or 0. With
- * below, layers under this one would merge: the marks that only hide them are read too. */
+/* The opaque mark of directory dfd/name ("." for dfd itself): OVL_OPAQUE_YES,
+ * OVL_OPAQUE_XWHITEOUTS or 0. With below, layers under this one would merge: the marks that
+ * only hide them are read too. */
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
 int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
 /* A whiteout at dirfd/name; with replace, atomically over what is there (a non-directory). */
@@ -259,8 +247,6 @@ int ovl_whiteout_dir(struct ovl_fs *fs, int pdfd, const char *name, const char *
 int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name);
 /* After name was created over a .wh.<name> file: the file is no longer needed. */
 void ovl_drop_wh_file(int dfd, const char *name);
-/* Private marker xattrs: never shown, never copied up. */
-bool ovl_is_private_xattr(const struct ovl_fs *fs, const char *name);
 
 /* dir.c helpers used by rename.c */
 int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f);
@@ -296,9 +282,6 @@ int ovl_owner_copy_up(struct ovl_fs *fs, int layer, int sfd, int dirfd, const ch
 		      const struct stat *st, bool *done);
 bool ovl_owner_hidden_xattr(struct ovl_fs *fs, const char *name);
 size_t ovl_owner_filter_xattrs(struct ovl_fs *fs, char *list, size_t len);
-
-/* makedev(0, 0) with the type of st_rdev */
-#define OVL_WHITEOUT_DEV ((dev_t)0)
 
 #define OVL_PATH_MAX (PATH_MAX * 2)
 

@@ -169,15 +169,15 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 			f->st = st;
 			if (S_ISDIR(st.st_mode)) {
 				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == 'x' && !upper);
-				merging = op != 'y';
-				f->opaque = op == 'y';
+				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
+				merging = op != OVL_OPAQUE_YES;
+				f->opaque = op == OVL_OPAQUE_YES;
 			}
 		} else if (merging) {
 			if (!wh && S_ISDIR(st.st_mode)) {
 				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == 'x' && !upper);
-				merging = op != 'y';
+				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
+				merging = op != OVL_OPAQUE_YES;
 			} else {
 				merging = false;
 			}
