@@ -348,7 +348,7 @@ fail:
 	return err;
 }
 
-/* Caller holds the rename lock. */
+/* Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 {
 	int err = 0;

@@ -10,7 +10,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-/* A /proc path naming the node's object in layer (or its top layer if layer < 0). */
+/* A /proc path naming the node's object in layer (or its top layer if layer < 0).
+ * Preconditions: the rename lock. */
 static int object_path(struct ovl_fs *fs, struct ovl_node *node, int layer, int *fd, char *proc,
 		       size_t size)
 {
