@@ -114,9 +114,9 @@ static int lower_lookup(const struct lset *l, const char *name, struct lset *out
 			return fd;
 		}
 		int op = lw_lower_opaque(l->d[i].fd, name);
-		out->d[out->n++] = (struct lower_dir){.fd = fd, .xwh = op == 'x'};
+		out->d[out->n++] = (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
 		kind = 2;
-		if (op == 'y')
+		if (op == OVL_OPAQUE_YES)
 			break;
 	}
 	return kind;
@@ -318,7 +318,8 @@ int ovl_diff_main(int argc, char **argv)
 				break;
 			}
 			int op = lw_lower_opaque(fd, ".");
-			roots.d[roots.n++] = (struct lower_dir){.fd = fd, .xwh = op == 'x'};
+			roots.d[roots.n++] =
+			    (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
 		}
 	}
 	if (!r && !upper) {
