@@ -42,7 +42,7 @@ static void grow(struct ovl_fs *fs)
 
 /* Caller holds table_lock. Without memory the node stays unindexed: its aliases then keep
  * their caches until they expire, as before this index existed. */
-void ovl_alias_add_locked(struct ovl_fs *fs, struct ovl_node *node)
+void ovl_alias_add_table_locked(struct ovl_fs *fs, struct ovl_node *node)
 {
 	struct ovl_alias *a;
 
@@ -61,7 +61,7 @@ void ovl_alias_add_locked(struct ovl_fs *fs, struct ovl_node *node)
 }
 
 /* Caller holds table_lock (or is the only thread left). */
-void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node)
+void ovl_alias_del_table_locked(struct ovl_fs *fs, struct ovl_node *node)
 {
 	if (!atomic_load(&node->aliased) || !fs->aliases_size)
 		return;
@@ -79,7 +79,7 @@ void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node)
 }
 
 /* Caller holds table_lock. */
-static bool indexed_locked(struct ovl_fs *fs, uint64_t ino)
+static bool indexed_table_locked(struct ovl_fs *fs, uint64_t ino)
 {
 	if (!fs->aliases_count)
 		return false;
@@ -98,8 +98,8 @@ void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat 
 	    (st->st_nlink < 2 && !atomic_load(&fs->aliases_count)))
 		return;
 	pthread_mutex_lock(&fs->table_lock);
-	if (st->st_nlink >= 2 || indexed_locked(fs, node->ino))
-		ovl_alias_add_locked(fs, node);
+	if (st->st_nlink >= 2 || indexed_table_locked(fs, node->ino))
+		ovl_alias_add_table_locked(fs, node);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 

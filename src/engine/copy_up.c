@@ -118,7 +118,7 @@ int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst)
 	if (len < 0)
 		err = -errno;
 	for (char *n = names; !err && n < names + len; n += strlen(n) + 1) {
-		if (ovl_is_private_xattr(fs, n))
+		if (ovl_is_private_xattr(n, fs->userxattr))
 			continue;
 		ssize_t vlen = getxattr(src, n, NULL, 0);
 		if (vlen < 0) {
@@ -348,7 +348,7 @@ fail:
 	return err;
 }
 
-/* Caller holds the rename lock. */
+/* Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 {
 	int err = 0;

@@ -74,7 +74,8 @@ static int set_owner(struct ovl_fs *fs, int dirfd, const char *name, struct new_
 }
 
 /* Enters an object just made in parent's upper directory into the node table: it lives in
- * upper alone (over a whiteout, or where no lower layer has the name). */
+ * upper alone (over a whiteout, or where no lower layer has the name).
+ * Preconditions: the rename lock and parent's op lock. */
 static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int pdfd,
 		       struct ovl_node **node, struct stat *st)
 {
@@ -92,7 +93,7 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 }
 
 /* -EEXIST unless the name is free in the merged view; f tells whether upper whited it out.
- * Caller holds parent's op lock. */
+ * Preconditions: the rename lock and parent's op lock. */
 static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int pdfd,
 			struct ovl_found *f)
 {
@@ -113,7 +114,8 @@ static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *
 }
 
 /* Creates `name` in parent's upper directory. Over a whiteout, the object is built in the
- * work directory and swapped in, so that the whiteout is never missing. */
+ * work directory and swapped in, so that the whiteout is never missing.
+ * Preconditions: the rename lock; no op lock (parent is copied up, then its op lock taken). */
 static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct new_object *o, const struct ovl_cred *cred, struct ovl_node **node,
 		     struct stat *st)
@@ -383,7 +385,8 @@ int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct
 }
 
 /* Whether `name` in parent can be removed: it exists, has the right type, and a directory
- * is empty by the merged definition. Caller holds parent's op lock; f is filled. */
+ * is empty by the merged definition; f is filled.
+ * Preconditions: the rename lock and parent's op lock. */
 static int check_removable(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir,
 			   struct ovl_found *f)
 {

@@ -31,7 +31,8 @@ static bool name_vanished(struct ovl_fs *fs, struct ovl_node *node, int layer)
 	return gone;
 }
 
-/* Opens the node's layer file; O_DIRECT is dropped where the layer refuses it. */
+/* Opens the node's layer file; O_DIRECT is dropped where the layer refuses it.
+ * Preconditions: the rename lock. */
 static int open_layer_file(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)
 {
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECTORY);

@@ -16,30 +16,17 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-/* The record on the upper root: "whiteout=file" or "whiteout=chardev". Under user.overlay.
- * it also means userxattr. Only written when the format is not the kernel's default. */
-#define REC_TRUSTED OVL_XATTR_PREFIX "ovlfs"
-#define REC_USER OVL_UXATTR_PREFIX "ovlfs"
-
-static const size_t wh_len = sizeof(OVL_WH_PREFIX) - 1;
-
-bool ovl_is_wh_name(const char *name)
-{
-	return strncmp(name, OVL_WH_PREFIX, wh_len) == 0;
-}
-
-static int wh_name(const char *name, char *buf, size_t size)
-{
-	int n = snprintf(buf, size, OVL_WH_PREFIX "%s", name);
-	return n < 0 || (size_t)n >= size || (size_t)n > NAME_MAX ? -ENAMETOOLONG : 0;
-}
+/* The record on the upper root: OVL_FORMAT_WH_FILE or _CHARDEV. Under user.overlay. it also
+ * means userxattr. Only written when the format is not the kernel's default. */
+#define REC_TRUSTED OVL_XATTR_PREFIX OVL_X_FORMAT
+#define REC_USER OVL_UXATTR_PREFIX OVL_X_FORMAT
 
 int ovl_has_wh_file(int dfd, const char *name)
 {
 	char wh[NAME_MAX + 8];
 	struct stat st;
 
-	if (wh_name(name, wh, sizeof(wh)) < 0)
+	if (ovl_wh_name(name, wh, sizeof(wh)) < 0)
 		return 0; /* no such name can exist */
 	if (fstatat(dfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 1;
@@ -50,9 +37,7 @@ static int mark_value(int dfd, const char *name, const char *xname)
 {
 	char v;
 
-	if (ovl_getxattr_at(dfd, name, xname, &v, 1) == 1 && (v == 'y' || v == 'x'))
-		return v;
-	return 0;
+	return ovl_opaque_value(&v, ovl_getxattr_at(dfd, name, xname, &v, 1));
 }
 
 #ifndef SYS_listxattrat
@@ -86,7 +71,7 @@ static int listed_marks(int dfd, const char *name, const char *const *marks, int
 
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 {
-	const char *const marks[] = {OVL_XATTR_OPAQUE, fs->x_opaque, OVL_FXATTR_PREFIX "opaque"};
+	const char *const marks[] = {OVL_XATTR_OPAQUE, fs->x_opaque, OVL_FXATTR_OPAQUE};
 	char path[NAME_MAX + sizeof(OVL_WH_OPAQUE) + 2];
 	int has = listed_marks(dfd, name, marks, 3);
 	struct stat st;
@@ -94,21 +79,22 @@ int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 
 	if (fs->read_trusted && (has & 1))
 		v = mark_value(dfd, name, OVL_XATTR_OPAQUE);
-	if (v != 'y' && fs->userxattr && (has & 2) && (u = mark_value(dfd, name, fs->x_opaque)))
+	if (v != OVL_OPAQUE_YES && fs->userxattr && (has & 2) &&
+	    (u = mark_value(dfd, name, fs->x_opaque)))
 		v = u;
 	/* What follows only hides lower layers: not worth a syscall with none below. */
-	if (v == 'y' || !below)
+	if (v == OVL_OPAQUE_YES || !below)
 		return v;
-	if ((has & 4) && mark_value(dfd, name, OVL_FXATTR_PREFIX "opaque") == 'y')
-		return 'y';
+	if ((has & 4) && mark_value(dfd, name, OVL_FXATTR_OPAQUE) == OVL_OPAQUE_YES)
+		return OVL_OPAQUE_YES;
 	if (snprintf(path, sizeof(path), "%s/" OVL_WH_OPAQUE, name) >= (int)sizeof(path))
 		return v;
-	return fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 'y' : v;
+	return fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? OVL_OPAQUE_YES : v;
 }
 
 int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st)
 {
-	if (!S_ISREG(st->st_mode) || st->st_size != 0)
+	if (!ovl_may_be_xwhiteout(st))
 		return 0;
 	if (fs->read_trusted && ovl_getxattr_at(dirfd, name, OVL_XATTR_WHITEOUT, NULL, 0) >= 0)
 		return 1;
@@ -119,7 +105,7 @@ int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struc
 static int make_wh_file(int dirfd, const char *name)
 {
 	char wh[NAME_MAX + 8];
-	int err = wh_name(name, wh, sizeof(wh));
+	int err = ovl_wh_name(name, wh, sizeof(wh));
 	int fd;
 
 	if (err)
@@ -136,7 +122,7 @@ void ovl_drop_wh_file(int dfd, const char *name)
 	char wh[NAME_MAX + 8];
 
 	/* Best effort: a name in a layer wins over that layer's .wh.<name> anyway. */
-	if (wh_name(name, wh, sizeof(wh)) == 0)
+	if (ovl_wh_name(name, wh, sizeof(wh)) == 0)
 		(void)unlinkat(dfd, wh, 0);
 }
 
@@ -193,32 +179,17 @@ int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name)
 
 	if (fd < 0)
 		return -errno;
-	if (fsetxattr(fd, fs->x_opaque, "y", 1, 0) < 0)
+	if (fsetxattr(fd, fs->x_opaque, &(char){OVL_OPAQUE_YES}, 1, 0) < 0)
 		err = -errno;
 	if (fs->file_whiteouts) {
 		/* The OCI form too, for tools that read only that; it alone is enough for us
 		 * where user xattrs are not supported. */
-		int r = make_wh_file(fd, &OVL_WH_OPAQUE[wh_len]);
+		int r = make_wh_file(fd, OVL_WH_OPAQUE + strlen(OVL_WH_PREFIX));
 		if (r || err == -EOPNOTSUPP)
 			err = r;
 	}
 	close(fd);
 	return err;
-}
-
-static bool has_prefix(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-bool ovl_is_private_xattr(const struct ovl_fs *fs, const char *name)
-{
-	if (has_prefix(name, OVL_FXATTR_PREFIX))
-		return true;
-	if (has_prefix(name, OVL_XATTR_PREFIX))
-		return !has_prefix(name, OVL_XATTR_ESCAPED);
-	return fs->userxattr && has_prefix(name, OVL_UXATTR_PREFIX) &&
-	       !has_prefix(name, OVL_UXATTR_PREFIX "overlay.");
 }
 
 void ovl_fs_format(const struct ovl_fs *fs, bool *userxattr, bool *file_whiteouts)
@@ -267,13 +238,15 @@ static int read_record(struct ovl_fs *fs, bool *user)
 	if (n < 0)
 		return 0;
 	v[n] = '\0';
-	return strcmp(v, "whiteout=file") == 0 ? 'f' : strcmp(v, "whiteout=chardev") == 0 ? 'c' : 0;
+	return strcmp(v, OVL_FORMAT_WH_FILE) == 0      ? 'f'
+	       : strcmp(v, OVL_FORMAT_WH_CHARDEV) == 0 ? 'c'
+						       : 0;
 }
 
 static void write_record(struct ovl_fs *fs)
 {
 	const char *name = fs->userxattr ? REC_USER : REC_TRUSTED;
-	const char *v = fs->file_whiteouts ? "whiteout=file" : "whiteout=chardev";
+	const char *v = fs->file_whiteouts ? OVL_FORMAT_WH_FILE : OVL_FORMAT_WH_CHARDEV;
 	char proc[64], old[32];
 	int n;
 
@@ -300,9 +273,9 @@ int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p)
 	if (fs->has_upper)
 		rec = read_record(fs, &rec_user);
 	fs->userxattr = p->userxattr || rec_user || !r;
-	snprintf(fs->x_opaque, sizeof(fs->x_opaque), "%sopaque",
+	snprintf(fs->x_opaque, sizeof(fs->x_opaque), "%s" OVL_X_OPAQUE,
 		 fs->userxattr ? OVL_UXATTR_PREFIX : OVL_XATTR_PREFIX);
-	snprintf(fs->x_whiteout, sizeof(fs->x_whiteout), "%swhiteout",
+	snprintf(fs->x_whiteout, sizeof(fs->x_whiteout), "%s" OVL_X_WHITEOUT,
 		 fs->userxattr ? OVL_UXATTR_PREFIX : OVL_XATTR_PREFIX);
 	if (!writable)
 		return 0;

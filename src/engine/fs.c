@@ -110,7 +110,7 @@ static int make_root(struct ovl_fs *fs)
 		root->dirlayers[i].layer = i;
 		root->dirlayers[i].xwhiteouts =
 		    !fs->layers[i].is_upper &&
-		    ovl_dir_opaque(fs, fs->layers[i].root_fd, ".", false) == 'x';
+		    ovl_dir_opaque(fs, fs->layers[i].root_fd, ".", false) == OVL_OPAQUE_XWHITEOUTS;
 	}
 	if (fstat(fs->layers[0].root_fd, &st) < 0)
 		return -errno;

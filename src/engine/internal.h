@@ -2,26 +2,62 @@
 #ifndef OVLFS_INTERNAL_H
 #define OVLFS_INTERNAL_H
 
+/*
+ * Locking
+ *
+ * The locks, outermost first; a thread holding one only takes those listed after it:
+ *
+ * 1. A file's lock (ovl_file.lock, rwlock) and a directory handle's lock (ovl_dir.lock in
+ *    readdir.c, mutex). The file's: read while its fd is in use, written while the fd is
+ *    switched to the upper copy or its O_DIRECT flag is toggled (fd, on_upper). The
+ *    handle's: its cached listing, one readdir at a time. Both are held across calls that
+ *    take the rename lock (reopening the upper copy, merging the listing), never the
+ *    other way round: ovl_setattr takes what it needs from the file before the rename lock.
+ * 2. fs->rename_lock (rwlock). Written by rename alone (ovl_rename2), which moves names on
+ *    disk and in the node table and copies up whole trees; read by every operation that
+ *    walks a node's path (node->parent, node->name and what the layers hold there). A
+ *    node's parent and name are changed only with it written and the table lock held, so
+ *    either one keeps them still. Never taken twice by one thread: POSIX lets a rename
+ *    waiting for it block the second read lock.
+ * 3. A node's op lock (ovl_node.op_lock, mutex): copy-up of that node, and namespace
+ *    changes (create, link, unlink, the copy-up's final rename) in that directory, which
+ *    therefore see the upper directory's names stay as they found them. Always under the
+ *    rename lock, read or written. Two at most are held, a child's, then its parent's:
+ *    a copy-up holds the node's own lock for the whole copy (the data copy can be long,
+ *    and a second copy-up of the node must wait for it and then find it done) and takes
+ *    the parent's only for the rename into place (ovl_copy_up_locked, do_copy_up), so that
+ *    namespace changes in the directory do not wait for the data. The parent-then-child
+ *    order never occurs: a namespace change copies its directory up (ovl_copy_up_locked)
+ *    before taking that directory's op lock, and copies nothing up while holding it.
+ * 4. fs->table_lock (mutex): the node table (table, table_size, table_count, each node's
+ *    hnext and in_table), nlookup and refs, the origin map and the fallback inode map
+ *    (layer.c), the hard-link index (aliases, aliases_size; aliases_count is written
+ *    under it and read without it for a quick "none"), the orphan list (fs->orphans and
+ *    each node's orphan record), and the writes of a node's unlinked mark and ino (both
+ *    atomic: read without it; a copied-up hard link is renumbered under the op locks
+ *    instead, in do_copy_up).
+ *    fs->listing_lock (mutex): each node's listing chain (node->listing and the listings'
+ *    older links); a listing itself is immutable and counted by its atomic refs.
+ *    fs->files_lock (mutex): the list of open files (fs->open_files, prev_open, next_open).
+ *    These three never nest in one another.
+ * 5. A node's spinlock (ovl_node.lock), innermost: where the object lives (top,
+ *    ndirlayers, dirlayers, kernel_mtime; type is written under it, read without). Held
+ *    for a few loads and stores: no other lock, no syscall, no malloc under it.
+ *
+ * Names: a function ending in _locked needs the rename lock held by its caller (read or
+ * written); one ending in _table_locked needs fs->table_lock. Other needs are stated in a
+ * "Preconditions:" line above the prototype; "not held" marks a lock the function takes
+ * itself (all of them are non-recursive).
+ */
+
 #include "engine.h"
+#include "format.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/sysmacros.h>
-
-#define OVL_XATTR_PREFIX "trusted.overlay."
-#define OVL_XATTR_OPAQUE OVL_XATTR_PREFIX "opaque"
-#define OVL_XATTR_WHITEOUT OVL_XATTR_PREFIX "whiteout"
-/* A caller's trusted.overlay.X is stored as trusted.overlay.overlay.X (kernel 6.7+). */
-#define OVL_XATTR_ESCAPED OVL_XATTR_PREFIX "overlay."
-/* The same markers under user.overlay. (the kernel's userxattr; ovlfs's rootless mode). */
-#define OVL_UXATTR_PREFIX "user.overlay."
-/* fuse-overlayfs's own namespace: its opaque mark is read, the whole prefix is hidden. */
-#define OVL_FXATTR_PREFIX "user.fuseoverlayfs."
-/* OCI image layers (and fuse-overlayfs without mknod): whiteouts as files. */
-#define OVL_WH_PREFIX ".wh."
-#define OVL_WH_OPAQUE ".wh..wh..opq"
 
 struct ovl_layer {
 	char *path;
@@ -145,48 +181,66 @@ struct ovl_file {
 
 /* layer.c: fd-relative walks that never leave a layer root. */
 int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags);
+/* Preconditions: the rename lock (the node's path must not move meanwhile). */
 int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
-/* An fd of node's parent directory in layer, or of the node itself with *name = ".". */
+/* An fd of node's parent directory in layer, or of the node itself with *name = ".".
+ * Preconditions: the rename lock. */
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name);
+/* Preconditions: the rename lock. */
 int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags);
+/* Preconditions: fs->table_lock not held. */
 uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
+/* Preconditions: fs->table_lock not held. */
 void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino);
 void ovl_maps_free(struct ovl_fs *fs);
-bool ovl_is_whiteout_stat(const struct stat *st);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 
 int ovl_remove_tree_at(int dirfd, const char *name);
 /* Before `name` in parent goes away: a record that keeps its object for the node's open
- * files (allocated first, so that nothing can fail after the name is removed). */
+ * files (allocated first, so that nothing can fail after the name is removed).
+ * Preconditions: the rename lock and parent's op lock, or the rename lock written;
+ * fs->table_lock not held. */
 int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		    struct ovl_orphan **out);
 void ovl_orphan_free(struct ovl_orphan *orphan);
 /* The unlinked node's kept object fd, or -1. */
 int ovl_orphan_fd(struct ovl_node *node);
+/* Preconditions: the rename lock. */
 int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer);
-/* A duplicate of the open file's fd if it is on the upper object, else -1. */
+/* A duplicate of the open file's fd if it is on the upper object, else -1.
+ * Preconditions: the file's lock not held. */
 int ovl_file_upper_dup(struct ovl_file *file);
-/* fstat of the open file if it is on the upper object: 1 if done, 0 if not, -errno. */
+/* fstat of the open file if it is on the upper object: 1 if done, 0 if not, -errno.
+ * Preconditions: the file's lock not held. */
 int ovl_file_upper_fstat(struct ovl_file *file, struct stat *st);
 
 /* node.c */
+/* Preconditions: fs->table_lock held. */
 struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* Preconditions: fs->table_lock held. */
 struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* Preconditions: fs->table_lock not held. */
 void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
+/* Preconditions: fs->table_lock not held. */
 void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, uint64_t refs);
-/* Takes orphan over (may free it); st: the object's last attributes. */
+/* Takes orphan over (may free it); st: the object's last attributes.
+ * Preconditions: the rename lock and the parent's op lock, or the rename lock written;
+ * fs->table_lock not held. */
 void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan *orphan,
 		     const struct stat *st);
+/* Preconditions: the rename lock written; fs->table_lock not held. */
 void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
 		   const char *newname);
 int ovl_node_init_table(struct ovl_fs *fs);
 void ovl_node_free_all(struct ovl_fs *fs);
 /* file.c: at teardown, the open files the kernel never released. */
 void ovl_files_free_all(struct ovl_fs *fs);
+/* Preconditions: the node's spinlock not held. */
 int ovl_node_top(struct ovl_node *node);
-/* Copies the merged layer list of a directory; caller frees. */
+/* Copies the merged layer list of a directory; caller frees.
+ * Preconditions: the node's spinlock not held. */
 int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out);
 
 /* namei.c */
@@ -200,26 +254,35 @@ struct ovl_found {
 	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
 };
+/* Preconditions: the rename lock; for a result acted on in the upper directory, parent's op
+ * lock too (or the rename lock written), so that it still holds. */
 int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
 	     struct ovl_found *f);
 /* The same, with directory fds of parent the caller already holds, by layer index (-1 for
- * none; NULL for no array): one path walk fewer per layer lent. */
+ * none; NULL for no array): one path walk fewer per layer lent. Preconditions: as ovl_find. */
 int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
 		const int *dirfds, struct ovl_found *f);
 void ovl_found_free(struct ovl_found *f);
+/* Preconditions: the rename lock; fs->table_lock not held. */
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st);
+/* Preconditions: the rename lock; fs->table_lock not held. */
 int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
+/* Preconditions: the rename lock; fs->table_lock not held. */
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st);
+/* Preconditions: fs->table_lock and the node's spinlock not held. */
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 
 /* copy_up.c */
+/* Copies node and its ancestors up, taking each one's op lock, then its parent's.
+ * Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
 int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst);
 
 /* file.c */
+/* Preconditions: fs->table_lock and fs->files_lock not held. */
 struct ovl_file *ovl_file_new(struct ovl_fs *fs, struct ovl_node *node, int fd, int flags,
 			      bool on_upper);
 
@@ -229,28 +292,33 @@ struct ovl_dirent {
 	uint64_t ino;
 	unsigned char type;
 };
-/* The merged listing of a directory node, without . and .. */
+/* The merged listing of a directory node, without . and ..
+ * Preconditions: the rename lock. */
 int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
 		  bool *has_whiteouts);
 void ovl_dirents_free(struct ovl_dirent *ents, size_t count);
 /* Calls fn for ".", "..", then ents[] from position pos (0 and 1 are the dots) until fn
- * returns non-zero; next_off(i, arg) is the offset that resumes at position i. */
+ * returns non-zero; next_off(i, arg) is the offset that resumes at position i.
+ * Preconditions: the rename lock not held. */
 void ovl_emit_dirents(struct ovl_fs *fs, struct ovl_node *dir, const struct ovl_dirent *ents,
 		      size_t count, size_t pos, off_t (*next_off)(size_t next, const void *arg),
 		      const void *arg, ovl_dirent_fn fn, void *ctx);
 struct ovl_listing;
 void ovl_listing_put(struct ovl_listing *l);
 
-/* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form. */
+/* formats.c: whiteouts and opaque marks in both the kernel's and the OCI form, read from
+ * and written to layers (the names and pure checks: format.h). */
 struct ovl_fs_params;
 int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p);
-bool ovl_is_wh_name(const char *name);
 /* 1 if dfd holds .wh.<name>, 0 if not (or name is too long to have one), or -errno. */
 int ovl_has_wh_file(int dfd, const char *name);
-/* The opaque mark of directory dfd/name ("." for dfd itself): 'y', 'x' or 0. With
- * below, layers under this one would merge: the marks that only hide them are read too. */
+/* The opaque mark of directory dfd/name ("." for dfd itself): OVL_OPAQUE_YES,
+ * OVL_OPAQUE_XWHITEOUTS or 0. With below, layers under this one would merge: the marks that
+ * only hide them are read too. */
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
 int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
+/* The writers below change the names in directory dirfd. Preconditions: the rename lock and
+ * the op lock of dirfd's node, or the rename lock written (neither for the work directory). */
 /* A whiteout at dirfd/name; with replace, atomically over what is there (a non-directory). */
 int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace);
 /* A whiteout at pdfd/name while a directory is there: the directory ends up in the work
@@ -259,16 +327,19 @@ int ovl_whiteout_dir(struct ovl_fs *fs, int pdfd, const char *name, const char *
 int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name);
 /* After name was created over a .wh.<name> file: the file is no longer needed. */
 void ovl_drop_wh_file(int dfd, const char *name);
-/* Private marker xattrs: never shown, never copied up. */
-bool ovl_is_private_xattr(const struct ovl_fs *fs, const char *name);
 
 /* dir.c helpers used by rename.c */
+/* Preconditions: the rename lock and the op lock of pdfd's node, or the rename lock written. */
 int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct ovl_found *f);
+/* Preconditions: the rename lock. */
 int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
 
 /* alias.c: the other names' nodes of an upper hard-linked file. */
-void ovl_alias_add_locked(struct ovl_fs *fs, struct ovl_node *node);
-void ovl_alias_del_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* Preconditions: fs->table_lock held. */
+void ovl_alias_add_table_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* Preconditions: fs->table_lock held (or the only thread left). */
+void ovl_alias_del_table_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* Preconditions: fs->table_lock not held. */
 void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st, int top);
 void ovl_alias_free_all(struct ovl_fs *fs);
 /* owner.c: ownership as the mount shows it. IDs on disk and in override xattrs are the
@@ -296,9 +367,6 @@ int ovl_owner_copy_up(struct ovl_fs *fs, int layer, int sfd, int dirfd, const ch
 		      const struct stat *st, bool *done);
 bool ovl_owner_hidden_xattr(struct ovl_fs *fs, const char *name);
 size_t ovl_owner_filter_xattrs(struct ovl_fs *fs, char *list, size_t len);
-
-/* makedev(0, 0) with the type of st_rdev */
-#define OVL_WHITEOUT_DEV ((dev_t)0)
 
 #define OVL_PATH_MAX (PATH_MAX * 2)
 

@@ -87,11 +87,6 @@ int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const c
 	return ovl_open_in_layer(fs, node->parent, layer, O_PATH | O_DIRECTORY);
 }
 
-bool ovl_is_whiteout_stat(const struct stat *st)
-{
-	return S_ISCHR(st->st_mode) && st->st_rdev == OVL_WHITEOUT_DEV;
-}
-
 int ovl_proc_path(int fd, char *buf, size_t size)
 {
 	int n = snprintf(buf, size, "/proc/self/fd/%d", fd);

@@ -169,15 +169,15 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 			f->st = st;
 			if (S_ISDIR(st.st_mode)) {
 				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == 'x' && !upper);
-				merging = op != 'y';
-				f->opaque = op == 'y';
+				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
+				merging = op != OVL_OPAQUE_YES;
+				f->opaque = op == OVL_OPAQUE_YES;
 			}
 		} else if (merging) {
 			if (!wh && S_ISDIR(st.st_mode)) {
 				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == 'x' && !upper);
-				merging = op != 'y';
+				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
+				merging = op != OVL_OPAQUE_YES;
 			} else {
 				merging = false;
 			}
@@ -212,7 +212,8 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 	ovl_owner_show(fs, node, st);
 }
 
-/* Sets what the node is from a find result (which it takes over). */
+/* Sets what the node is from a find result (which it takes over).
+ * Preconditions: fs->table_lock held; the node's spinlock not held. */
 static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 {
 	pthread_spin_lock(&node->lock);
@@ -246,8 +247,8 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		}
 		node->ino = ino;
 	} else if (fresh || node->type != (f->st.st_mode & S_IFMT)) {
-		ovl_alias_del_locked(fs, node); /* indexed by its old number */
-		node->ino = ino;		/* replaced behind our back */
+		ovl_alias_del_table_locked(fs, node); /* indexed by its old number */
+		node->ino = ino;		      /* replaced behind our back */
 	}
 	if (node->nlookup++ == 0)
 		node->refs++;
@@ -298,6 +299,7 @@ void ovl_dirfds_close(struct ovl_dirfds *d)
 	free(d);
 }
 
+/* Preconditions: the rename lock; fs->table_lock not held. */
 static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     const int *dirfds, struct ovl_node **out, struct stat *st)
 {
@@ -314,7 +316,7 @@ static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	return ovl_node_install(fs, parent, name, &f, false, out, st);
 }
 
-/* Caller holds the rename lock for reading (or writing). */
+/* Preconditions: the rename lock, read or written; fs->table_lock not held. */
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st)
 {
@@ -346,7 +348,7 @@ void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup)
 	ovl_node_unref(fs, node, nlookup, 0);
 }
 
-/* Caller holds the rename lock. */
+/* Preconditions: the rename lock; fs->table_lock not held. */
 int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 {
 	const char *name;

@@ -19,7 +19,7 @@
 
 #define XATTR_PRIVILEGED "security.fuseoverlayfs.override_stat"
 #define XATTR_CONTAINERS "user.containers.override_stat"
-#define XATTR_LEGACY "user.fuseoverlayfs.override_stat"
+#define XATTR_LEGACY OVL_FXATTR_PREFIX "override_stat"
 
 /* The names an override layer is read with, first found wins. */
 static const char *const read_names[][3] = {

@@ -160,6 +160,7 @@ static void note_no_wh_files(struct ovl_fs *fs, struct ovl_node *node, int layer
 	pthread_spin_unlock(&node->lock);
 }
 
+/* Preconditions: the rename lock; fs->table_lock and the node's spinlock not held. */
 static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_dirlayer *dl,
 		       struct merge *m)
 {
@@ -207,7 +208,7 @@ static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ov
 	return err;
 }
 
-/* Caller holds the rename lock. */
+/* Preconditions: the rename lock. */
 int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
 		  bool *has_whiteouts)
 {

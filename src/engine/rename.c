@@ -110,7 +110,7 @@ static int purge_tree_whiteouts(int fd0)
 			int fd = openat(dirfd(d), de->d_name,
 					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
-		} else if (ovl_is_wh_name(de->d_name) && strncmp(de->d_name, ".wh..wh.", 8) != 0 &&
+		} else if (ovl_is_wh_name(de->d_name) && !ovl_is_wh_meta_name(de->d_name) &&
 			   de->d_type != DT_DIR) {
 			/* An OCI whiteout (.wh..wh..opq and the like mark the directory). */
 			if (unlinkat(dirfd(d), de->d_name, 0) < 0)

@@ -10,33 +10,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-/* The overlay's own namespaces: trusted.overlay. always, user.overlay. with userxattr. A
- * caller's names there are stored escaped (PREFIX.overlay.X), as the kernel 6.7+ does. */
-static const char *own_prefix(struct ovl_fs *fs, const char *name)
-{
-	if (strncmp(name, OVL_XATTR_PREFIX, sizeof(OVL_XATTR_PREFIX) - 1) == 0)
-		return OVL_XATTR_PREFIX;
-	if (fs->userxattr && strncmp(name, OVL_UXATTR_PREFIX, sizeof(OVL_UXATTR_PREFIX) - 1) == 0)
-		return OVL_UXATTR_PREFIX;
-	return NULL;
-}
-
-/* The name as stored in a layer. fuse-overlayfs's own names cannot be reached. */
-static int real_name(struct ovl_fs *fs, const char *name, char *buf, size_t size)
-{
-	const char *prefix = own_prefix(fs, name);
-	int n;
-
-	if (strncmp(name, OVL_FXATTR_PREFIX, sizeof(OVL_FXATTR_PREFIX) - 1) == 0)
-		return -EOPNOTSUPP;
-	if (!prefix)
-		n = snprintf(buf, size, "%s", name);
-	else
-		n = snprintf(buf, size, "%soverlay.%s", prefix, name + strlen(prefix));
-	return n < 0 || (size_t)n >= size ? -ERANGE : 0;
-}
-
-/* A /proc path naming the node's object in layer (or its top layer if layer < 0). */
+/* A /proc path naming the node's object in layer (or its top layer if layer < 0).
+ * Preconditions: the rename lock. */
 static int object_path(struct ovl_fs *fs, struct ovl_node *node, int layer, int *fd, char *proc,
 		       size_t size)
 {
@@ -50,7 +25,7 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name,
 		     size_t size)
 {
 	char rname[XATTR_NAME_MAX + 32], proc[64];
-	int fd, err = real_name(fs, name, rname, sizeof(rname));
+	int fd, err = ovl_xattr_escape(name, fs->userxattr, rname, sizeof(rname));
 	ssize_t n;
 
 	if (err)
@@ -83,23 +58,13 @@ static size_t filter_names(struct ovl_fs *fs, char *list, size_t len, bool privi
 	for (size_t i = 0; i < len;) {
 		char *n = list + i;
 		size_t nlen = strlen(n) + 1;
-		const char *prefix = own_prefix(fs, n);
 		i += nlen;
 		/* As any local filesystem: trusted.* is listed to privileged callers only. */
 		if (!privileged && strncmp(n, "trusted.", 8) == 0)
 			continue;
-		if (ovl_is_private_xattr(fs, n))
+		if (ovl_is_private_xattr(n, fs->userxattr))
 			continue; /* the overlay's own marker, or fuse-overlayfs's */
-		if (prefix) {
-			/* PREFIX.overlay.X shows as PREFIX.X */
-			size_t plen = strlen(prefix), esc = plen + sizeof("overlay.") - 1;
-			memmove(list + out, prefix, plen);
-			memmove(list + out + plen, n + esc, nlen - esc);
-			out += nlen - (esc - plen);
-			continue;
-		}
-		memmove(list + out, n, nlen);
-		out += nlen;
+		out += ovl_xattr_unescape(n, fs->userxattr, list + out); /* PREFIX.X, as shown */
 	}
 	return out;
 }
@@ -159,7 +124,7 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 			const void *value, size_t size, int flags, bool remove)
 {
 	char rname[XATTR_NAME_MAX + 32], proc[64];
-	int fd = -1, err = real_name(fs, name, rname, sizeof(rname));
+	int fd = -1, err = ovl_xattr_escape(name, fs->userxattr, rname, sizeof(rname));
 
 	if (err)
 		return err == -EOPNOTSUPP && remove ? -ENODATA : err;

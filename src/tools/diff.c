@@ -95,7 +95,7 @@ static int lower_lookup(const struct lset *l, const char *name, struct lset *out
 			lset_free(out);
 			return -errno;
 		}
-		if (lw_is_chr_whiteout(&st) ||
+		if (ovl_is_whiteout_stat(&st) ||
 		    (l->d[i].xwh && lw_is_xwhiteout(l->d[i].fd, name, &st)))
 			break;
 		if (!S_ISDIR(st.st_mode)) {
@@ -114,9 +114,9 @@ static int lower_lookup(const struct lset *l, const char *name, struct lset *out
 			return fd;
 		}
 		int op = lw_lower_opaque(l->d[i].fd, name);
-		out->d[out->n++] = (struct lower_dir){.fd = fd, .xwh = op == 'x'};
+		out->d[out->n++] = (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
 		kind = 2;
-		if (op == 'y')
+		if (op == OVL_OPAQUE_YES)
 			break;
 	}
 	return kind;
@@ -165,7 +165,7 @@ static int report_hidden(struct differ *x, const struct lset *l, const struct lw
 			struct stat st;
 			bool wh = false;
 			if (fstatat(l->d[i].fd, names[j], &st, AT_SYMLINK_NOFOLLOW) == 0)
-				wh = lw_is_chr_whiteout(&st) ||
+				wh = ovl_is_whiteout_stat(&st) ||
 				     (l->d[i].xwh && lw_is_xwhiteout(l->d[i].fd, names[j], &st));
 			all[n++] = (struct lname){.name = names[j], .layer = i, .hidden = wh};
 		}
@@ -197,8 +197,8 @@ static int report_hidden(struct differ *x, const struct lset *l, const struct lw
 
 static bool has_origin(int dfd, const char *name)
 {
-	return lw_getxattr(dfd, name, "trusted.overlay.origin", NULL, 0) >= 0 ||
-	       lw_getxattr(dfd, name, "user.overlay.origin", NULL, 0) >= 0;
+	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
+	       lw_getxattr(dfd, name, OVL_UXATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0;
 }
 
 /* The upper directory open at dfd, at path `dir` ("" for the root), over the merged lower
@@ -318,7 +318,8 @@ int ovl_diff_main(int argc, char **argv)
 				break;
 			}
 			int op = lw_lower_opaque(fd, ".");
-			roots.d[roots.n++] = (struct lower_dir){.fd = fd, .xwh = op == 'x'};
+			roots.d[roots.n++] =
+			    (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
 		}
 	}
 	if (!r && !upper) {

@@ -112,14 +112,15 @@ static void free_xattrs(struct tar_xattr *xa, size_t n)
 /* The xattr name as it goes into the layer, or NULL for the overlay's own marks. */
 static char *exported_xattr_name(const char *n)
 {
-	static const char ovl[] = "trusted.overlay.", esc[] = "trusted.overlay.overlay.";
-
-	if (!strncmp(n, esc, sizeof(esc) - 1)) {
-		char *s;
-		return asprintf(&s, "%s%s", ovl, n + sizeof(esc) - 1) < 0 ? NULL : s;
+	/* A caller's escaped trusted.overlay.X goes in as itself; every other name in an overlay
+	 * namespace is left out, whichever mode wrote the layer. */
+	if (ovl_xattr_is_escaped(n, false)) {
+		char *s = malloc(strlen(n) + 1);
+		if (s)
+			ovl_xattr_unescape(n, false, s);
+		return s;
 	}
-	if (!strncmp(n, ovl, sizeof(ovl) - 1) || !strncmp(n, "user.overlay.", 13) ||
-	    !strncmp(n, "user.fuseoverlayfs.", 19))
+	if (ovl_xattr_in_overlay_ns(n))
 		return NULL;
 	return strdup(n);
 }
@@ -356,7 +357,7 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 		if (e->kind == LW_OPQ_MARK)
 			opq_st = &e->st;
 		if (e->kind == LW_WHITEOUT) {
-			if (asprintf(&items[n].out, LW_WH_PREFIX "%s", e->hidden) < 0)
+			if (asprintf(&items[n].out, OVL_WH_PREFIX "%s", e->hidden) < 0)
 				r = -ENOMEM;
 			else
 				items[n++].e = e;
@@ -383,7 +384,7 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 			dst.st_mode = 0644;
 			opq_st = &dst;
 		}
-		snprintf(path + plen, cap - plen, "%s%s", plen ? "/" : "", LW_OPQ_NAME);
+		snprintf(path + plen, cap - plen, "%s%s", plen ? "/" : "", OVL_WH_OPAQUE);
 		if ((r = write_marker(x, path, opq_st, opq_st->st_mode & 07777)))
 			goto out;
 	}

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -138,24 +137,16 @@ int lw_getxattr_alloc(int dfd, const char *name, const char *xname, char **val, 
 	}
 }
 
-bool lw_is_chr_whiteout(const struct stat *st)
-{
-	return S_ISCHR(st->st_mode) && major(st->st_rdev) == 0 && minor(st->st_rdev) == 0;
-}
-
 int lw_lower_opaque(int dfd, const char *name)
 {
 	char v;
 
-	if (lw_getxattr(dfd, name, "trusted.overlay.opaque", &v, 1) == 1 && (v == 'y' || v == 'x'))
-		return v;
-	return 0;
+	return ovl_opaque_value(&v, lw_getxattr(dfd, name, OVL_XATTR_OPAQUE, &v, 1));
 }
 
 bool lw_is_xwhiteout(int dfd, const char *name, const struct stat *st)
 {
-	return S_ISREG(st->st_mode) && st->st_size == 0 &&
-	       lw_getxattr(dfd, name, "trusted.overlay.whiteout", NULL, 0) >= 0;
+	return ovl_may_be_xwhiteout(st) && lw_getxattr(dfd, name, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
 }
 
 /* The upper directory's own mark, in every form: the kernel's (trusted.overlay.opaque),
@@ -163,28 +154,28 @@ bool lw_is_xwhiteout(int dfd, const char *name, const struct stat *st)
  * whiteouts), and fuse-overlayfs's (user.fuseoverlayfs.opaque starting with 'y'). */
 static void upper_marks(int dfd, bool *opaque, bool *xwh)
 {
-	static const char *const names[] = {"trusted.overlay.opaque", "user.overlay.opaque"};
+	static const char *const names[] = {OVL_XATTR_OPAQUE, OVL_UXATTR_OPAQUE};
 	char v[8];
 	ssize_t n;
 
 	*opaque = *xwh = false;
 	for (size_t i = 0; i < 2; i++) {
 		n = fgetxattr(dfd, names[i], v, sizeof(v));
-		if (n == 1 && v[0] == 'y')
+		if (ovl_opaque_value(v, n) == OVL_OPAQUE_YES)
 			*opaque = true;
-		if (n == 1 && v[0] == 'x')
+		if (ovl_opaque_value(v, n) == OVL_OPAQUE_XWHITEOUTS)
 			*xwh = true;
 	}
-	n = fgetxattr(dfd, "user.fuseoverlayfs.opaque", v, sizeof(v));
-	if (n >= 1 && v[0] == 'y')
+	n = fgetxattr(dfd, OVL_FXATTR_OPAQUE, v, sizeof(v));
+	if (n >= 1 && v[0] == OVL_OPAQUE_YES)
 		*opaque = true;
 }
 
 static bool upper_xwhiteout(int dfd, const char *name, const struct stat *st)
 {
-	return S_ISREG(st->st_mode) && st->st_size == 0 &&
-	       (lw_getxattr(dfd, name, "trusted.overlay.whiteout", NULL, 0) >= 0 ||
-		lw_getxattr(dfd, name, "user.overlay.whiteout", NULL, 0) >= 0);
+	return ovl_may_be_xwhiteout(st) &&
+	       (lw_getxattr(dfd, name, OVL_XATTR_WHITEOUT, NULL, 0) >= 0 ||
+		lw_getxattr(dfd, name, OVL_UXATTR_WHITEOUT, NULL, 0) >= 0);
 }
 
 int lw_read_upper_dir(int dfd, struct lw_dir *out)
@@ -212,15 +203,15 @@ int lw_read_upper_dir(int dfd, struct lw_dir *out)
 			r = -errno;
 			break;
 		}
-		if (!strcmp(e->name, LW_OPQ_NAME)) {
+		enum ovl_wh_kind wh = ovl_wh_kind(e->name, &e->hidden);
+		if (wh == OVL_WH_OPAQUE_DIR) {
 			e->kind = LW_OPQ_MARK;
 			out->opaque = true;
-		} else if (!strncmp(e->name, LW_WH_PREFIX LW_WH_PREFIX, 8)) {
+		} else if (wh == OVL_WH_META) {
 			e->kind = LW_META;
-		} else if (!strncmp(e->name, LW_WH_PREFIX, 4) && e->name[4]) {
+		} else if (wh == OVL_WH_HIDES) {
 			e->kind = LW_WHITEOUT;
-			e->hidden = e->name + 4;
-		} else if (lw_is_chr_whiteout(&e->st) ||
+		} else if (ovl_is_whiteout_stat(&e->st) ||
 			   (xwh && upper_xwhiteout(dfd, e->name, &e->st))) {
 			e->kind = LW_WHITEOUT;
 			e->hidden = e->name;

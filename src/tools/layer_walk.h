@@ -4,12 +4,11 @@
 #ifndef OVLFS_LAYER_WALK_H
 #define OVLFS_LAYER_WALK_H
 
+#include "engine/format.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
-
-#define LW_OPQ_NAME ".wh..wh..opq"
-#define LW_WH_PREFIX ".wh."
 
 enum lw_kind {
 	LW_OBJECT,   /* a file, directory, link, ... of the layer */
@@ -49,8 +48,6 @@ long lw_listxattr(int dfd, const char *name, char *buf, size_t size);
 
 /* The value of xname on dfd/name in a malloc'd buffer (*val, *len). 0 or -errno. */
 int lw_getxattr_alloc(int dfd, const char *name, const char *xname, char **val, size_t *len);
-
-bool lw_is_chr_whiteout(const struct stat *st);
 
 /* The kernel's reading of a lower directory's mark, as ovlfs mounts it: overlay.opaque read
  * with size 1, 'y' (opaque), 'x' (may hold xattr whiteouts) or 0. */
