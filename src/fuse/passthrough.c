@@ -21,10 +21,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 struct pt_backing_map {
 	int32_t fd;
