@@ -54,18 +54,22 @@ struct ovl_dev_state {
 struct ovl_frontend {
 	struct ovl_fs *fs; /* set by main before ovl_serve; the engine locks its own state */
 	struct ovl_frontend_options opts;
-	/* Set by ovl_serve before mounting, unchanged until it returns. */
+	/* Set by ovl_serve (the session before mounting, its /dev/fuse fd once mounted),
+	 * unchanged while requests are served. */
 	struct fuse_session *session;
-	int dev_fd; /* the session's /dev/fuse fd (backing-file ioctls, io_uring commands) */
+	int dev_fd; /* backing-file ioctls, io_uring commands */
 	/* Set by ovl_serve before the loop (the io_uring queues serve nothing before INIT,
 	 * which the loop answers), cleared once the queues have stopped; NULL: no pool. */
 	struct ovl_pool *pool;
 	/* Negotiated by op_init, which the kernel sends before any other request. */
 	bool writeback;		   /* the writeback cache is on */
 	bool zero_message_opendir; /* the kernel opens directories without OPENDIR */
-	/* Set by ovl_serve once the /dev/fuse hooks are in, before the loop. */
+	/* Set by ovl_serve once the /dev/fuse hooks are in, before the loop. passthrough.c's
+	 * table of open nodes keeps its own static storage and lock. */
 	bool passthrough;
-	atomic_bool pt_enabled; /* cleared by the first open the kernel refuses a backing file */
+	/* Set with the hooks; cleared, by whichever handler thread sees it first, when the
+	 * kernel refuses backing files for good. */
+	atomic_bool pt_enabled;
 	struct ovl_dev_state dev;
 	struct ovl_uring uring; /* uring.c's queues (their own locks; see struct ovl_uring) */
 };
