@@ -1,10 +1,7 @@
 /* The command line: parse and validate, open the layers, mount, serve, unmount. */
 #include "config.h"
 #include "engine/engine.h"
-#include "fuse/fuse_ops.h"
-#include "fuse/workers.h"
-#include "fuse/passthrough.h"
-#include "fuse/uring.h"
+#include "fuse/frontend.h"
 #include "log.h"
 #include "stats.h"
 #include "tools/subcommands.h"
@@ -52,118 +49,62 @@ static char *mount_options(const struct ovl_config *cfg)
 	return opts;
 }
 
-/* libfuse's multi-threaded loop (-o threaded=1): every request may run on another thread. */
-static int serve_threaded(struct fuse_session *se)
+struct mount_hooks {
+	const struct ovl_config *cfg;
+	struct ovl_fs *fs;
+};
+
+/* Once mounted (ovl_serve's mounted hook): daemonize unless asked not to, then log to
+ * syslog and start the node count. Nonzero: unmount. */
+static int mounted(void *arg)
 {
-	struct fuse_loop_config *lc = fuse_loop_cfg_create();
-	int ret;
+	const struct mount_hooks *hooks = arg;
+	const struct ovl_config *cfg = hooks->cfg;
 
-	if (!lc)
-		return -ENOMEM;
-	/* Idle workers stay: creating threads per burst costs more than a request. */
-	fuse_loop_cfg_set_idle_threads(lc, 10);
-	ret = fuse_session_loop_mt(se, lc);
-	fuse_loop_cfg_destroy(lc);
-	return ret;
-}
-
-static int serve(struct ovl_config *cfg, struct ovl_fs *fs)
-{
-	char *opts = mount_options(cfg);
-	char *argv[] = {"ovlfs", "-o", opts, cfg->debug ? "-d" : NULL, NULL};
-	struct fuse_args args = FUSE_ARGS_INIT(cfg->debug ? 4 : 3, argv);
-	struct fuse_session *se;
-	int ret = 1, err;
-
-	if (!opts) {
-		ovl_log(LOG_ERR, "out of memory");
-		return 1;
-	}
-	se = fuse_session_new(&args, &ovl_fuse_ops, sizeof(ovl_fuse_ops), fs);
-	if (!se) {
-		ovl_log(LOG_ERR, "could not start the FUSE session (options: %s)", opts);
-		goto out;
-	}
-	ovl_fuse_set_session(se);
-	ovl_fuse_set_writeback(cfg->writeback);
-	ovl_fuse_set_acl(!cfg->noacl);
-	if (fuse_set_signal_handlers(se) != 0) {
-		ovl_log(LOG_ERR, "could not set signal handlers");
-		goto destroy;
-	}
-	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
-		ovl_log(LOG_ERR, "could not mount on '%s'", cfg->mountpoint);
-		goto signals;
-	}
-	/* Passthrough needs the writeback cache off (the kernel refuses both at once), and
-	 * registering backing files takes CAP_SYS_ADMIN: unprivileged, it is never offered (the
-	 * offer alone would raise the mount's stacking depth). */
-	bool pt = cfg->passthrough && !cfg->writeback && geteuid() == 0;
-	bool uring = cfg->uring && !cfg->single_thread;
-	if (cfg->uring && cfg->single_thread)
-		ovl_log(LOG_WARNING, "no io_uring with -s: one thread serves /dev/fuse");
-	if (uring && !ovl_uring_kernel_allows()) {
-		ovl_log(LOG_WARNING, "no io_uring: the kernel does not allow it (it needs Linux "
-				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
-		uring = false;
-	}
-	if ((pt || uring) && (err = ovl_dev_hooks_install(se, pt)) != 0) {
-		ovl_log(LOG_WARNING, "no passthrough, no io_uring: %s", strerror(-err));
-		pt = uring = false;
-	}
-	ovl_fuse_set_passthrough(pt);
 	if (fuse_daemonize(cfg->foreground || cfg->debug) != 0) {
 		ovl_log(LOG_ERR, "could not daemonize");
-		goto unmount;
+		return -1;
 	}
 	/* Daemonized, stderr is /dev/null: from now on messages go to syslog. */
 	if (!cfg->foreground)
 		ovl_log_init(true, cfg->debug);
 	ovl_log(LOG_INFO, "mounted on %s", cfg->mountpoint);
-	if (ovl_stats_start(fs) != 0)
+	if (ovl_stats_start(hooks->fs) != 0)
 		ovl_log(LOG_WARNING, "no node count on SIGUSR1");
-	/* After fuse_daemonize, whose fork threads do not survive. */
-	if (uring) {
-		int uerr = ovl_uring_start(se, fuse_session_fd(se));
-		if (uerr)
-			ovl_log(LOG_WARNING, "no io_uring: %s", strerror(-uerr));
-	}
-	if (cfg->threaded && !cfg->single_thread) {
-		ret = serve_threaded(se);
-	} else {
-		/* One request loop; what may block for long runs on workers (see
-		 * fuse_ops.c). With -s, everything runs in the loop. */
-		struct ovl_pool *pool = cfg->single_thread ? NULL : ovl_pool_start(4);
-		if (!cfg->single_thread && !pool)
-			ovl_log(LOG_WARNING, "no worker threads: long requests run in the loop");
-		ovl_fuse_set_pool(pool);
-		ret = fuse_session_loop(se);
-		/* The io_uring queue threads hand requests to the pool too and commit the
-		 * workers' replies: the pool drains first (later hand-offs run in the queue
-		 * thread), then the queues stop, and only then does the pool go. */
-		ovl_pool_drain(pool);
-		ovl_uring_stop();
-		ovl_fuse_set_pool(NULL);
-		ovl_pool_stop(pool);
-	}
-	ovl_uring_stop(); /* the threaded loop's (a second call does nothing) */
+	return 0;
+}
+
+static void stopping(void *arg)
+{
+	(void)arg;
 	ovl_stats_stop();
-	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
-	if (ret < 0 && ret != -EINTR)
-		ovl_log(LOG_ERR, "serving %s failed: %s", cfg->mountpoint, strerror(-ret));
-	else if (ret > 0)
-		ovl_log(LOG_INFO, "signal %d: unmounting %s", ret, cfg->mountpoint);
-	else
-		ovl_log(LOG_INFO, "%s was unmounted", cfg->mountpoint);
-	ret = ret < 0 && ret != -EINTR ? 1 : 0;
-unmount:
-	fuse_session_unmount(se);
-      signals:
-	fuse_remove_signal_handlers(se);
-destroy:
-	fuse_session_destroy(se);
-out:
-	fuse_opt_free_args(&args);
+}
+
+static int serve(struct ovl_config *cfg, struct ovl_frontend *fe)
+{
+	char *opts = mount_options(cfg);
+	struct mount_hooks hooks = {.cfg = cfg, .fs = fe->fs};
+	int ret;
+
+	if (!opts) {
+		ovl_log(LOG_ERR, "out of memory");
+		return 1;
+	}
+	fe->opts = (struct ovl_frontend_options){
+	    .mountpoint = cfg->mountpoint,
+	    .mount_opts = opts,
+	    .debug = cfg->debug,
+	    .single_thread = cfg->single_thread,
+	    .threaded = cfg->threaded,
+	    .writeback = cfg->writeback,
+	    .acl = !cfg->noacl,
+	    .passthrough = cfg->passthrough,
+	    .uring = cfg->uring,
+	    .mounted = mounted,
+	    .stopping = stopping,
+	    .hook_arg = &hooks,
+	};
+	ret = ovl_serve(fe);
 	free(opts);
 	return ret;
 }
@@ -172,6 +113,7 @@ int main(int argc, char **argv)
 {
 	struct ovl_config cfg = {0};
 	struct ovl_fs *fs = NULL;
+	struct ovl_frontend frontend = {0};
 	char err[1024];
 	int ret;
 
@@ -201,7 +143,8 @@ int main(int argc, char **argv)
 	cfg.params.upperdir = cfg.upperdir;
 	cfg.params.workdir = cfg.workdir;
 	cfg.params.owner = &cfg.owner;
-	cfg.params.attr_changed = ovl_fuse_attr_changed;
+	cfg.params.attr_changed = ovl_frontend_attr_changed;
+	cfg.params.ctx = &frontend;
 	int e = ovl_fs_new(&cfg.params, &fs);
 	if (e) {
 		ovl_log(LOG_ERR, "cannot open the layers: %s", strerror(-e));
@@ -215,7 +158,8 @@ int main(int argc, char **argv)
 			ux ? "user.overlay.*" : "trusted.overlay.*",
 			fw ? ".wh. file" : "character device 0/0");
 	}
-	ret = serve(&cfg, fs);
+	frontend.fs = fs;
+	ret = serve(&cfg, &frontend);
 	ovl_fs_destroy(fs);
 	ovl_config_free(&cfg);
 	return ret;

@@ -2,10 +2,9 @@
 #ifndef OVLFS_PASSTHROUGH_H
 #define OVLFS_PASSTHROUGH_H
 
-#define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+
+struct ovl_frontend;
 
 enum ovl_pt_mode {
 	OVL_PT_CACHED,	    /* through the daemon, page cache kept */
@@ -15,15 +14,14 @@ enum ovl_pt_mode {
 			     * kernel wants every open of an inode in passthrough to be */
 };
 
-/* Hooks /dev/fuse I/O so that the INIT and OPEN replies can carry passthrough (if
- * passthrough) and replies to io_uring requests go back through their queue. After
- * fuse_session_mount; passthrough only for a daemon with CAP_SYS_ADMIN. 0 or -errno. */
-int ovl_dev_hooks_install(struct fuse_session *se, bool passthrough);
 /* How to open node's file whose layer fd is fd; eligible: an upper regular file that
  * passthrough may serve. With OVL_PT_PASSTHROUGH, the next open reply this thread sends
  * carries it; ovl_pt_reply_done after the reply. Every call is paired with ovl_pt_release. */
-enum ovl_pt_mode ovl_pt_open(const void *node, int fd, bool eligible);
+enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, bool eligible);
 void ovl_pt_reply_done(void);
-void ovl_pt_release(const void *node, enum ovl_pt_mode mode);
+void ovl_pt_release(struct ovl_frontend *fe, const void *node, enum ovl_pt_mode mode);
+/* For the /dev/fuse write hook: the backing id the open reply this thread is about to send
+ * carries, or 0. */
+int ovl_pt_pending_id(void);
 
 #endif

@@ -20,8 +20,12 @@
  * dispatch, and replies come back through the /dev/fuse write hook (ovl_uring_reply).
  * FORGET, INTERRUPT and notifications keep going over /dev/fuse, as the kernel wants.
  */
+#include "fuse_version.h"
+
 #include "uring.h"
 #include "cli/log.h"
+
+#include <fuse_lowlevel.h>
 
 #include <errno.h>
 #include <liburing.h>
@@ -66,10 +70,10 @@ struct cmd_req {
 	uint8_t padding[6];
 };
 
-struct queue;
+struct ovl_uring_queue;
 
 struct entry {
-	struct queue *q;
+	struct ovl_uring_queue *q;
 	struct req_header *hdr;
 	char *area;    /* room for the headers, then the payload */
 	char *payload; /* registered: area + OP room */
@@ -78,7 +82,8 @@ struct entry {
 	struct entry *next_done;
 };
 
-struct queue {
+struct ovl_uring_queue {
+	struct ovl_uring *u;
 	int qid;
 	pthread_t thread;
 	bool started;
@@ -92,20 +97,18 @@ struct queue {
 	int live; /* entries the kernel still holds or we answer */
 };
 
-static struct fuse_session *session;
-static int dev_fd = -1;
-static size_t payload_size = 1 << 20;
-static struct queue *queues;
-static int nqueues;
-static atomic_bool active, stopping; /* active: from ovl_uring_start to ovl_uring_stop */
-static atomic_ulong served;
-static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
-static bool init_answered;
-static __thread struct queue *my_queue;
+static __thread struct ovl_uring_queue *my_queue;
 static __thread struct entry *my_entry;
 
 #define HEAD_ROOM (IN_HEADER_SIZE + OP_IN_SIZE + 88) /* keeps the payload 256-aligned */
+
+void ovl_uring_init(struct ovl_uring *u)
+{
+	*u = (struct ovl_uring){.dev_fd = -1,
+				.payload_size = 1 << 20,
+				.start_lock = PTHREAD_MUTEX_INITIALIZER,
+				.start_cond = PTHREAD_COND_INITIALIZER};
+}
 
 bool ovl_uring_kernel_allows(void)
 {
@@ -117,30 +120,30 @@ bool ovl_uring_kernel_allows(void)
 	return c == 'Y' || c == 'y' || c == '1';
 }
 
-bool ovl_uring_wanted(void)
+bool ovl_uring_wanted(struct ovl_uring *u)
 {
-	return atomic_load(&active);
+	return atomic_load(&u->active);
 }
 
-void ovl_uring_set_max_write(size_t max_write)
+void ovl_uring_set_max_write(struct ovl_uring *u, size_t max_write)
 {
 	size_t pages = (max_write + 4095) / 4096;
 
 	/* The kernel wants room for its largest request: max(8 KiB, max_write, max_pages). */
-	payload_size = pages * 4096 < 8192 ? 8192 : pages * 4096;
+	u->payload_size = pages * 4096 < 8192 ? 8192 : pages * 4096;
 }
 
-void ovl_uring_init_answered(void)
+void ovl_uring_init_answered(struct ovl_uring *u)
 {
-	pthread_mutex_lock(&start_lock);
-	init_answered = true;
-	pthread_cond_broadcast(&start_cond);
-	pthread_mutex_unlock(&start_lock);
+	pthread_mutex_lock(&u->start_lock);
+	u->init_answered = true;
+	pthread_cond_broadcast(&u->start_cond);
+	pthread_mutex_unlock(&u->start_lock);
 }
 
 /* The ring has room for one SQE per entry and the eventfd's, so it is never full; if it
  * were, submitting frees the room. */
-static struct io_uring_sqe *get_sqe(struct queue *q)
+static struct io_uring_sqe *get_sqe(struct ovl_uring_queue *q)
 {
 	struct io_uring_sqe *sqe;
 
@@ -149,14 +152,14 @@ static struct io_uring_sqe *get_sqe(struct queue *q)
 	return sqe;
 }
 
-static void prep_cmd(struct queue *q, struct entry *e, uint32_t op, uint64_t commit_id)
+static void prep_cmd(struct ovl_uring_queue *q, struct entry *e, uint32_t op, uint64_t commit_id)
 {
 	struct io_uring_sqe *sqe = get_sqe(q);
 	struct cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)q->qid};
 
 	memset((char *)sqe, 0, 128);
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = dev_fd;
+	sqe->fd = q->u->dev_fd;
 	sqe->cmd_op = op;
 	sqe->addr = (uint64_t)(uintptr_t)e->iov;
 	sqe->len = 2;
@@ -164,7 +167,7 @@ static void prep_cmd(struct queue *q, struct entry *e, uint32_t op, uint64_t com
 	memcpy(sqe->cmd, &req, sizeof(req));
 }
 
-static void prep_eventfd_read(struct queue *q)
+static void prep_eventfd_read(struct ovl_uring_queue *q)
 {
 	struct io_uring_sqe *sqe = get_sqe(q);
 
@@ -201,13 +204,14 @@ static void eio_header(char *out, uint64_t unique)
  * sees one contiguous request as from /dev/fuse, and dispatch it. */
 static void serve(struct entry *e)
 {
+	struct ovl_uring *u = e->q->u;
 	struct req_header *h = e->hdr;
 	uint32_t len = get32(h->in_out);
 	uint32_t payload = h->ent.payload_sz;
 	uint64_t unique = get64(h->in_out + 8);
 
 	atomic_store(&e->unique, unique);
-	if (payload > payload_size || len < IN_HEADER_SIZE || len - IN_HEADER_SIZE < payload ||
+	if (payload > u->payload_size || len < IN_HEADER_SIZE || len - IN_HEADER_SIZE < payload ||
 	    len - IN_HEADER_SIZE - payload > OP_IN_SIZE) {
 		/* Not a layout we know: answer EIO rather than guess. */
 		char out[OUT_HEADER_SIZE];
@@ -215,7 +219,7 @@ static void serve(struct entry *e)
 		struct iovec iov = {out, sizeof(out)};
 		ovl_log(LOG_WARNING, "io_uring: request of %u bytes with %u of payload", len,
 			payload);
-		ovl_uring_reply(&iov, 1);
+		ovl_uring_reply(u, &iov, 1);
 		return;
 	}
 	size_t op_size = len - IN_HEADER_SIZE - payload;
@@ -224,27 +228,27 @@ static void serve(struct entry *e)
 	memcpy(start + IN_HEADER_SIZE, h->op_in, op_size);
 	struct fuse_buf buf = {.mem = start, .size = len};
 	my_entry = e;
-	fuse_session_process_buf(session, &buf);
+	fuse_session_process_buf(u->session, &buf);
 	my_entry = NULL;
 }
 
-static struct entry *find_entry(uint64_t unique)
+static struct entry *find_entry(struct ovl_uring *u, uint64_t unique)
 {
 	if (my_entry && atomic_load(&my_entry->unique) == unique)
 		return my_entry;
-	for (int i = 0; i < nqueues; i++)
+	for (int i = 0; i < u->nqueues; i++)
 		for (int j = 0; j < ENTRIES_PER_QUEUE; j++)
-			if (atomic_load(&queues[i].ents[j].unique) == unique)
-				return &queues[i].ents[j];
+			if (atomic_load(&u->queues[i].ents[j].unique) == unique)
+				return &u->queues[i].ents[j];
 	return NULL;
 }
 
-bool ovl_uring_reply(const struct iovec *iov, int count)
+bool ovl_uring_reply(struct ovl_uring *u, const struct iovec *iov, int count)
 {
-	if (!atomic_load(&active) || count < 1 || iov[0].iov_len < OUT_HEADER_SIZE)
+	if (!atomic_load(&u->active) || count < 1 || iov[0].iov_len < OUT_HEADER_SIZE)
 		return false;
 	uint64_t unique = get64((const char *)iov[0].iov_base + 8);
-	struct entry *e = unique ? find_entry(unique) : NULL;
+	struct entry *e = unique ? find_entry(u, unique) : NULL;
 	if (!e)
 		return false;
 
@@ -258,7 +262,7 @@ bool ovl_uring_reply(const struct iovec *iov, int count)
 			p += OUT_HEADER_SIZE;
 			n -= OUT_HEADER_SIZE;
 		}
-		if (off + n > payload_size)
+		if (off + n > u->payload_size)
 			fits = false;
 		else if (p != e->payload + off) /* else built in place (ovl_uring_reply_space) */
 			memcpy(e->payload + off, p, n);
@@ -271,7 +275,7 @@ bool ovl_uring_reply(const struct iovec *iov, int count)
 	e->hdr->ent.payload_sz = (uint32_t)off;
 	e->hdr->ent.commit_id = unique;
 	atomic_store(&e->unique, 0);
-	atomic_fetch_add(&served, 1);
+	atomic_fetch_add(&u->served, 1);
 	if (my_queue == e->q) {
 		prep_cmd(e->q, e, CMD_COMMIT_AND_FETCH, unique);
 	} else {
@@ -288,12 +292,12 @@ bool ovl_uring_reply(const struct iovec *iov, int count)
 	return true;
 }
 
-void *ovl_uring_reply_space(size_t size)
+void *ovl_uring_reply_space(struct ovl_uring *u, size_t size)
 {
-	return my_entry && size <= payload_size ? my_entry->payload : NULL;
+	return my_entry && size <= u->payload_size ? my_entry->payload : NULL;
 }
 
-static void commit_done(struct queue *q)
+static void commit_done(struct ovl_uring_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	struct entry *e = q->done;
@@ -306,18 +310,20 @@ static void commit_done(struct queue *q)
 	}
 }
 
-static bool wait_for_init(void)
+static bool wait_for_init(struct ovl_uring *u)
 {
-	pthread_mutex_lock(&start_lock);
-	while (!init_answered && !atomic_load(&stopping))
-		pthread_cond_wait(&start_cond, &start_lock);
-	pthread_mutex_unlock(&start_lock);
-	return !atomic_load(&stopping);
+	pthread_mutex_lock(&u->start_lock);
+	while (!u->init_answered && !atomic_load(&u->stopping))
+		pthread_cond_wait(&u->start_cond, &u->start_lock);
+	pthread_mutex_unlock(&u->start_lock);
+	return !atomic_load(&u->stopping);
 }
 
 /* Once INIT is answered: the payload buffers are sized by the max_write it carried. */
-static int alloc_entries(struct queue *q)
+static int alloc_entries(struct ovl_uring_queue *q)
 {
+	size_t payload_size = q->u->payload_size;
+
 	for (int i = 0; i < ENTRIES_PER_QUEUE; i++) {
 		struct entry *e = &q->ents[i];
 		e->q = q;
@@ -334,7 +340,7 @@ static int alloc_entries(struct queue *q)
 
 static void *run_queue(void *arg)
 {
-	struct queue *q = arg;
+	struct ovl_uring_queue *q = arg;
 	cpu_set_t cpus;
 
 	my_queue = q;
@@ -346,7 +352,7 @@ static void *run_queue(void *arg)
 	CPU_SET(q->qid, &cpus);
 	/* Not allowed there (a cpuset): the queue still works, only without the locality. */
 	(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
-	if (!wait_for_init())
+	if (!wait_for_init(q->u))
 		return NULL;
 	/* Made here: with IORING_SETUP_SINGLE_ISSUER, the ring's creator is its submitter. */
 	struct io_uring_params p = {.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
@@ -363,7 +369,7 @@ static void *run_queue(void *arg)
 		prep_cmd(q, &q->ents[i], CMD_REGISTER, 0);
 	prep_eventfd_read(q);
 	q->live = ENTRIES_PER_QUEUE;
-	while (q->live > 0 && !atomic_load(&stopping)) {
+	while (q->live > 0 && !atomic_load(&q->u->stopping)) {
 		struct io_uring_cqe *cqe;
 		int ret = io_uring_submit_and_wait(&q->ring, 1);
 		if (ret < 0 && ret != -EINTR) {
@@ -378,7 +384,7 @@ static void *run_queue(void *arg)
 			int res = cqe->res;
 			if (tag == EVENTFD_TAG) {
 				commit_done(q);
-				if (!atomic_load(&stopping))
+				if (!atomic_load(&q->u->stopping))
 					prep_eventfd_read(q);
 				continue;
 			}
@@ -402,8 +408,9 @@ static void *run_queue(void *arg)
 	return NULL;
 }
 
-static int setup_queue(struct queue *q, int qid)
+static int setup_queue(struct ovl_uring *u, struct ovl_uring_queue *q, int qid)
 {
+	q->u = u;
 	q->qid = qid;
 	pthread_mutex_init(&q->lock, NULL);
 	q->efd = eventfd(0, EFD_CLOEXEC);
@@ -412,7 +419,7 @@ static int setup_queue(struct queue *q, int qid)
 	return 0;
 }
 
-static void free_queue(struct queue *q)
+static void free_queue(struct ovl_uring_queue *q)
 {
 	for (int i = 0; i < ENTRIES_PER_QUEUE; i++) {
 		free(q->ents[i].hdr);
@@ -441,7 +448,7 @@ static long possible_cpus(void)
 	return last >= 0 ? last + 1 : sysconf(_SC_NPROCESSORS_CONF);
 }
 
-int ovl_uring_start(struct fuse_session *se, int fd)
+int ovl_uring_start(struct ovl_uring *u, struct fuse_session *se, int fd)
 {
 	long cpus = possible_cpus();
 	int err = 0;
@@ -451,49 +458,49 @@ int ovl_uring_start(struct fuse_session *se, int fd)
 			cpus, MAX_QUEUES);
 		return -EOPNOTSUPP;
 	}
-	session = se;
-	dev_fd = fd;
-	nqueues = (int)cpus;
-	queues = calloc((size_t)nqueues, sizeof(*queues));
-	if (!queues)
+	u->session = se;
+	u->dev_fd = fd;
+	u->nqueues = (int)cpus;
+	u->queues = calloc((size_t)u->nqueues, sizeof(*u->queues));
+	if (!u->queues)
 		return -ENOMEM;
-	for (int i = 0; i < nqueues; i++)
-		queues[i].efd = -1;
-	atomic_store(&active, true); /* op_init (INIT comes later) must see it: no splicing */
-	for (int i = 0; i < nqueues && !err; i++)
-		err = setup_queue(&queues[i], i);
-	for (int i = 0; i < nqueues && !err; i++) {
-		err = -pthread_create(&queues[i].thread, NULL, run_queue, &queues[i]);
-		queues[i].started = !err;
+	for (int i = 0; i < u->nqueues; i++)
+		u->queues[i].efd = -1;
+	atomic_store(&u->active, true); /* op_init (INIT comes later) must see it: no splicing */
+	for (int i = 0; i < u->nqueues && !err; i++)
+		err = setup_queue(u, &u->queues[i], i);
+	for (int i = 0; i < u->nqueues && !err; i++) {
+		err = -pthread_create(&u->queues[i].thread, NULL, run_queue, &u->queues[i]);
+		u->queues[i].started = !err;
 	}
 	if (err) {
-		ovl_uring_stop();
+		ovl_uring_stop(u);
 		return err;
 	}
 	return 0;
 }
 
-void ovl_uring_stop(void)
+void ovl_uring_stop(struct ovl_uring *u)
 {
-	if (!queues)
+	if (!u->queues)
 		return;
-	atomic_store(&stopping, true);
-	pthread_mutex_lock(&start_lock);
-	pthread_cond_broadcast(&start_cond);
-	pthread_mutex_unlock(&start_lock);
-	for (int i = 0; i < nqueues; i++) {
+	atomic_store(&u->stopping, true);
+	pthread_mutex_lock(&u->start_lock);
+	pthread_cond_broadcast(&u->start_cond);
+	pthread_mutex_unlock(&u->start_lock);
+	for (int i = 0; i < u->nqueues; i++) {
 		uint64_t one = 1;
-		if (queues[i].efd >= 0 && write(queues[i].efd, &one, sizeof(one)) < 0)
+		if (u->queues[i].efd >= 0 && write(u->queues[i].efd, &one, sizeof(one)) < 0)
 			ovl_log(LOG_ERR, "io_uring: stopping queue %d: %s", i, strerror(errno));
 	}
-	for (int i = 0; i < nqueues; i++)
-		if (queues[i].started)
-			pthread_join(queues[i].thread, NULL);
-	atomic_store(&active, false);
+	for (int i = 0; i < u->nqueues; i++)
+		if (u->queues[i].started)
+			pthread_join(u->queues[i].thread, NULL);
+	atomic_store(&u->active, false);
 	ovl_log(LOG_NOTICE, "io_uring: %lu requests answered through %d queues",
-		atomic_load(&served), nqueues);
-	for (int i = 0; i < nqueues; i++)
-		free_queue(&queues[i]);
-	free(queues);
-	queues = NULL;
+		atomic_load(&u->served), u->nqueues);
+	for (int i = 0; i < u->nqueues; i++)
+		free_queue(&u->queues[i]);
+	free(u->queues);
+	u->queues = NULL;
 }

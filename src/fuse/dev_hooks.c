@@ -1,0 +1,191 @@
+/*
+ * libfuse's custom I/O hooks on /dev/fuse. libfuse 3.14 predates FUSE passthrough and FUSE
+ * over io_uring, so ovlfs speaks those parts of the protocol here, on the raw messages:
+ * the INIT reply offers FUSE_PASSTHROUGH when the kernel does, an OPEN or CREATE reply
+ * carries FOPEN_PASSTHROUGH and the backing id passthrough.c registered, and every reply
+ * goes back the way its request came: /dev/fuse, or an io_uring queue (uring.c). Values
+ * below are the kernel's uapi (include/uapi/linux/fuse.h, protocol 7.40). libfuse hands
+ * each hook the session's userdata: the frontend.
+ */
+#include "frontend.h"
+#include "dev_hooks.h"
+#include "passthrough.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define PT_OP_OPEN 14
+#define PT_OP_INIT 26
+#define PT_OP_CREATE 35
+#define PT_INIT_EXT (1u << 30)
+#define PT_WRITEBACK_CACHE (1u << 16)
+#define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, bit 37 of the 64-bit flags */
+#define PT_FOPEN_PASSTHROUGH (1u << 7)
+#define PT_MIN_MINOR 40
+
+/* Byte offsets in the protocol structures this file touches. */
+enum {
+	IN_HDR = 40,	   /* fuse_in_header */
+	IN_OPCODE = 4,	   /* uint32 */
+	IN_UNIQUE = 8,	   /* uint64 */
+	INIT_IN_MINOR = 4, /* fuse_init_in, after the header */
+	INIT_IN_FLAGS = 12,
+	INIT_IN_FLAGS2 = 16,
+	OUT_HDR = 16, /* fuse_out_header: len, error, unique */
+	OUT_UNIQUE = 8,
+	INIT_OUT_FLAGS = 12, /* fuse_init_out */
+	INIT_OUT_FLAGS2 = 32,
+	INIT_OUT_STACK_DEPTH = 36,
+	OPEN_OUT_SIZE = 16, /* fuse_open_out: fh, open_flags, backing_id */
+	OPEN_OUT_FLAGS = 8,
+	OPEN_OUT_BACKING_ID = 12,
+	ENTRY_OUT_SIZE = 128,
+};
+
+static uint32_t get32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static void put32(char *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+/* Every reply goes out here: through its io_uring queue if it came that way. */
+static ssize_t dev_send(struct ovl_frontend *fe, int fd, const struct iovec *iov, int count,
+			size_t total)
+{
+	if (ovl_uring_reply(&fe->uring, iov, count))
+		return (ssize_t)total;
+	return writev(fd, iov, count);
+}
+
+static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct ovl_frontend *fe = userdata;
+	ssize_t n = read(fd, buf, len);
+	const char *p = buf;
+
+	if (n >= IN_HDR + INIT_IN_FLAGS2 + 4 && get32(p + IN_OPCODE) == PT_OP_INIT) {
+		uint32_t minor = get32(p + IN_HDR + INIT_IN_MINOR);
+		uint32_t flags = get32(p + IN_HDR + INIT_IN_FLAGS);
+		uint32_t flags2 = get32(p + IN_HDR + INIT_IN_FLAGS2);
+		memcpy(&fe->dev.init_unique, p + IN_UNIQUE, sizeof(fe->dev.init_unique));
+		fe->dev.init_seen = true;
+		fe->dev.kernel_offers = minor >= PT_MIN_MINOR && (flags & PT_INIT_EXT) &&
+					(flags2 & PT_FLAGS2_PASSTHROUGH);
+	}
+	return n;
+}
+
+/* Copies the reply into one buffer, lets fix() patch it, and sends that. */
+static ssize_t send_patched(struct ovl_frontend *fe, int fd, const struct iovec *iov, int count,
+			    size_t total, void (*fix)(char *payload, size_t len, void *arg),
+			    void *arg)
+{
+	char *buf = malloc(total);
+	size_t off = 0;
+
+	if (!buf)
+		return dev_send(fe, fd, iov, count, total);
+	for (int i = 0; i < count; i++) {
+		memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	fix(buf + OUT_HDR, total - OUT_HDR, arg);
+	struct iovec one = {buf, total};
+	ssize_t n = dev_send(fe, fd, &one, 1, total);
+	free(buf);
+	return n;
+}
+
+/* arg: the frontend. */
+static void fix_init(char *out, size_t len, void *arg)
+{
+	struct ovl_frontend *fe = arg;
+
+	if (len < INIT_OUT_STACK_DEPTH + 4 || (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
+		return;
+	put32(out + INIT_OUT_FLAGS, get32(out + INIT_OUT_FLAGS) | PT_INIT_EXT);
+	put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_PASSTHROUGH);
+	/* Backing files must sit on a filesystem that stacks on nothing (ext4, xfs...). */
+	put32(out + INIT_OUT_STACK_DEPTH, 1);
+	fe->dev.passthrough_offered = true;
+}
+
+/* arg: the backing id. */
+static void fix_open(char *out, size_t len, void *arg)
+{
+	const int *backing_id = arg;
+	char *open_out = out + len - OPEN_OUT_SIZE; /* CREATE: after the entry */
+
+	put32(open_out + OPEN_OUT_FLAGS, get32(open_out + OPEN_OUT_FLAGS) | PT_FOPEN_PASSTHROUGH);
+	put32(open_out + OPEN_OUT_BACKING_ID, (uint32_t)*backing_id);
+}
+
+static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct ovl_frontend *fe = userdata;
+	size_t total = 0;
+	for (int i = 0; i < count; i++)
+		total += iov[i].iov_len;
+	if (fe->dev.init_seen && !fe->dev.init_answered && count > 0 && iov[0].iov_len >= OUT_HDR) {
+		uint64_t unique;
+		memcpy(&unique, (char *)iov[0].iov_base + OUT_UNIQUE, sizeof(unique));
+		if (unique == fe->dev.init_unique) {
+			fe->dev.init_answered = true;
+			ssize_t n = fe->dev.kernel_offers && fe->dev.offer_passthrough
+					? send_patched(fe, fd, iov, count, total, fix_init, fe)
+					: writev(fd, iov, count);
+			/* The kernel has taken the INIT reply: io_uring queues may register. */
+			ovl_uring_init_answered(&fe->uring);
+			return n;
+		}
+	}
+	int pending_id = ovl_pt_pending_id();
+	if (pending_id > 0 && (total == OUT_HDR + OPEN_OUT_SIZE ||
+			       total == OUT_HDR + ENTRY_OUT_SIZE + OPEN_OUT_SIZE)) {
+		ssize_t n = send_patched(fe, fd, iov, count, total, fix_open, &pending_id);
+		ovl_pt_reply_done();
+		return n;
+	}
+	return dev_send(fe, fd, iov, count, total);
+}
+
+static ssize_t dev_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+			       unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+static ssize_t dev_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				  unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough)
+{
+	static const struct fuse_custom_io io = {
+	    .read = dev_read,
+	    .writev = dev_writev,
+	    .splice_send = dev_splice_send,
+	    .splice_receive = dev_splice_receive,
+	};
+	int err = fuse_session_custom_io(fe->session, &io, fe->dev_fd);
+
+	if (err)
+		return err;
+	fe->dev.offer_passthrough = passthrough;
+	atomic_store(&fe->pt_enabled, passthrough);
+	return 0;
+}

@@ -1,0 +1,15 @@
+/* libfuse's custom I/O hooks on /dev/fuse (see dev_hooks.c). */
+#ifndef OVLFS_DEV_HOOKS_H
+#define OVLFS_DEV_HOOKS_H
+
+#include <stdbool.h>
+
+struct ovl_frontend;
+
+/* Hooks /dev/fuse I/O so that the INIT and OPEN replies can carry passthrough (if
+ * passthrough) and replies to io_uring requests go back through their queue. After
+ * fuse_session_mount (fe->session and fe->dev_fd set); passthrough only for a daemon with
+ * CAP_SYS_ADMIN. 0 or -errno. */
+int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough);
+
+#endif
