@@ -62,29 +62,40 @@ static bool is_ancestor(struct ovl_node *anc, struct ovl_node *node)
 	return false;
 }
 
+struct subtree {
+	struct ovl_fs *fs;
+	struct ovl_node *dir;
+};
+
+static void node_now_upper_only(struct ovl_hlink *link, void *arg)
+{
+	struct ovl_node *n = ovl_entry_of(link, struct ovl_node, hlink);
+	struct subtree *t = arg;
+
+	if (!is_ancestor(t->dir, n))
+		return;
+	pthread_spin_lock(&n->lock);
+	n->top = 0;
+	bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
+	if (n->type == S_IFDIR && n->ndirlayers > 0) {
+		n->ndirlayers = 1;
+		n->dirlayers[0].layer = 0;
+		n->dirlayers[0].xwhiteouts = false;
+		n->dirlayers[0].no_wh_files = false;
+	}
+	pthread_spin_unlock(&n->lock);
+	/* No longer merged: its link count is the real one now. */
+	if (was_merged && t->fs->attr_changed)
+		t->fs->attr_changed(t->fs->attr_changed_ctx, n);
+}
+
 /* After a directory moved, it and everything known below it live in upper only. */
 static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 {
+	struct subtree t = {fs, dir};
+
 	pthread_mutex_lock(&fs->table_lock);
-	for (size_t i = 0; i < fs->table_size; i++) {
-		for (struct ovl_node *n = fs->table[i]; n; n = n->hnext) {
-			if (!is_ancestor(dir, n))
-				continue;
-			pthread_spin_lock(&n->lock);
-			n->top = 0;
-			bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
-			if (n->type == S_IFDIR && n->ndirlayers > 0) {
-				n->ndirlayers = 1;
-				n->dirlayers[0].layer = 0;
-				n->dirlayers[0].xwhiteouts = false;
-				n->dirlayers[0].no_wh_files = false;
-			}
-			pthread_spin_unlock(&n->lock);
-			/* No longer merged: its link count is the real one now. */
-			if (was_merged && fs->attr_changed)
-				fs->attr_changed(fs->attr_changed_ctx, n);
-		}
-	}
+	ovl_htab_each(&fs->table, node_now_upper_only, &t);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
