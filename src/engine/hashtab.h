@@ -58,7 +58,7 @@ void ovl_htab_free(struct ovl_htab *t, ovl_visit_fn fn, void *arg);
 
 uint64_t ovl_hash_u64(uint64_t x);
 #define OVL_HASH_SEED 1469598103934665603ULL
-/* FNV-1a of s continued from h (OVL_HASH_SEED to start), unfinished: for hashing a series. */
+/* FNV-1a of data continued from h (OVL_HASH_SEED to start), unfinished: for hashing a series. */
 uint64_t ovl_hash_fnv(uint64_t h, const void *data, size_t len);
 /* The hash of a name, seeded (with another hash, say): FNV-1a, then mixed. */
 uint64_t ovl_hash_str(uint64_t seed, const char *s);
