@@ -11,33 +11,22 @@
 struct ovl_alias {
 	uint64_t ino;
 	struct ovl_node *node;
-	struct ovl_alias *next;
+	struct ovl_hlink link;
 };
 
-static size_t slot(uint64_t ino, size_t size)
+static uint64_t alias_hash(const struct ovl_hlink *link)
 {
-	ino *= 0x9E3779B97F4A7C15ULL;
-	return (size_t)(ino ^ (ino >> 32)) & (size - 1);
+	return ovl_hash_u64(ovl_entry_of(link, struct ovl_alias, link)->ino);
 }
 
-static void grow(struct ovl_fs *fs)
+static bool alias_of_node(const struct ovl_hlink *link, const void *node)
 {
-	size_t nsize = fs->aliases_size ? fs->aliases_size * 2 : 64;
-	struct ovl_alias **nt = calloc(nsize, sizeof(*nt));
+	return ovl_entry_of(link, struct ovl_alias, link)->node == node;
+}
 
-	if (!nt)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < fs->aliases_size; i++) {
-		struct ovl_alias *a, *next;
-		for (a = fs->aliases[i]; a; a = next) {
-			next = a->next;
-			a->next = nt[slot(a->ino, nsize)];
-			nt[slot(a->ino, nsize)] = a;
-		}
-	}
-	free(fs->aliases);
-	fs->aliases = nt;
-	fs->aliases_size = nsize;
+static bool alias_of_ino(const struct ovl_hlink *link, const void *ino)
+{
+	return ovl_entry_of(link, struct ovl_alias, link)->ino == *(const uint64_t *)ino;
 }
 
 /* Caller holds table_lock. Without memory the node stays unindexed: its aliases then keep
@@ -48,32 +37,31 @@ void ovl_alias_add_table_locked(struct ovl_fs *fs, struct ovl_node *node)
 
 	if (atomic_load(&node->aliased))
 		return;
-	if (fs->aliases_count + 1 > fs->aliases_size)
-		grow(fs);
-	if (!fs->aliases_size || !(a = malloc(sizeof(*a))))
+	if (!fs->aliases.hash) /* the index starts empty: buckets come with the first */
+		fs->aliases.hash = alias_hash;
+	if (!(a = malloc(sizeof(*a))))
 		return;
 	a->ino = node->ino;
 	a->node = node;
-	a->next = fs->aliases[slot(a->ino, fs->aliases_size)];
-	fs->aliases[slot(a->ino, fs->aliases_size)] = a;
-	fs->aliases_count++;
+	if (ovl_htab_insert(&fs->aliases, &a->link) < 0) {
+		free(a);
+		return;
+	}
+	atomic_store(&fs->aliases_count, fs->aliases.count);
 	atomic_store(&node->aliased, true);
 }
 
 /* Caller holds table_lock (or is the only thread left). */
 void ovl_alias_del_table_locked(struct ovl_fs *fs, struct ovl_node *node)
 {
-	if (!atomic_load(&node->aliased) || !fs->aliases_size)
+	if (!atomic_load(&node->aliased))
 		return;
-	for (struct ovl_alias **pp = &fs->aliases[slot(node->ino, fs->aliases_size)]; *pp;
-	     pp = &(*pp)->next) {
-		if ((*pp)->node == node) {
-			struct ovl_alias *a = *pp;
-			*pp = a->next;
-			free(a);
-			fs->aliases_count--;
-			break;
-		}
+	struct ovl_hlink *link =
+	    ovl_htab_find(&fs->aliases, ovl_hash_u64(node->ino), alias_of_node, node);
+	if (link) {
+		ovl_htab_remove(&fs->aliases, link);
+		free(ovl_entry_of(link, struct ovl_alias, link));
+		atomic_store(&fs->aliases_count, fs->aliases.count);
 	}
 	atomic_store(&node->aliased, false);
 }
@@ -83,10 +71,7 @@ static bool indexed_table_locked(struct ovl_fs *fs, uint64_t ino)
 {
 	if (!fs->aliases_count)
 		return false;
-	for (struct ovl_alias *a = fs->aliases[slot(ino, fs->aliases_size)]; a; a = a->next)
-		if (a->ino == ino)
-			return true;
-	return false;
+	return ovl_htab_find(&fs->aliases, ovl_hash_u64(ino), alias_of_ino, &ino) != NULL;
 }
 
 /* Called with the attributes just read for node: indexes an upper file with several links,
@@ -115,27 +100,27 @@ size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_nod
 	if (!atomic_load(&node->aliased))
 		return 0;
 	pthread_mutex_lock(&fs->table_lock);
-	if (fs->aliases_size)
-		for (struct ovl_alias *a = fs->aliases[slot(node->ino, fs->aliases_size)];
-		     a && n < max; a = a->next)
-			/* Only nodes the kernel holds have caches to drop. */
-			if (a->ino == node->ino && a->node != node && a->node->nlookup > 0)
-				out[n++] = a->node;
+	uint64_t ino = node->ino;
+	for (struct ovl_hlink *link =
+		 ovl_htab_find(&fs->aliases, ovl_hash_u64(ino), alias_of_ino, &ino);
+	     link && n < max; link = ovl_htab_find_next(link, alias_of_ino, &ino)) {
+		struct ovl_alias *a = ovl_entry_of(link, struct ovl_alias, link);
+		/* Only nodes the kernel holds have caches to drop. */
+		if (a->node != node && a->node->nlookup > 0)
+			out[n++] = a->node;
+	}
 	pthread_mutex_unlock(&fs->table_lock);
 	return n;
 }
 
+static void free_alias(struct ovl_hlink *link, void *arg)
+{
+	(void)arg;
+	free(ovl_entry_of(link, struct ovl_alias, link));
+}
+
 void ovl_alias_free_all(struct ovl_fs *fs)
 {
-	for (size_t i = 0; i < fs->aliases_size; i++) {
-		struct ovl_alias *a, *next;
-		for (a = fs->aliases[i]; a; a = next) {
-			next = a->next;
-			free(a);
-		}
-	}
-	free(fs->aliases);
-	fs->aliases = NULL;
-	fs->aliases_size = 0;
+	ovl_htab_free(&fs->aliases, free_alias, NULL);
 	fs->aliases_count = 0;
 }

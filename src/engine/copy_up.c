@@ -153,30 +153,70 @@ int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst)
 	return err;
 }
 
-/* Builds the copy of the object under sdfd/name as work/tmp. */
-static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
-		      const struct stat *st, const char *tmp, bool truncate)
-{
-	char src[64], dst[PATH_MAX];
-	int err = 0, sfd = -1, dfd = -1;
-	bool in_xattr = false; /* the owner went to an override xattr */
+/* One copy-up in progress: the source, the copy being built in the work directory, and
+ * the upper parent it moves into. */
+struct copy_up {
+	struct ovl_fs *fs;
+	struct ovl_node *node;
+	bool truncate; /* the data is about to be cut to nothing: not copied */
+	int layer;     /* where the object is now */
+	const char *name;
+	int src_dirfd; /* the object's parent in layer */
+	int src_fd;    /* the object: O_RDONLY for a regular file, else O_PATH */
+	struct stat st;
+	char tmp[64]; /* the copy's name in the work directory */
+	int tmp_fd;   /* the copy of a regular file, for its data */
+	int upper_dirfd;
+	struct stat parent_st; /* the upper parent's, whose times the move must not change */
+	struct stat upper_st;  /* the copy's */
+};
 
-	switch (st->st_mode & S_IFMT) {
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* The object to copy, as it is now in its layer. */
+static int open_source(struct copy_up *c)
+{
+	int err = ovl_tmpname(c->fs, c->tmp, sizeof(c->tmp));
+
+	if (err)
+		return err;
+	c->src_dirfd = ovl_open_parent(c->fs, c->node, c->layer, &c->name);
+	if (c->src_dirfd < 0)
+		return c->src_dirfd;
+	if (fstatat(c->src_dirfd, c->name, &c->st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? -ESTALE : -errno;
+	/* Replaced by another type under the mount (a directory by a file or a symlink):
+	 * copying it would put that object where the kernel knows the old one. ENOENT, not
+	 * ESTALE: the kernel must not walk the stale path again through a new symlink. */
+	if ((c->st.st_mode & S_IFMT) != c->node->type)
+		return -ENOENT;
+	return 0;
+}
+
+/* The copy's object in the work directory, of the source's type, and the source's fd. */
+static int create_temp(struct copy_up *c)
+{
+	struct ovl_fs *fs = c->fs;
+	int sdfd = c->src_dirfd;
+	const char *name = c->name;
+
+	switch (c->st.st_mode & S_IFMT) {
 	case S_IFREG:
-		sfd = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (sfd < 0)
+		c->src_fd = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (c->src_fd < 0)
 			return -errno;
-		dfd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-		if (dfd < 0)
-			err = -errno;
-		else if (!truncate)
-			err = copy_data(sfd, dfd, st);
-		break;
+		c->tmp_fd =
+		    openat(fs->work_fd, c->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		return c->tmp_fd < 0 ? -errno : 0;
 	case S_IFDIR:
-		if (mkdirat(fs->work_fd, tmp, 0700) < 0)
+		if (mkdirat(fs->work_fd, c->tmp, 0700) < 0)
 			return -errno;
-		sfd = openat(sdfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		err = sfd < 0 ? -errno : 0;
+		c->src_fd = openat(sdfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		break;
 	case S_IFLNK: {
 		char target[PATH_MAX + 1];
@@ -184,52 +224,88 @@ static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
 		if (n < 0)
 			return -errno;
 		target[n] = '\0';
-		if (symlinkat(target, fs->work_fd, tmp) < 0)
+		if (symlinkat(target, fs->work_fd, c->tmp) < 0)
 			return -errno;
-		sfd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		err = sfd < 0 ? -errno : 0;
+		c->src_fd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		break;
 	}
 	default:
-		if (mknodat(fs->work_fd, tmp, (st->st_mode & S_IFMT) | 0600, st->st_rdev) < 0)
+		if (mknodat(fs->work_fd, c->tmp, (c->st.st_mode & S_IFMT) | 0600, c->st.st_rdev) <
+		    0)
 			return -errno;
-		sfd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		err = sfd < 0 ? -errno : 0;
+		c->src_fd = openat(sdfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		break;
 	}
-	if (!err && ovl_proc_path(sfd, src, sizeof(src)) == 0) {
-		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, tmp);
+	return c->src_fd < 0 ? -errno : 0;
+}
+
+static int copy_temp_data(struct copy_up *c)
+{
+	if (c->tmp_fd < 0 || c->truncate)
+		return 0;
+	return copy_data(c->src_fd, c->tmp_fd, &c->st);
+}
+
+/* xattrs, owner, mode and times, in that order. */
+static int copy_metadata(struct copy_up *c)
+{
+	struct ovl_fs *fs = c->fs;
+	const struct stat *st = &c->st;
+	char src[64], dst[PATH_MAX];
+	bool in_xattr = false; /* the owner went to an override xattr */
+	int err = 0;
+
+	if (ovl_proc_path(c->src_fd, src, sizeof(src)) == 0) {
+		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, c->tmp);
 		err = ovl_copy_xattrs(fs, src, dst);
 	}
 	if (!err)
-		err = ovl_owner_copy_up(fs, layer, sfd, fs->work_fd, tmp, st, &in_xattr);
+		err =
+		    ovl_owner_copy_up(fs, c->layer, c->src_fd, fs->work_fd, c->tmp, st, &in_xattr);
 	if (!err && !in_xattr &&
-	    fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+	    fchownat(fs->work_fd, c->tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
 		err = -errno;
 	/* The mode goes on after the data and the owner, which would clear setuid. */
 	if (!err && !in_xattr && !S_ISLNK(st->st_mode) &&
-	    fchmodat(fs->work_fd, tmp, st->st_mode & 07777, 0) < 0)
+	    fchmodat(fs->work_fd, c->tmp, st->st_mode & 07777, 0) < 0)
 		err = -errno;
 	if (!err) {
 		struct timespec ts[2] = {st->st_atim, st->st_mtim};
-		if (utimensat(fs->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		if (utimensat(fs->work_fd, c->tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			err = -errno;
 	}
-	/* The copy's data is written out before it is renamed into place, else a crash of the
-	 * upper filesystem can leave an empty copy hiding the lower file (delayed allocation
-	 * lets the rename commit before the data). Writing it out gives it its blocks and
-	 * on-disk size in the running journal transaction, ahead of the rename; unlike the
-	 * kernel's fsync, it forces no journal commit per copy-up (chown -R of 5000 lower
-	 * files: 8.4 s with an fsync each). Skipped with fsync=0, as the kernel's. */
-	if (!err && dfd >= 0 && !truncate && st->st_size > 0 && !fs->no_fsync &&
-	    sync_file_range(dfd, 0, 0,
+	return err;
+}
+
+/* The copy's data is written out before it is renamed into place, else a crash of the
+ * upper filesystem can leave an empty copy hiding the lower file (delayed allocation lets
+ * the rename commit before the data). Writing it out gives it its blocks and on-disk size
+ * in the running journal transaction, ahead of the rename; unlike the kernel's fsync, it
+ * forces no journal commit per copy-up (chown -R of 5000 lower files: 8.4 s with an fsync
+ * each). Skipped with fsync=0, as the kernel's. */
+static int flush_temp(struct copy_up *c)
+{
+	if (c->tmp_fd < 0 || c->truncate || c->st.st_size == 0 || c->fs->no_fsync)
+		return 0;
+	if (sync_file_range(c->tmp_fd, 0, 0,
 			    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 				SYNC_FILE_RANGE_WAIT_AFTER) < 0)
-		err = -errno;
-	if (sfd >= 0)
-		close(sfd);
-	if (dfd >= 0)
-		close(dfd);
+		return -errno;
+	return 0;
+}
+
+/* The complete copy as work/tmp. Anything recorded about where it came from belongs
+ * after the metadata, so that it is part of the copy before the copy is visible. */
+static int build_temp(struct copy_up *c)
+{
+	int err = create_temp(c);
+
+	if (!err)
+		err = copy_temp_data(c);
+	if (!err)
+		err = copy_metadata(c);
+	if (!err)
+		err = flush_temp(c);
 	return err;
 }
 
@@ -280,72 +356,82 @@ static int node_now_upper(struct ovl_node *node)
 	}
 }
 
-static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
+/* The inode number the node keeps: its own, now found on upper through the origin map.
+ * As the kernel without an index: a copied-up hard link gets its own number. */
+static void keep_ino(struct copy_up *c)
 {
-	char tmp[64];
-	const char *name;
-	struct stat st, pst, ust;
-	int top = ovl_node_top(node);
-	int sdfd, pdfd, err;
+	if (S_ISDIR(c->st.st_mode) || c->st.st_nlink == 1)
+		ovl_record_origin(c->fs, c->upper_st.st_dev, c->upper_st.st_ino, c->node->ino);
+	else
+		c->node->ino = ovl_map_ino(c->fs, 0, c->upper_st.st_dev, c->upper_st.st_ino);
+}
 
-	err = ovl_tmpname(fs, tmp, sizeof(tmp));
-	if (err)
-		return err;
-	sdfd = ovl_open_parent(fs, node, top, &name);
-	if (sdfd < 0)
-		return sdfd;
-	if (fstatat(sdfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		err = errno == ENOENT ? -ESTALE : -errno;
-		close(sdfd);
-		return err;
-	}
-	/* Replaced by another type under the mount (a directory by a file or a symlink):
-	 * copying it would put that object where the kernel knows the old one. ENOENT, not
-	 * ESTALE: the kernel must not walk the stale path again through a new symlink. */
-	if ((st.st_mode & S_IFMT) != node->type) {
-		close(sdfd);
-		return -ENOENT;
-	}
-	err = build_copy(fs, top, sdfd, name, &st, tmp, truncate);
-	close(sdfd);
-	if (err)
-		goto fail;
-	pdfd = ovl_open_in_layer(fs, node->parent, 0, O_PATH | O_DIRECTORY);
-	if (pdfd < 0) {
-		err = pdfd;
-		goto fail;
-	}
-	if (fstat(pdfd, &pst) < 0 || fstatat(fs->work_fd, tmp, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
-		err = -errno;
-		close(pdfd);
-		goto fail;
-	}
+/* Renames the copy over the name in the upper parent, unless the name appeared there or
+ * the node went away meanwhile; from then on the node lives in upper. */
+static int move_into_place(struct copy_up *c)
+{
+	struct ovl_fs *fs = c->fs;
+	struct ovl_node *node = c->node;
+	int err = 0;
+
+	c->upper_dirfd = ovl_open_in_layer(fs, node->parent, 0, O_PATH | O_DIRECTORY);
+	if (c->upper_dirfd < 0)
+		return c->upper_dirfd;
+	if (fstat(c->upper_dirfd, &c->parent_st) < 0 ||
+	    fstatat(fs->work_fd, c->tmp, &c->upper_st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
 	pthread_mutex_lock(&node->parent->op_lock);
 	if (node->unlinked)
 		err = -ENOENT;
-	else if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_NOREPLACE) < 0)
+	else if (renameat2(fs->work_fd, c->tmp, c->upper_dirfd, c->name, RENAME_NOREPLACE) < 0)
 		err = errno == EEXIST ? -ESTALE : -errno;
 	if (!err) {
-		restore_times(pdfd, &pst);
+		restore_times(c->upper_dirfd, &c->parent_st);
 		err = node_now_upper(node);
-		/* As the kernel without an index: a copied-up hard link gets its own number. */
-		if (S_ISDIR(st.st_mode) || st.st_nlink == 1)
-			ovl_record_origin(fs, ust.st_dev, ust.st_ino, node->ino);
-		else
-			node->ino = ovl_map_ino(fs, 0, ust.st_dev, ust.st_ino);
+		keep_ino(c);
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
-	close(pdfd);
-	if (!err && S_ISDIR(st.st_mode) && fs->attr_changed)
-		fs->attr_changed(fs->attr_changed_ctx, node);
-	if (!err)
-		return 0;
-fail:
-	if (S_ISDIR(st.st_mode))
-		(void)ovl_remove_tree_at(fs->work_fd, tmp);
-	else
-		(void)unlinkat(fs->work_fd, tmp, 0);
 	return err;
+}
+
+static void discard_temp(struct copy_up *c)
+{
+	if (S_ISDIR(c->st.st_mode))
+		(void)ovl_remove_tree_at(c->fs->work_fd, c->tmp);
+	else
+		(void)unlinkat(c->fs->work_fd, c->tmp, 0);
+}
+
+static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
+{
+	struct copy_up c = {.fs = fs,
+			    .node = node,
+			    .truncate = truncate,
+			    .layer = ovl_node_top(node),
+			    .src_dirfd = -1,
+			    .src_fd = -1,
+			    .tmp_fd = -1,
+			    .upper_dirfd = -1};
+	int err = open_source(&c);
+
+	if (err) {
+		close_fd(&c.src_dirfd);
+		return err;
+	}
+	err = build_temp(&c);
+	close_fd(&c.src_fd);
+	close_fd(&c.tmp_fd);
+	close_fd(&c.src_dirfd);
+	if (!err)
+		err = move_into_place(&c);
+	close_fd(&c.upper_dirfd);
+	if (err) {
+		discard_temp(&c);
+		return err;
+	}
+	if (S_ISDIR(c.st.st_mode) && fs->attr_changed)
+		fs->attr_changed(fs->attr_changed_ctx, node);
+	return 0;
 }
 
 /* Preconditions: the rename lock; no op lock, fs->table_lock not held. */

@@ -52,6 +52,7 @@
 
 #include "engine.h"
 #include "format.h"
+#include "hashtab.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -86,7 +87,7 @@ struct ovl_orphan {
 struct ovl_node {
 	struct ovl_node *parent; /* holds a reference on the parent */
 	char *name;
-	struct ovl_node *hnext; /* node table chain */
+	struct ovl_hlink hlink; /* node table chain */
 	uint64_t nlookup;	/* kernel references */
 	uint64_t refs;		/* nlookup > 0, children in table, internal pins */
 	_Atomic uint64_t ino;	/* overlay inode number; set under table_lock, read without */
@@ -122,7 +123,7 @@ struct ovl_origin {
 	dev_t dev;
 	ino_t ino;
 	uint64_t ovl_ino;
-	struct ovl_origin *next;
+	struct ovl_hlink link;
 };
 
 struct ovl_fs {
@@ -151,17 +152,13 @@ struct ovl_fs {
 	 * while they were open) are closed by ovl_fs_destroy. */
 	pthread_mutex_t files_lock;
 	struct ovl_file *open_files;
-	struct ovl_node **table;
-	size_t table_size, table_count;
-	struct ovl_origin **origins;
-	size_t origins_size, origins_count;
-	struct ovl_origin **inomap; /* fallback for inodes that do not fit beside the fsid */
-	size_t inomap_size, inomap_count;
+	struct ovl_htab table; /* nodes by (parent, name) */
+	struct ovl_htab origins;
+	struct ovl_htab inomap; /* fallback for inodes that do not fit beside the fsid */
 	uint64_t next_private_ino;
 	struct ovl_node *root;
 	struct ovl_node *orphans;
-	struct ovl_alias **aliases; /* hard-link index by ino, under table_lock */
-	size_t aliases_size;
+	struct ovl_htab aliases;      /* hard-link index by ino, under table_lock */
 	_Atomic size_t aliases_count; /* read without the lock for a quick "none" */
 	struct ovl_owner_opts owner;
 	bool owner_active; /* some ownership option or override xattr is in effect */

@@ -144,69 +144,58 @@ int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, s
 	return n < 0 ? -errno : (int)n;
 }
 
-static size_t hash_dev_ino(dev_t dev, ino_t ino, size_t size)
+/* The origin and fallback inode maps: (dev, ino) -> overlay inode number. */
+static uint64_t hash_dev_ino(dev_t dev, ino_t ino)
 {
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev * 0xff51afd7ed558ccdULL;
-	return (size_t)(h >> 17) & (size - 1);
+	return ovl_hash_u64((uint64_t)ino ^ ovl_hash_u64((uint64_t)dev));
 }
 
-static struct ovl_origin *map_find(struct ovl_origin **map, size_t size, dev_t dev, ino_t ino)
+static uint64_t origin_hash(const struct ovl_hlink *link)
 {
-	if (!map)
-		return NULL;
-	for (struct ovl_origin *o = map[hash_dev_ino(dev, ino, size)]; o; o = o->next)
-		if (o->dev == dev && o->ino == ino)
-			return o;
-	return NULL;
+	const struct ovl_origin *o = ovl_entry_of(link, struct ovl_origin, link);
+	return hash_dev_ino(o->dev, o->ino);
+}
+
+static bool origin_is(const struct ovl_hlink *link, const void *key)
+{
+	const struct ovl_origin *o = ovl_entry_of(link, struct ovl_origin, link);
+	const struct ovl_origin *k = key;
+	return o->dev == k->dev && o->ino == k->ino;
+}
+
+static struct ovl_origin *map_find(const struct ovl_htab *map, dev_t dev, ino_t ino)
+{
+	struct ovl_origin key = {.dev = dev, .ino = ino};
+	struct ovl_hlink *link = ovl_htab_find(map, hash_dev_ino(dev, ino), origin_is, &key);
+	return link ? ovl_entry_of(link, struct ovl_origin, link) : NULL;
 }
 
 /* Grows the map as it fills; the caller holds table_lock. Returns the entry or NULL. */
-static struct ovl_origin *map_add(struct ovl_origin ***mapp, size_t *sizep, size_t *count,
-				  dev_t dev, ino_t ino, uint64_t ovl_ino)
+static struct ovl_origin *map_add(struct ovl_htab *map, dev_t dev, ino_t ino, uint64_t ovl_ino)
 {
 	struct ovl_origin *o = calloc(1, sizeof(*o));
-	size_t h;
 
 	if (!o)
 		return NULL;
-	if (!*mapp || *count >= *sizep) {
-		size_t nsize = *sizep ? *sizep * 2 : 256;
-		struct ovl_origin **nmap = calloc(nsize, sizeof(*nmap));
-		if (!nmap) {
-			free(o);
-			return NULL;
-		}
-		for (size_t i = 0; *mapp && i < *sizep; i++) {
-			struct ovl_origin *e, *next;
-			for (e = (*mapp)[i]; e; e = next) {
-				next = e->next;
-				h = hash_dev_ino(e->dev, e->ino, nsize);
-				e->next = nmap[h];
-				nmap[h] = e;
-			}
-		}
-		free(*mapp);
-		*mapp = nmap;
-		*sizep = nsize;
-	}
 	o->dev = dev;
 	o->ino = ino;
 	o->ovl_ino = ovl_ino;
-	h = hash_dev_ino(dev, ino, *sizep);
-	o->next = (*mapp)[h];
-	(*mapp)[h] = o;
-	(*count)++;
+	map->hash = origin_hash;
+	if (ovl_htab_insert(map, &o->link) < 0) {
+		free(o);
+		return NULL;
+	}
 	return o;
 }
 
 void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino)
 {
 	pthread_mutex_lock(&fs->table_lock);
-	struct ovl_origin *o = map_find(fs->origins, fs->origins_size, dev, ino);
+	struct ovl_origin *o = map_find(&fs->origins, dev, ino);
 	if (o)
 		o->ovl_ino = ovl_ino;
 	else
-		map_add(&fs->origins, &fs->origins_size, &fs->origins_count, dev, ino, ovl_ino);
+		map_add(&fs->origins, dev, ino, ovl_ino);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
@@ -220,9 +209,9 @@ uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino)
 {
 	uint64_t res;
 
-	if (fs->layers[layer].is_upper && fs->origins) {
+	if (fs->layers[layer].is_upper && fs->origins.buckets) {
 		pthread_mutex_lock(&fs->table_lock);
-		struct ovl_origin *o = map_find(fs->origins, fs->origins_size, dev, ino);
+		struct ovl_origin *o = map_find(&fs->origins, dev, ino);
 		res = o ? o->ovl_ino : 0;
 		pthread_mutex_unlock(&fs->table_lock);
 		if (res)
@@ -233,30 +222,22 @@ uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino)
 	if (((uint64_t)ino >> (64 - fs->xino_bits)) == 0)
 		return (uint64_t)ino | ((uint64_t)fs->layers[layer].fsid << (64 - fs->xino_bits));
 	pthread_mutex_lock(&fs->table_lock);
-	struct ovl_origin *o = map_find(fs->inomap, fs->inomap_size, dev, ino);
+	struct ovl_origin *o = map_find(&fs->inomap, dev, ino);
 	if (!o)
-		o = map_add(&fs->inomap, &fs->inomap_size, &fs->inomap_count, dev, ino,
-			    fs->next_private_ino++);
+		o = map_add(&fs->inomap, dev, ino, fs->next_private_ino++);
 	res = o ? o->ovl_ino : ino;
 	pthread_mutex_unlock(&fs->table_lock);
 	return res;
 }
 
-static void map_free(struct ovl_origin **map, size_t size)
+static void free_origin(struct ovl_hlink *link, void *arg)
 {
-	for (size_t i = 0; map && i < size; i++) {
-		struct ovl_origin *o, *next;
-		for (o = map[i]; o; o = next) {
-			next = o->next;
-			free(o);
-		}
-	}
-	free(map);
+	(void)arg;
+	free(ovl_entry_of(link, struct ovl_origin, link));
 }
 
 void ovl_maps_free(struct ovl_fs *fs)
 {
-	map_free(fs->origins, fs->origins_size);
-	map_free(fs->inomap, fs->inomap_size);
-	fs->origins = fs->inomap = NULL;
+	ovl_htab_free(&fs->origins, free_origin, NULL);
+	ovl_htab_free(&fs->inomap, free_origin, NULL);
 }

@@ -40,13 +40,14 @@ static bool needs_big(size_t count)
 
 static uint32_t listing_hash(const struct ovl_dirent *ents, size_t count)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = OVL_HASH_SEED;
 
 	for (size_t i = 0; i < count; i++) {
-		for (const char *s = ents[i].name; *s; s++)
-			h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-		h = (h ^ (0x100u | ents[i].type)) * 1099511628211ULL;
+		/* The terminating NUL separates the name from its type. */
+		h = ovl_hash_fnv(h, ents[i].name, strlen(ents[i].name) + 1);
+		h = ovl_hash_fnv(h, &ents[i].type, 1);
 	}
+	h = ovl_hash_u64(h);
 	return (uint32_t)(h ^ (h >> 32)) % GEN_MAX(needs_big(count)) + 1;
 }
 

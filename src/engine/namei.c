@@ -57,11 +57,6 @@ static void missed_clear(struct missed *m)
 	m->n = 0;
 }
 
-static bool upper_first(struct ovl_fs *fs, const struct ovl_dirlayer *pl)
-{
-	return fs->layers[pl[0].layer].is_upper;
-}
-
 /* The index of the first missed layer with a .wh.<name>, -1 if none, or -errno. */
 static int missed_whiteout(struct missed *m, const char *name)
 {
@@ -73,6 +68,167 @@ static int missed_whiteout(struct missed *m, const char *name)
 	}
 	missed_clear(m);
 	return r;
+}
+
+/* A lookup in progress: the layers of the parent, top-down, and what was found so far. */
+struct lookup {
+	struct ovl_fs *fs;
+	struct ovl_node *parent;
+	const char *name;
+	bool want_below;
+	const int *dirfds;	 /* lent by the caller, by layer index (-1: none); may be NULL */
+	struct ovl_dirlayer *pl; /* the parent's layers */
+	int n;
+	struct missed missed;
+	bool merging; /* the directory found so far merges the layers below */
+	bool done;    /* no layer below can change the result */
+	struct ovl_found *f;
+};
+
+static bool layer_is_upper(const struct lookup *lk, int i)
+{
+	return lk->fs->layers[lk->pl[i].layer].is_upper;
+}
+
+/* The parent's directory in layer i: lent by the caller, or opened here (*own). */
+static int parent_dirfd(struct lookup *lk, int i, bool *own)
+{
+	int layer = lk->pl[i].layer;
+
+	*own = !lk->dirfds || lk->dirfds[layer] < 0;
+	if (!*own)
+		return lk->dirfds[layer];
+	return ovl_open_in_layer(lk->fs, lk->parent, layer, O_PATH | O_DIRECTORY);
+}
+
+/* A .wh.<name> file in layer i hides the name there and below. */
+static void whited_out_by_file(struct lookup *lk, int i)
+{
+	if (lk->f->top < 0)
+		lk->f->whfile_in_upper = layer_is_upper(lk, i);
+	lk->done = true;
+}
+
+/* The name is not in layer i (dfd). Only a layer with some below and maybe some .wh. file
+ * may hide it: its fd waits in missed until a layer below has the name. */
+static int name_absent(struct lookup *lk, int i, int dfd, bool own)
+{
+	if (i == lk->n - 1 || lk->pl[i].no_wh_files) {
+		put_dfd(dfd, own);
+		return 0;
+	}
+	if (lk->missed.n < MISSED_MAX) {
+		lk->missed.idx[lk->missed.n] = i;
+		lk->missed.own[lk->missed.n] = own;
+		lk->missed.fd[lk->missed.n++] = dfd;
+		return 0;
+	}
+	/* No room to wait: asked now. */
+	int w = ovl_has_wh_file(dfd, lk->name);
+	put_dfd(dfd, own);
+	if (!w)
+		return 0;
+	/* A layer above may hold one too: the upper, say. */
+	int m = missed_whiteout(&lk->missed, lk->name);
+	if (w < 0 || m < -1)
+		return w < 0 ? w : m;
+	whited_out_by_file(lk, m >= 0 ? m : i);
+	return 0;
+}
+
+/* A directory at layer i joins the merge; its opaque mark says whether the layers below
+ * join too. */
+static int merge_dir(struct lookup *lk, int i, int dfd)
+{
+	int op = ovl_dir_opaque(lk->fs, dfd, lk->name, i < lk->n - 1);
+
+	lk->merging = op != OVL_OPAQUE_YES;
+	return add_dirlayer(lk->f, lk->pl[i].layer,
+			    op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i));
+}
+
+/* The topmost object of the name: what the name is (where an upper entry would have its
+ * origin record read). A non-directory stops the merge. */
+static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
+{
+	int err = 0;
+
+	lk->f->top = lk->pl[i].layer;
+	lk->f->st = *st;
+	if (S_ISDIR(st->st_mode)) {
+		err = merge_dir(lk, i, dfd);
+		lk->f->opaque = !lk->merging;
+	}
+	return err;
+}
+
+/* The name in a layer under the top one: a directory below a merging one merges; a
+ * whiteout or a non-directory ends the merge. */
+static int below_top(struct lookup *lk, int i, int dfd, const struct stat *st, bool wh)
+{
+	int err = 0;
+
+	if (lk->merging) {
+		if (!wh && S_ISDIR(st->st_mode))
+			err = merge_dir(lk, i, dfd);
+		else
+			lk->merging = false;
+	}
+	if (!wh)
+		lk->f->below = true;
+	return err;
+}
+
+/* The name is in layer i (dfd), as st: what that entry means. */
+static int name_present(struct lookup *lk, int i, int dfd, const struct stat *st)
+{
+	int err;
+
+	if (lk->missed.n) {
+		int w = missed_whiteout(&lk->missed, lk->name);
+		if (w < -1)
+			return w;
+		if (w >= 0) {
+			whited_out_by_file(lk, w); /* above this layer */
+			return 0;
+		}
+	}
+	bool upper = layer_is_upper(lk, i);
+	bool wh = ovl_is_whiteout_stat(st) ||
+		  (!upper && lk->pl[i].xwhiteouts && ovl_is_xwhiteout(lk->fs, dfd, lk->name, st));
+	if (lk->f->top >= 0) {
+		err = below_top(lk, i, dfd, st, wh);
+	} else if (wh) {
+		lk->f->whiteout_in_upper = upper;
+		lk->done = true;
+		return 0;
+	} else {
+		err = take_top(lk, i, dfd, st);
+	}
+	if (!lk->merging && (!lk->want_below || lk->f->below || wh))
+		lk->done = true;
+	return err;
+}
+
+/* One layer of the parent: is the name there, and what is it. */
+static int look_in_layer(struct lookup *lk, int i)
+{
+	struct stat st;
+	bool own;
+	int err, dfd = parent_dirfd(lk, i, &own);
+
+	if (dfd < 0)
+		return gone(dfd) ? 0 : dfd; /* changed underneath: treat as absent */
+	if (fstatat(dfd, lk->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		err = -errno;
+		if (gone(err))
+			return name_absent(lk, i, dfd, own);
+		put_dfd(dfd, own);
+		return err;
+	}
+	err = name_present(lk, i, dfd, &st);
+	put_dfd(dfd, own);
+	return err;
 }
 
 /*
@@ -89,10 +245,13 @@ int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool 
 int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
 		const int *dirfds, struct ovl_found *f)
 {
-	struct ovl_dirlayer *pl;
-	struct missed missed = {0};
-	bool merging = false;
-	int n, err = 0;
+	struct lookup lk = {.fs = fs,
+			    .parent = parent,
+			    .name = name,
+			    .want_below = want_below,
+			    .dirfds = dirfds,
+			    .f = f};
+	int err = 0;
 
 	memset(f, 0, sizeof(*f));
 	f->top = -1;
@@ -102,98 +261,13 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 		return -ENOTDIR;
 	if (ovl_is_wh_name(name))
 		return 0; /* OCI whiteout names are never shown */
-	n = ovl_node_dirlayers(parent, &pl);
-	if (n < 0)
-		return n;
-	for (int i = 0; i < n; i++) {
-		int layer = pl[i].layer;
-		bool upper = fs->layers[layer].is_upper;
-		struct stat st;
-		bool own = !dirfds || dirfds[layer] < 0;
-		int dfd = own ? ovl_open_in_layer(fs, parent, layer, O_PATH | O_DIRECTORY)
-			      : dirfds[layer];
-
-		if (dfd < 0) {
-			if (gone(dfd))
-				continue; /* changed underneath: treat as absent */
-			err = dfd;
-			break;
-		}
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			err = -errno;
-			if (!gone(err)) {
-				put_dfd(dfd, own);
-				break;
-			}
-			err = 0;
-			/* Only a layer with some below and maybe some .wh. file may hide it. */
-			if (i == n - 1 || pl[i].no_wh_files) {
-				put_dfd(dfd, own);
-			} else if (missed.n < MISSED_MAX) {
-				missed.idx[missed.n] = i;
-				missed.own[missed.n] = own;
-				missed.fd[missed.n++] = dfd;
-			} else {
-				int w = ovl_has_wh_file(dfd, name);
-				put_dfd(dfd, own);
-				if (w) {
-					/* A layer above may hold one too: the upper, say. */
-					int m = missed_whiteout(&missed, name);
-					err = w < 0 ? w : m < -1 ? m : 0;
-					if (!err && f->top < 0)
-						f->whfile_in_upper =
-						    m >= 0 ? !m && upper_first(fs, pl) : upper;
-					break;
-				}
-			}
-			continue;
-		}
-		int w = missed.n ? missed_whiteout(&missed, name) : -1;
-		if (w != -1) {
-			put_dfd(dfd, own);
-			if (w < -1)
-				err = w;
-			else if (f->top < 0)
-				f->whfile_in_upper = !w && upper_first(fs, pl);
-			break; /* whited out above this layer */
-		}
-		bool wh = ovl_is_whiteout_stat(&st) ||
-			  (!upper && pl[i].xwhiteouts && ovl_is_xwhiteout(fs, dfd, name, &st));
-		if (f->top < 0) {
-			if (wh) {
-				f->whiteout_in_upper = upper;
-				put_dfd(dfd, own);
-				break;
-			}
-			f->top = layer;
-			f->st = st;
-			if (S_ISDIR(st.st_mode)) {
-				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
-				merging = op != OVL_OPAQUE_YES;
-				f->opaque = op == OVL_OPAQUE_YES;
-			}
-		} else if (merging) {
-			if (!wh && S_ISDIR(st.st_mode)) {
-				int op = ovl_dir_opaque(fs, dfd, name, i < n - 1);
-				err = add_dirlayer(f, layer, op == OVL_OPAQUE_XWHITEOUTS && !upper);
-				merging = op != OVL_OPAQUE_YES;
-			} else {
-				merging = false;
-			}
-			if (!wh)
-				f->below = true;
-		} else if (!wh) {
-			f->below = true;
-		}
-		put_dfd(dfd, own);
-		if (err)
-			break;
-		if (!merging && (!want_below || f->below || wh))
-			break;
-	}
-	missed_clear(&missed);
-	free(pl);
+	lk.n = ovl_node_dirlayers(parent, &lk.pl);
+	if (lk.n < 0)
+		return lk.n;
+	for (int i = 0; i < lk.n && !err && !lk.done; i++)
+		err = look_in_layer(&lk, i);
+	missed_clear(&lk.missed);
+	free(lk.pl);
 	if (err)
 		ovl_found_free(f);
 	return err;

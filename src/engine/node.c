@@ -8,81 +8,60 @@
 #include <string.h>
 #include <unistd.h>
 
-static size_t hash_name(const struct ovl_node *parent, const char *name, size_t size)
-{
-	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)parent;
+/* Memory per cached node (README "Small nodes"): this keeps it from growing unnoticed. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct ovl_node) <= 152, "ovl_node grew");
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	return (size_t)(h ^ (h >> 29)) & (size - 1);
+/* The node table: the shared hash table keyed by (parent, name). */
+static uint64_t hash_name(const struct ovl_node *parent, const char *name)
+{
+	return ovl_hash_str(ovl_hash_u64((uint64_t)(uintptr_t)parent), name);
+}
+
+static uint64_t node_hash(const struct ovl_hlink *link)
+{
+	const struct ovl_node *n = ovl_entry_of(link, struct ovl_node, hlink);
+	return hash_name(n->parent, n->name);
+}
+
+struct child_key {
+	const struct ovl_node *parent;
+	const char *name;
+};
+
+static bool node_is(const struct ovl_hlink *link, const void *key)
+{
+	const struct ovl_node *n = ovl_entry_of(link, struct ovl_node, hlink);
+	const struct child_key *k = key;
+	return n->parent == k->parent && strcmp(n->name, k->name) == 0;
 }
 
 int ovl_node_init_table(struct ovl_fs *fs)
 {
-	fs->table_size = 1024;
-	fs->table = calloc(fs->table_size, sizeof(*fs->table));
-	return fs->table ? 0 : -ENOMEM;
-}
-
-static void table_grow(struct ovl_fs *fs)
-{
-	size_t nsize = fs->table_size * 2;
-	struct ovl_node **nt = calloc(nsize, sizeof(*nt));
-
-	if (!nt)
-		return; /* keep the longer chains; still correct */
-	for (size_t i = 0; i < fs->table_size; i++) {
-		struct ovl_node *n, *next;
-		for (n = fs->table[i]; n; n = next) {
-			size_t h = hash_name(n->parent, n->name, nsize);
-			next = n->hnext;
-			n->hnext = nt[h];
-			nt[h] = n;
-		}
-	}
-	free(fs->table);
-	fs->table = nt;
-	fs->table_size = nsize;
+	return ovl_htab_init(&fs->table, node_hash, 1024);
 }
 
 static void table_insert(struct ovl_fs *fs, struct ovl_node *node)
 {
-	size_t h;
-
-	if (fs->table_count + 1 > fs->table_size)
-		table_grow(fs);
-	h = hash_name(node->parent, node->name, fs->table_size);
-	node->hnext = fs->table[h];
-	fs->table[h] = node;
+	/* Cannot fail: the table has its buckets from ovl_node_init_table on. */
+	(void)ovl_htab_insert(&fs->table, &node->hlink);
 	node->in_table = true;
-	fs->table_count++;
 	node->parent->refs++;
 }
 
 /* Returns the parent, whose reference the caller must drop. */
 static struct ovl_node *table_remove(struct ovl_fs *fs, struct ovl_node *node)
 {
-	struct ovl_node **pp = &fs->table[hash_name(node->parent, node->name, fs->table_size)];
-
-	for (; *pp; pp = &(*pp)->hnext) {
-		if (*pp == node) {
-			*pp = node->hnext;
-			break;
-		}
-	}
+	ovl_htab_remove(&fs->table, &node->hlink);
 	node->in_table = false;
-	fs->table_count--;
 	return node->parent;
 }
 
 /* Caller holds table_lock. */
 struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
 {
-	for (struct ovl_node *n = fs->table[hash_name(parent, name, fs->table_size)]; n;
-	     n = n->hnext)
-		if (n->parent == parent && strcmp(n->name, name) == 0)
-			return n;
-	return NULL;
+	struct child_key key = {parent, name};
+	struct ovl_hlink *link = ovl_htab_find(&fs->table, hash_name(parent, name), node_is, &key);
+	return link ? ovl_entry_of(link, struct ovl_node, hlink) : NULL;
 }
 
 static void node_free(struct ovl_fs *fs, struct ovl_node *node)
@@ -149,7 +128,7 @@ static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 size_t ovl_node_count(struct ovl_fs *fs)
 {
 	pthread_mutex_lock(&fs->table_lock);
-	size_t n = fs->table_count;
+	size_t n = fs->table.count;
 	pthread_mutex_unlock(&fs->table_lock);
 	return n;
 }
@@ -233,18 +212,15 @@ void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *ne
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
+static void free_table_node(struct ovl_hlink *link, void *fs)
+{
+	node_free(fs, ovl_entry_of(link, struct ovl_node, hlink));
+}
+
 void ovl_node_free_all(struct ovl_fs *fs)
 {
 	ovl_alias_free_all(fs);
-	for (size_t i = 0; fs->table && i < fs->table_size; i++) {
-		struct ovl_node *n, *next;
-		for (n = fs->table[i]; n; n = next) {
-			next = n->hnext;
-			node_free(fs, n);
-		}
-	}
-	free(fs->table);
-	fs->table = NULL;
+	ovl_htab_free(&fs->table, free_table_node, fs);
 	while (fs->orphans) {
 		struct ovl_node *next = fs->orphans->orphan->next;
 		node_free(fs, fs->orphans);

@@ -62,29 +62,40 @@ static bool is_ancestor(struct ovl_node *anc, struct ovl_node *node)
 	return false;
 }
 
+struct subtree {
+	struct ovl_fs *fs;
+	struct ovl_node *dir;
+};
+
+static void node_now_upper_only(struct ovl_hlink *link, void *arg)
+{
+	struct ovl_node *n = ovl_entry_of(link, struct ovl_node, hlink);
+	struct subtree *t = arg;
+
+	if (!is_ancestor(t->dir, n))
+		return;
+	pthread_spin_lock(&n->lock);
+	n->top = 0;
+	bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
+	if (n->type == S_IFDIR && n->ndirlayers > 0) {
+		n->ndirlayers = 1;
+		n->dirlayers[0].layer = 0;
+		n->dirlayers[0].xwhiteouts = false;
+		n->dirlayers[0].no_wh_files = false;
+	}
+	pthread_spin_unlock(&n->lock);
+	/* No longer merged: its link count is the real one now. */
+	if (was_merged && t->fs->attr_changed)
+		t->fs->attr_changed(t->fs->attr_changed_ctx, n);
+}
+
 /* After a directory moved, it and everything known below it live in upper only. */
 static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 {
+	struct subtree t = {fs, dir};
+
 	pthread_mutex_lock(&fs->table_lock);
-	for (size_t i = 0; i < fs->table_size; i++) {
-		for (struct ovl_node *n = fs->table[i]; n; n = n->hnext) {
-			if (!is_ancestor(dir, n))
-				continue;
-			pthread_spin_lock(&n->lock);
-			n->top = 0;
-			bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
-			if (n->type == S_IFDIR && n->ndirlayers > 0) {
-				n->ndirlayers = 1;
-				n->dirlayers[0].layer = 0;
-				n->dirlayers[0].xwhiteouts = false;
-				n->dirlayers[0].no_wh_files = false;
-			}
-			pthread_spin_unlock(&n->lock);
-			/* No longer merged: its link count is the real one now. */
-			if (was_merged && fs->attr_changed)
-				fs->attr_changed(fs->attr_changed_ctx, n);
-		}
-	}
+	ovl_htab_each(&fs->table, node_now_upper_only, &t);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
@@ -197,29 +208,141 @@ struct side {
 	bool was_pure_upper;   /* a directory entirely in upper: its subtree needs no update */
 };
 
-static int check_target(struct ovl_fs *fs, struct side *src, struct side *dst, unsigned flags)
+/* One rename, both sides of it, through its phases: find, look up, check, apply. */
+struct rename_ctx {
+	struct ovl_fs *fs;
+	struct side src, dst;
+	unsigned flags;
+	struct ovl_orphan *keep; /* the replaced object, for its open files */
+	bool *both_names_kept;
+};
+
+/* What can be refused before anything is looked at. */
+static int check_request(struct ovl_fs *fs, const char *newname, unsigned flags)
 {
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	if (fs->readonly)
+		return -EROFS;
+	if (strlen(newname) > (size_t)fs->namemax)
+		return -ENAMETOOLONG;
+	if (ovl_is_wh_name(newname))
+		return -EINVAL;
+	return 0;
+}
+
+/* Both names as the layers have them: the source must exist. */
+static int find_sides(struct rename_ctx *r)
+{
+	int err = ovl_find(r->fs, r->src.parent, r->src.name, true, &r->src.f);
+
+	if (!err && r->src.f.top < 0)
+		err = -ENOENT;
+	if (!err)
+		err = ovl_find(r->fs, r->dst.parent, r->dst.name, true, &r->dst.f);
+	return err;
+}
+
+static bool same_name(const struct rename_ctx *r)
+{
+	return r->src.parent == r->dst.parent && strcmp(r->src.name, r->dst.name) == 0;
+}
+
+static bool same_object(const struct rename_ctx *r)
+{
+	return r->dst.f.top == r->src.f.top && r->dst.f.st.st_dev == r->src.f.st.st_dev &&
+	       r->dst.f.st.st_ino == r->src.f.st.st_ino;
+}
+
+/* The nodes of both names (the target's if it exists). */
+static int lookup_sides(struct rename_ctx *r)
+{
+	struct stat st;
+	int err = ovl_lookup_locked(r->fs, r->src.parent, r->src.name, &r->src.node, &st);
+
+	if (!err && r->dst.f.top >= 0)
+		err = ovl_lookup_locked(r->fs, r->dst.parent, r->dst.name, &r->dst.node, &st);
+	return err;
+}
+
+/* An exchange in the node table: dst goes aside under a name no one can look up, then the
+ * two swap. */
+static void exchange_nodes(struct rename_ctx *r)
+{
+	ovl_node_move(r->fs, r->dst.node, r->src.parent, "/exchange");
+	ovl_node_move(r->fs, r->src.node, r->dst.parent, r->dst.name);
+	ovl_node_move(r->fs, r->dst.node, r->src.parent, r->src.name);
+}
+
+/* Two names of one file: POSIX says do nothing on disk. The kernel sees two inodes: it
+ * swaps their dentries on an exchange, which swapping the nodes follows; a plain rename
+ * the caller undoes (both_names_kept). */
+static int rename_links_of_one_file(struct rename_ctx *r)
+{
+	int err = 0;
+
+	if (r->flags & RENAME_EXCHANGE) {
+		err = lookup_sides(r);
+		if (!err)
+			exchange_nodes(r);
+	} else if (r->both_names_kept) {
+		*r->both_names_kept = true;
+	}
+	return err;
+}
+
+static int check_target(struct rename_ctx *r)
+{
+	struct side *src = &r->src, *dst = &r->dst;
 	bool sdir = S_ISDIR(src->f.st.st_mode), ddir = S_ISDIR(dst->f.st.st_mode);
 
 	if (dst->f.top < 0)
-		return flags & RENAME_EXCHANGE ? -ENOENT : 0;
-	if (flags & RENAME_NOREPLACE)
+		return r->flags & RENAME_EXCHANGE ? -ENOENT : 0;
+	if (r->flags & RENAME_NOREPLACE)
 		return -EEXIST;
-	if (flags & RENAME_EXCHANGE)
+	if (r->flags & RENAME_EXCHANGE)
 		return 0;
 	if (sdir && !ddir)
 		return -ENOTDIR;
 	if (!sdir && ddir)
 		return -EISDIR;
 	if (ddir)
-		return ovl_check_empty(fs, dst->node);
+		return ovl_check_empty(r->fs, dst->node);
 	return 0;
 }
 
-static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsigned flags)
+/* Whether the rename may go ahead, before anything changes on disk; keeps the replaced
+ * object for its open files. */
+static int check_rename(struct rename_ctx *r)
 {
+	struct side *src = &r->src, *dst = &r->dst;
+	int err;
+
+	if (is_ancestor(src->node, dst->parent) ||
+	    (dst->node && is_ancestor(dst->node, src->parent)))
+		return dst->node && is_ancestor(dst->node, src->parent) &&
+			       !(r->flags & RENAME_EXCHANGE)
+			   ? -ENOTEMPTY
+			   : -EINVAL;
+	src->was_pure_upper = !S_ISDIR(src->f.st.st_mode) || pure_upper(r->fs, src->node);
+	dst->was_pure_upper =
+	    !dst->node || !S_ISDIR(dst->f.st.st_mode) || pure_upper(r->fs, dst->node);
+	err = check_target(r);
+	if (!err && dst->node && !(r->flags & RENAME_EXCHANGE))
+		err = ovl_keep_orphan(r->fs, dst->parent, dst->name, &r->keep);
+	return err;
+}
+
+/* Everything the rename moves goes to upper first: the parents, the source (a directory
+ * with all it holds), and on an exchange the target. */
+static int copy_up_sides(struct rename_ctx *r)
+{
+	struct ovl_fs *fs = r->fs;
+	struct side *src = &r->src, *dst = &r->dst;
 	bool sdir = S_ISDIR(src->f.st.st_mode);
-	int err, spfd = -1, dpfd = -1;
+	int err;
 
 	err = ovl_copy_up_locked(fs, src->parent, false);
 	if (!err)
@@ -227,18 +350,26 @@ static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsi
 	if (!err)
 		err = sdir ? prepare_dir(fs, src->node, dst->parent)
 			   : ovl_copy_up_locked(fs, src->node, false);
-	if (!err && (flags & RENAME_EXCHANGE))
+	if (!err && (r->flags & RENAME_EXCHANGE))
 		err = S_ISDIR(dst->f.st.st_mode) ? prepare_dir(fs, dst->node, src->parent)
 						 : ovl_copy_up_locked(fs, dst->node, false);
-	if (!err && !(flags & RENAME_EXCHANGE) && dst->f.top == 0 && S_ISDIR(dst->f.st.st_mode))
+	if (!err && !(r->flags & RENAME_EXCHANGE) && dst->f.top == 0 && S_ISDIR(dst->f.st.st_mode))
 		err = purge_whiteouts(fs, dst->parent, dst->name);
-	if (err)
-		return err;
+	return err;
+}
+
+/* The rename itself, on upper, with the whiteout the source name needs. */
+static int rename_on_upper(struct rename_ctx *r)
+{
+	struct ovl_fs *fs = r->fs;
+	struct side *src = &r->src, *dst = &r->dst;
+	int err = 0, spfd, dpfd;
+
 	spfd = ovl_open_in_layer(fs, src->parent, 0, O_PATH | O_DIRECTORY);
 	dpfd = ovl_open_in_layer(fs, dst->parent, 0, O_PATH | O_DIRECTORY);
 	if (spfd < 0 || dpfd < 0) {
 		err = spfd < 0 ? spfd : dpfd;
-	} else if (flags & RENAME_EXCHANGE) {
+	} else if (r->flags & RENAME_EXCHANGE) {
 		if (renameat2(spfd, src->name, dpfd, dst->name, RENAME_EXCHANGE) < 0)
 			err = -errno;
 	} else if (dst->f.whiteout_in_upper) {
@@ -267,6 +398,47 @@ static int do_rename(struct ovl_fs *fs, struct side *src, struct side *dst, unsi
 	return err;
 }
 
+/* The node table follows what happened on disk. */
+static void update_nodes(struct rename_ctx *r)
+{
+	if (r->flags & RENAME_EXCHANGE) {
+		exchange_nodes(r);
+	} else {
+		if (r->dst.node) {
+			/* Open files of the replaced object keep its last attributes. */
+			ovl_node_detach(r->fs, r->dst.node, r->keep, &r->dst.f.st);
+			r->keep = NULL;
+		}
+		ovl_node_move(r->fs, r->src.node, r->dst.parent, r->dst.name);
+	}
+	if (!r->src.was_pure_upper)
+		make_subtree_upper(r->fs, r->src.node);
+	if ((r->flags & RENAME_EXCHANGE) && !r->dst.was_pure_upper)
+		make_subtree_upper(r->fs, r->dst.node);
+}
+
+static int apply_rename(struct rename_ctx *r)
+{
+	int err = copy_up_sides(r);
+
+	if (!err)
+		err = rename_on_upper(r);
+	if (!err)
+		update_nodes(r);
+	return err;
+}
+
+static void rename_finish(struct rename_ctx *r)
+{
+	ovl_orphan_free(r->keep);
+	if (r->src.node)
+		ovl_forget(r->fs, r->src.node, 1);
+	if (r->dst.node)
+		ovl_forget(r->fs, r->dst.node, 1);
+	ovl_found_free(&r->src.f);
+	ovl_found_free(&r->dst.f);
+}
+
 int ovl_rename(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	       struct ovl_node *newparent, const char *newname, unsigned flags)
 {
@@ -277,98 +449,29 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		struct ovl_node *newparent, const char *newname, unsigned flags,
 		bool *both_names_kept)
 {
-	struct side src = {.parent = parent, .name = name};
-	struct side dst = {.parent = newparent, .name = newname};
-	struct stat st;
-	int err;
+	struct rename_ctx r = {.fs = fs,
+			       .src = {.parent = parent, .name = name},
+			       .dst = {.parent = newparent, .name = newname},
+			       .flags = flags,
+			       .both_names_kept = both_names_kept};
+	int err = check_request(fs, newname, flags);
 
-	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
-		return -EINVAL;
-	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
-		return -EINVAL;
-	if (fs->readonly)
-		return -EROFS;
-	if (strlen(newname) > (size_t)fs->namemax)
-		return -ENAMETOOLONG;
-	if (ovl_is_wh_name(newname))
-		return -EINVAL;
+	if (err)
+		return err;
 	pthread_rwlock_wrlock(&fs->rename_lock);
-	err = ovl_find(fs, parent, name, true, &src.f);
-	if (!err && src.f.top < 0)
-		err = -ENOENT;
-	if (!err)
-		err = ovl_find(fs, newparent, newname, true, &dst.f);
-	if (err)
-		goto out;
-	if (parent == newparent && strcmp(name, newname) == 0)
-		goto out;
-	if (dst.f.top == src.f.top && dst.f.st.st_dev == src.f.st.st_dev &&
-	    dst.f.st.st_ino == src.f.st.st_ino) {
-		/* Two names of one file: POSIX says do nothing on disk. The kernel sees two
-		 * inodes: it swaps their dentries on an exchange, which swapping the nodes
-		 * follows; a plain rename the caller undoes (both_names_kept). */
-		if (flags & RENAME_EXCHANGE) {
-			err = ovl_lookup_locked(fs, parent, name, &src.node, &st);
+	err = find_sides(&r);
+	if (!err && !same_name(&r)) {
+		if (same_object(&r)) {
+			err = rename_links_of_one_file(&r);
+		} else {
+			err = lookup_sides(&r);
 			if (!err)
-				err = ovl_lookup_locked(fs, newparent, newname, &dst.node, &st);
-			if (!err) {
-				ovl_node_move(fs, dst.node, parent, "/exchange");
-				ovl_node_move(fs, src.node, newparent, newname);
-				ovl_node_move(fs, dst.node, parent, name);
-			}
-		} else if (both_names_kept) {
-			*both_names_kept = true;
+				err = check_rename(&r);
+			if (!err)
+				err = apply_rename(&r);
 		}
-		goto out;
 	}
-	err = ovl_lookup_locked(fs, parent, name, &src.node, &st);
-	if (!err && dst.f.top >= 0)
-		err = ovl_lookup_locked(fs, newparent, newname, &dst.node, &st);
-	if (err)
-		goto out;
-	if (is_ancestor(src.node, newparent) || (dst.node && is_ancestor(dst.node, parent))) {
-		err = dst.node && is_ancestor(dst.node, parent) && !(flags & RENAME_EXCHANGE)
-			  ? -ENOTEMPTY
-			  : -EINVAL;
-		goto out;
-	}
-	src.was_pure_upper = !S_ISDIR(src.f.st.st_mode) || pure_upper(fs, src.node);
-	dst.was_pure_upper = !dst.node || !S_ISDIR(dst.f.st.st_mode) || pure_upper(fs, dst.node);
-	err = check_target(fs, &src, &dst, flags);
-	struct ovl_orphan *keep = NULL; /* the replaced object, for its open files */
-	if (!err && dst.node && !(flags & RENAME_EXCHANGE))
-		err = ovl_keep_orphan(fs, newparent, newname, &keep);
-	if (!err)
-		err = do_rename(fs, &src, &dst, flags);
-	if (err) {
-		ovl_orphan_free(keep);
-		goto out;
-	}
-	if (flags & RENAME_EXCHANGE) {
-		/* Move dst aside under a name no one can look up, then swap. */
-		ovl_node_move(fs, dst.node, parent, "/exchange");
-		ovl_node_move(fs, src.node, newparent, newname);
-		ovl_node_move(fs, dst.node, parent, name);
-	} else {
-		if (dst.node) {
-			/* Open files of the replaced object keep its last attributes. */
-			ovl_node_detach(fs, dst.node, keep, &dst.f.st);
-			keep = NULL;
-		}
-		ovl_node_move(fs, src.node, newparent, newname);
-	}
-	ovl_orphan_free(keep);
-	if (!src.was_pure_upper)
-		make_subtree_upper(fs, src.node);
-	if ((flags & RENAME_EXCHANGE) && !dst.was_pure_upper)
-		make_subtree_upper(fs, dst.node);
-out:
-	if (src.node)
-		ovl_forget(fs, src.node, 1);
-	if (dst.node)
-		ovl_forget(fs, dst.node, 1);
-	ovl_found_free(&src.f);
-	ovl_found_free(&dst.f);
+	rename_finish(&r);
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
 }

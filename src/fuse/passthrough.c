@@ -16,6 +16,7 @@
  */
 #include "frontend.h"
 #include "passthrough.h"
+#include "engine/hashtab.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,35 +37,41 @@ struct pt_node {
 	int opens;	/* open files of the node, any mode */
 	int pt_opens;	/* of which in passthrough */
 	int backing_id; /* while pt_opens > 0 */
-	struct pt_node *next;
+	struct ovl_hlink link;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pt_node *nodes[1024];
+static uint64_t pt_node_hash(const struct ovl_hlink *link);
+static struct ovl_htab nodes = OVL_HTAB_EMPTY(pt_node_hash);
 /* The backing id for the OPEN/CREATE reply this thread is about to send, or 0. */
 static __thread int pending_id;
 
-static struct pt_node **slot(const void *node)
+static uint64_t pt_node_hash(const struct ovl_hlink *link)
 {
-	uintptr_t h = (uintptr_t)node;
-	h ^= h >> 17;
-	h *= 0x9e3779b97f4a7c15ull;
-	return &nodes[(h >> 32) % (sizeof(nodes) / sizeof(nodes[0]))];
+	return ovl_hash_u64((uintptr_t)ovl_entry_of(link, struct pt_node, link)->node);
+}
+
+static bool pt_node_is(const struct ovl_hlink *link, const void *node)
+{
+	return ovl_entry_of(link, struct pt_node, link)->node == node;
 }
 
 /* Caller holds lock. */
 static struct pt_node *find(const void *node, bool create)
 {
-	struct pt_node **s = slot(node), *p;
+	struct ovl_hlink *link =
+	    ovl_htab_find(&nodes, ovl_hash_u64((uintptr_t)node), pt_node_is, node);
+	struct pt_node *p;
 
-	for (p = *s; p; p = p->next)
-		if (p->node == node)
-			return p;
+	if (link)
+		return ovl_entry_of(link, struct pt_node, link);
 	if (!create || !(p = calloc(1, sizeof(*p))))
 		return NULL;
 	p->node = node;
-	p->next = *s;
-	*s = p;
+	if (ovl_htab_insert(&nodes, &p->link) < 0) {
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -73,11 +80,7 @@ static void drop_if_unused(struct pt_node *p)
 {
 	if (p->opens > 0)
 		return;
-	for (struct pt_node **s = slot(p->node); *s; s = &(*s)->next)
-		if (*s == p) {
-			*s = p->next;
-			break;
-		}
+	ovl_htab_remove(&nodes, &p->link);
 	free(p);
 }
 
