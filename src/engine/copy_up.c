@@ -163,9 +163,11 @@ static int build_copy(struct ovl_fs *fs, int layer, int sdfd, const char *name,
 
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG:
-		sfd = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		/* Reading the data leaves the lower file's atime as it was, as in the kernel. */
+		sfd = ovl_openat_noatime(fs, sdfd, name,
+					 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (sfd < 0)
-			return -errno;
+			return sfd;
 		dfd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 		if (dfd < 0)
 			err = -errno;
