@@ -393,6 +393,25 @@ static int opt_allow_root(struct parse_state *st, const struct opt_spec *o, cons
 	return add_fuse_opt(st, o->name, NULL);
 }
 
+/* The atime mode as mount(8) spells it. FUSE inodes never have their atime changed by the
+ * kernel (S_NOATIME), so the mode is ours to apply (layer.c); libfuse knows only atime and
+ * noatime, which it also sets as the mount's flag. relatime is our rule otherwise. */
+static int opt_atime(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)value;
+	if (!strcmp(o->name, "nodiratime") || !strcmp(o->name, "diratime")) {
+		st->cfg->params.nodiratime = o->name[0] == 'n';
+		return OVL_ARGS_OK;
+	}
+	if (!strcmp(o->name, "noatime"))
+		st->cfg->params.noatime = true;
+	else if (!strcmp(o->name, "atime") || !strcmp(o->name, "strictatime"))
+		st->cfg->params.noatime = false;
+	if (!strcmp(o->name, "atime") || !strcmp(o->name, "noatime"))
+		return add_fuse_opt(st, o->name, NULL);
+	return OVL_ARGS_OK;
+}
+
 /* Bare: the mount flag, for libfuse; sync=N: fuse-overlayfs's, ignored. */
 static int opt_sync(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
@@ -475,8 +494,17 @@ static const struct opt_spec opt_table[] = {
     {"nodev", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
     {"exec", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
     {"noexec", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
-    {"atime", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
-    {"noatime", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
+    {"atime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"noatime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"relatime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"norelatime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"strictatime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"nostrictatime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"diratime", SEC_FUSE, NULL, CALLS(opt_atime, FORM_BARE, NULL)},
+    {"nodiratime", SEC_FUSE,
+     "the atime rule for upper objects (default relatime); lower objects' atime never "
+     "changes",
+     CALLS(opt_atime, FORM_BARE, NULL)},
     {"sync", SEC_FUSE, "sync=N: ignored", CALLS(opt_sync, FORM_EITHER, NULL)},
     {"async", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
     {"dirsync", SEC_FUSE, NULL, TO_LIBFUSE(FORM_BARE, NULL)},
@@ -495,14 +523,9 @@ static const struct opt_spec opt_table[] = {
      CALLS(opt_noxattrs, FORM_EITHER, "0")},
     /*
      * Mount options libfuse 3.14 refuses ("unknown option") although users and
-     * mount.fuse3 pass them (it forwards "defaults" and "relatime" from fstab).
+     * mount.fuse3 pass them (it forwards "defaults" from fstab).
      */
     {"defaults", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"diratime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"nodiratime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"relatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"norelatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"strictatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"max_write", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
     {"splice_read", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"splice_write", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
@@ -517,7 +540,6 @@ static const struct opt_spec opt_table[] = {
     {"nolazytime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"iversion", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"noiversion", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"nostrictatime", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"mand", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"nomand", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
     {"comment", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},

@@ -207,9 +207,11 @@ static int create_temp(struct copy_up *c)
 
 	switch (c->st.st_mode & S_IFMT) {
 	case S_IFREG:
-		c->src_fd = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		/* Reading the data leaves the lower file's atime as it was, as in the kernel. */
+		c->src_fd = ovl_openat_noatime(fs, sdfd, name,
+					       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (c->src_fd < 0)
-			return -errno;
+			return c->src_fd;
 		c->tmp_fd =
 		    openat(fs->work_fd, c->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 		return c->tmp_fd < 0 ? -errno : 0;

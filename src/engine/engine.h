@@ -56,6 +56,10 @@ struct ovl_fs_params {
 	 * cannot be set); whiteout is one of OVL_WHITEOUT_*. See formats.c. */
 	bool userxattr;
 	int whiteout;
+	/* The mount's atime mode (-o noatime, nodiratime): reads of upper files and listings of
+	 * upper directories then leave their atime alone. Lower objects' never change. */
+	bool noatime;
+	bool nodiratime;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

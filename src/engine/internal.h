@@ -132,6 +132,10 @@ struct ovl_fs {
 	bool has_upper;
 	bool readonly;
 	bool no_fsync;
+	bool noatime, nodiratime; /* the mount's atime mode, for upper objects (layer.c) */
+	/* O_NOATIME was refused (EPERM: the daemon neither owns the object nor has CAP_FOWNER):
+	 * layer objects are opened without it from then on. */
+	atomic_bool noatime_denied;
 	void (*attr_changed)(void *ctx, struct ovl_node *node);
 	void *attr_changed_ctx;
 	int work_fd; /* <workdir>/work */
@@ -176,8 +180,11 @@ struct ovl_file {
 	struct ovl_file *prev_open, *next_open; /* fs->open_files, under fs->files_lock */
 };
 
-/* layer.c: fd-relative walks that never leave a layer root. */
+/* layer.c: fd-relative walks that never leave a layer root. A read of a lower object is
+ * opened O_NOATIME, an upper one too under -o noatime (and a directory under nodiratime). */
 int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags);
+/* openat of a lower object for reading (copy-up's source), O_NOATIME where permitted. */
+int ovl_openat_noatime(struct ovl_fs *fs, int dirfd, const char *name, int flags);
 /* Preconditions: the rename lock (the node's path must not move meanwhile). */
 int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
 /* An fd of node's parent directory in layer, or of the node itself with *name = ".".

@@ -18,9 +18,19 @@
 	(O_ACCMODE | O_APPEND | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC | O_NONBLOCK | O_TRUNC |   \
 	 O_LARGEFILE | O_PATH | O_DIRECTORY | O_CREAT | O_EXCL)
 
-int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+/* Whether a read of a layer object must leave its atime alone: always below (the kernel
+ * overlayfs never changes a lower object's atime), and above as the mount's mode says. */
+static bool keep_atime(struct ovl_fs *fs, int layer, int flags)
 {
-	flags &= OVL_OPEN_FLAGS;
+	if ((flags & O_PATH) || atomic_load(&fs->noatime_denied))
+		return false;
+	if (!fs->layers[layer].is_upper)
+		return true;
+	return fs->noatime || (fs->nodiratime && (flags & O_DIRECTORY));
+}
+
+static long layer_openat2(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+{
 	struct open_how how = {
 	    .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
 	    .resolve =
@@ -31,9 +41,43 @@ int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
 	do {
 		fd = syscall(SYS_openat2, fs->layers[layer].root_fd, relpath, &how, sizeof(how));
 	} while (fd < 0 && errno == EAGAIN);
+	return fd;
+}
+
+/* O_NOATIME is refused with EPERM where the daemon neither owns the object nor has
+ * CAP_FOWNER: the open is retried without it, which if it works stops asking for it. */
+static void noatime_refused(struct ovl_fs *fs)
+{
+	atomic_store(&fs->noatime_denied, true);
+}
+
+int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+{
+	flags &= OVL_OPEN_FLAGS;
+	bool add = !(flags & O_NOATIME) && keep_atime(fs, layer, flags);
+	long fd = layer_openat2(fs, layer, relpath, add ? flags | O_NOATIME : flags);
+
+	if (fd < 0 && errno == EPERM && add) {
+		fd = layer_openat2(fs, layer, relpath, flags);
+		if (fd >= 0)
+			noatime_refused(fs);
+	}
 	if (fd < 0)
 		return errno == ELOOP ? -ENOENT : -errno;
 	return (int)fd;
+}
+
+int ovl_openat_noatime(struct ovl_fs *fs, int dirfd, const char *name, int flags)
+{
+	bool add = !atomic_load(&fs->noatime_denied);
+	int fd = openat(dirfd, name, add ? flags | O_NOATIME : flags);
+
+	if (fd < 0 && errno == EPERM && add) {
+		fd = openat(dirfd, name, flags);
+		if (fd >= 0)
+			noatime_refused(fs);
+	}
+	return fd < 0 ? -errno : fd;
 }
 
 /* Builds "a/b/c" from the node chain ("." for the root). Needs the rename lock. */
