@@ -42,6 +42,18 @@ static int make_object(int dirfd, const char *name, struct new_object *o)
 	}
 }
 
+/* Takes the permission bits the object was made with into o (the setid bits asked for
+ * stay: set_owner restores them after the chown). */
+static int made_mode(int dirfd, const char *name, struct new_object *o)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	o->mode = (o->mode & ~(mode_t)0777) | (st.st_mode & 0777);
+	return 0;
+}
+
 static void remove_object(int dirfd, const char *name, mode_t mode)
 {
 	(void)unlinkat(dirfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
@@ -151,10 +163,17 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	gid_t gid;
 	bool sgid;
 	ovl_owner_new_ids(fs, cred, pdfd, &pst, &uid, &gid, &sgid);
+	/* The umask, which the kernel left to us, goes where no default ACL shapes the mode
+	 * (POSIX.1e); the parent's upper copy carries any ACL it has below. */
+	bool acl = !S_ISLNK(o->mode) && ovl_has_default_acl(pdfd);
+	if (!acl && !S_ISLNK(o->mode))
+		o->mode &= ~(cred->umask & 0777);
 	/* A directory over a .wh.<name> file is built aside too: it must be opaque first. */
 	if (!f.whiteout_in_upper && !(f.whfile_in_upper && S_ISDIR(o->mode))) {
 		err = make_object(pdfd, name, o);
-		if (!err && (err = set_owner(fs, pdfd, name, o, uid, gid, sgid)))
+		/* The upper filesystem fitted the mode to the default ACL: keep what it made. */
+		if (!err && ((acl && (err = made_mode(pdfd, name, o))) ||
+			     (err = set_owner(fs, pdfd, name, o, uid, gid, sgid))))
 			remove_object(pdfd, name, o->mode);
 	} else {
 		err = ovl_tmpname(fs, tmp, sizeof(tmp));
@@ -162,7 +181,11 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 			err = make_object(fs->work_fd, tmp, o);
 		if (err)
 			goto out;
-		err = set_owner(fs, fs->work_fd, tmp, o, uid, gid, sgid);
+		/* Made outside the parent: its default ACL is ours to give. */
+		if (acl)
+			err = ovl_acl_inherit(pdfd, fs->work_fd, tmp, &o->mode);
+		if (!err)
+			err = set_owner(fs, fs->work_fd, tmp, o, uid, gid, sgid);
 		/* A directory over a whiteout hides what the whiteout hid. */
 		if (!err && S_ISDIR(o->mode))
 			err = ovl_set_opaque(fs, fs->work_fd, tmp);

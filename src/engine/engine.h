@@ -74,6 +74,9 @@ struct ovl_cred {
 	 * rule needs it (reading them costs the front end a /proc read). NULL: none. */
 	bool (*in_group)(void *ctx, gid_t gid);
 	void *ctx;
+	/* The caller's umask for a new object, left for us to apply (acl.c): 0 when the
+	 * kernel applied it already. */
+	mode_t umask;
 };
 
 enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };

@@ -201,6 +201,14 @@ int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 
+/* acl.c: whether a new object in the directory gets its mode from a default ACL (and not
+ * from the umask). */
+bool ovl_has_default_acl(int dirfd);
+/* Gives dirfd/name, just made with *mode outside pdfd (in the work directory), what the
+ * upper filesystem would have given it in pdfd: the access ACL and mode from pdfd's default
+ * ACL, and that default ACL for a directory. *mode becomes the mode set. */
+int ovl_acl_inherit(int pdfd, int dirfd, const char *name, mode_t *mode);
+
 int ovl_remove_tree_at(int dirfd, const char *name);
 /* Before `name` in parent goes away: a record that keeps its object for the node's open
  * files (allocated first, so that nothing can fail after the name is removed).

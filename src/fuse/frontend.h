@@ -64,6 +64,7 @@ struct ovl_frontend {
 	/* Negotiated by op_init, which the kernel sends before any other request. */
 	bool writeback;		   /* the writeback cache is on */
 	bool zero_message_opendir; /* the kernel opens directories without OPENDIR */
+	bool dont_mask;		   /* the umask comes in create requests, unapplied */
 	/* Set by ovl_serve once the /dev/fuse hooks are in, before the loop. passthrough.c's
 	 * table of open nodes keeps its own static storage and lock. */
 	bool passthrough;

@@ -52,8 +52,11 @@ static bool req_in_group(void *ctx, gid_t gid)
 struct ovl_cred cred_of(fuse_req_t req)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	return (struct ovl_cred){
-	    .uid = ctx->uid, .gid = ctx->gid, .in_group = req_in_group, .ctx = req};
+	return (struct ovl_cred){.uid = ctx->uid,
+				 .gid = ctx->gid,
+				 .in_group = req_in_group,
+				 .ctx = req,
+				 .umask = fe_of(req)->dont_mask ? ctx->umask : 0};
 }
 
 /* After the caller changed the file's data where the kernel leaves the setuid rule to us
@@ -172,12 +175,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	/* POSIX ACLs, as the kernel overlayfs honours them: the kernel asks for an inode's
 	 * ACL once, caches it and checks permissions with it (without this, ls -l asks the
-	 * daemon for every entry's ACL and permission checks see mode bits only). The kernel
-	 * still applies the umask itself: no FUSE_CAP_DONT_MASK. */
-	if (fe->opts.acl && (conn->capable & FUSE_CAP_POSIX_ACL))
+	 * daemon for every entry's ACL and permission checks see mode bits only). The umask
+	 * then comes unapplied (FUSE_CAP_DONT_MASK): a default ACL of the parent replaces it,
+	 * which only the engine can see. Without ACLs the kernel's VFS applies it before the
+	 * request (namei.c mode_strip_umask), as it did. */
+	if (fe->opts.acl && (conn->capable & FUSE_CAP_POSIX_ACL)) {
 		conn->want |= FUSE_CAP_POSIX_ACL;
-	else
-		conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
+		if (conn->capable & FUSE_CAP_DONT_MASK)
+			conn->want |= FUSE_CAP_DONT_MASK;
+	} else {
+		conn->want &= ~(unsigned)(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);
+	}
+	fe->dont_mask = conn->want & FUSE_CAP_DONT_MASK;
 	fe->zero_message_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
 }
 

@@ -42,6 +42,81 @@ out:
 	env_fini(&e);
 }
 
+/* A default ACL for a directory: owner rwx, group rwx, named user 1002 r-x, mask rwx,
+ * others r-x (the xattr form: version, then tag, permissions, id). */
+static void set_default_acl(const char *layer, const char *rel)
+{
+	static const uint16_t e[][2] = {{0x01, 7}, {0x02, 5}, {0x04, 7}, {0x10, 7}, {0x20, 5}};
+	unsigned char v[4 + 8 * 5] = {2};
+
+	for (size_t i = 0; i < 5; i++) {
+		unsigned char *p = v + 4 + 8 * i;
+		uint32_t id = e[i][0] == 0x02 ? 1002 : 0xffffffff;
+		p[0] = (unsigned char)e[i][0];
+		p[2] = (unsigned char)e[i][1];
+		for (int b = 0; b < 4; b++)
+			p[4 + b] = (unsigned char)(id >> (8 * b));
+	}
+	if (setxattr(lp(layer, rel), "system.posix_acl_default", v, sizeof(v), 0) < 0)
+		die("setxattr %s: %s", rel, strerror(errno));
+}
+
+/* The umask the kernel leaves to us: applied where the (upper) parent has no default ACL,
+ * ignored where it has one, also over a whiteout (built in the work directory, where the
+ * engine itself gives the object the parent's ACL) and in a lower parent copied up. */
+static void test_umask_and_default_acl(void)
+{
+	const struct ovl_cred cred = {.uid = 0, .gid = 0, .umask = 077};
+	struct env e;
+	struct stat st;
+	struct ovl_node *dir, *n;
+
+	env_init(&e, 1, true);
+	mkd(LO1, "plain", 0777);
+	mkd(LO1, "acl", 0777);
+	mkf(LO1, "acl/old", "o");
+	mkd(LO1, "acl/olddir", 0755);
+	set_default_acl(LO1, "acl");
+	if (!env_mount(&e))
+		goto out;
+
+	CHECK_INT(e_create_as(FS, "plain/f", 0666, "", &cred), 0);
+	CHECK_INT(lx(UP, "plain/f", &st), 0);
+	CHECK_INT(st.st_mode & 07777, 0600);
+	CHECK_INT(e_create_as(FS, "acl/f", 0640, "", &cred), 0);
+	CHECK_INT(lx(UP, "acl/f", &st), 0);
+	CHECK_INT(st.st_mode & 07777, 0640);
+	CHECK(getxattr(lp(UP, "acl/f"), "system.posix_acl_access", NULL, 0) > 0);
+	if (CHECK_INT(walk(FS, "acl", &dir, NULL), 0)) {
+		CHECK_INT(ovl_mkdir(FS, dir, "d", 0777, &cred, &n, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0775);
+		put(FS, n);
+		CHECK_INT(ovl_mknod(FS, dir, "p", S_IFIFO | 0666, 0, &cred, &n, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0664);
+		put(FS, n);
+		/* over whiteouts */
+		CHECK_INT(e_unlink(FS, "acl/old"), 0);
+		CHECK_INT(e_rmdir(FS, "acl/olddir"), 0);
+		CHECK_INT(ovl_mkdir(FS, dir, "olddir", 0750, &cred, &n, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0750);
+		put(FS, n);
+		CHECK_INT(ovl_mknod(FS, dir, "old", S_IFIFO | 0666, 0, &cred, &n, &st), 0);
+		CHECK_INT(st.st_mode & 07777, 0664);
+		put(FS, n);
+		put(FS, dir);
+	}
+	CHECK(getxattr(lp(UP, "acl/olddir"), "system.posix_acl_default", NULL, 0) > 0);
+	CHECK(getxattr(lp(UP, "acl/olddir"), "system.posix_acl_access", NULL, 0) > 0);
+	CHECK(getxattr(lp(UP, "acl/old"), "system.posix_acl_access", NULL, 0) > 0);
+	CHECK_STR(getx(UP, "acl/olddir", "trusted.overlay.opaque"), "y");
+	/* A symlink's mode is not the umask's. */
+	CHECK_INT(e_symlink(FS, "plain/l", "t"), 0);
+	CHECK_INT(lx(UP, "plain/l", &st), 0);
+	CHECK_INT(st.st_mode & 0777, 0777);
+out:
+	env_fini(&e);
+}
+
 /* D5, D6, D7. */
 static void test_unlink(void)
 {
@@ -385,6 +460,7 @@ out:
 
 const struct test namespace_tests[] = {
     {TEST(test_mkdir_over_whiteout)},
+    {TEST(test_umask_and_default_acl)},
     {TEST(test_unlink)},
     {TEST(test_rmdir)},
     {TEST(test_rename_files)},
