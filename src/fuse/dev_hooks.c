@@ -1,7 +1,8 @@
 /*
- * libfuse's custom I/O hooks on /dev/fuse. libfuse 3.14 predates FUSE passthrough and FUSE
- * over io_uring, so ovlfs speaks those parts of the protocol here, on the raw messages:
- * the INIT reply offers FUSE_PASSTHROUGH when the kernel does, an OPEN or CREATE reply
+ * libfuse's custom I/O hooks on /dev/fuse. libfuse 3.14 predates FUSE passthrough, shared
+ * mmap of direct_io files and FUSE over io_uring, so ovlfs speaks those parts of the
+ * protocol here, on the raw messages: the INIT reply accepts FUSE_DIRECT_IO_ALLOW_MMAP and
+ * offers FUSE_PASSTHROUGH when the kernel does, an OPEN or CREATE reply
  * carries FOPEN_PASSTHROUGH and the backing id passthrough.c registered, and every reply
  * goes back the way its request came: /dev/fuse, or an io_uring queue (uring.c). Values
  * below are the kernel's uapi (include/uapi/linux/fuse.h, protocol 7.40). libfuse hands
@@ -24,6 +25,7 @@
 #define PT_INIT_EXT (1u << 30)
 #define PT_WRITEBACK_CACHE (1u << 16)
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, bit 37 of the 64-bit flags */
+#define PT_FLAGS2_ALLOW_MMAP (1u << 4)	/* FUSE_DIRECT_IO_ALLOW_MMAP, bit 36 (Linux 6.6+) */
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
 #define PT_MIN_MINOR 40
 
@@ -81,6 +83,8 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 		fe->dev.init_seen = true;
 		fe->dev.kernel_offers = minor >= PT_MIN_MINOR && (flags & PT_INIT_EXT) &&
 					(flags2 & PT_FLAGS2_PASSTHROUGH);
+		fe->dev.kernel_allows_mmap =
+		    (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_ALLOW_MMAP);
 	}
 	return n;
 }
@@ -106,14 +110,27 @@ static ssize_t send_patched(struct ovl_frontend *fe, int fd, const struct iovec 
 	return n;
 }
 
+/* Whether the INIT reply needs fix_init. */
+static bool init_to_fix(const struct ovl_frontend *fe)
+{
+	return (fe->dev.kernel_offers && fe->dev.offer_passthrough) || fe->dev.kernel_allows_mmap;
+}
+
 /* arg: the frontend. */
 static void fix_init(char *out, size_t len, void *arg)
 {
 	struct ovl_frontend *fe = arg;
 
-	if (len < INIT_OUT_STACK_DEPTH + 4 || (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
+	if (len < INIT_OUT_STACK_DEPTH + 4)
 		return;
 	put32(out + INIT_OUT_FLAGS, get32(out + INIT_OUT_FLAGS) | PT_INIT_EXT);
+	/* Files opened with direct_io (O_DIRECT, several names) map MAP_SHARED as on the
+	 * kernel overlayfs; their reads and writes flush and drop the mapped pages first. */
+	if (fe->dev.kernel_allows_mmap)
+		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_ALLOW_MMAP);
+	if (!fe->dev.kernel_offers || !fe->dev.offer_passthrough ||
+	    (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
+		return;
 	put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_PASSTHROUGH);
 	/* Backing files must sit on a filesystem that stacks on nothing (ext4, xfs...). */
 	put32(out + INIT_OUT_STACK_DEPTH, 1);
@@ -141,7 +158,7 @@ static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
 		memcpy(&unique, (char *)iov[0].iov_base + OUT_UNIQUE, sizeof(unique));
 		if (unique == fe->dev.init_unique) {
 			fe->dev.init_answered = true;
-			ssize_t n = fe->dev.kernel_offers && fe->dev.offer_passthrough
+			ssize_t n = init_to_fix(fe)
 					? send_patched(fe, fd, iov, count, total, fix_init, fe)
 					: writev(fd, iov, count);
 			/* The kernel has taken the INIT reply: io_uring queues may register. */

@@ -46,7 +46,8 @@ struct ovl_dev_state {
 	bool offer_passthrough; /* set by ovl_dev_hooks_install, before the loop */
 	bool init_seen;		/* INIT read: init_unique is its request */
 	uint64_t init_unique;
-	bool kernel_offers; /* the kernel offered FUSE_PASSTHROUGH */
+	bool kernel_offers;	 /* the kernel offered FUSE_PASSTHROUGH */
+	bool kernel_allows_mmap; /* it offered FUSE_DIRECT_IO_ALLOW_MMAP */
 	bool init_answered;
 	bool passthrough_offered; /* our INIT reply offered it: opens may use it */
 };

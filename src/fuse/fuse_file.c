@@ -141,11 +141,13 @@ static void direct_read(fuse_req_t req, struct ovl_file *file, size_t size, off_
 	free(buf);
 }
 
-/* A write of the kernel's cached pages (writeback cache): the kernel owns the mtime. A
- * failure leaves the layer file's mtime a little late, no reason to fail the write. */
+/* A write of the kernel's cached pages. With the writeback cache the kernel owns the mtime
+ * (a failure leaves the layer file's a little late, no reason to fail the write); without
+ * it, these are a shared mapping's pages and the write moves the mtime as any write. */
 static void keep_kernel_mtime(fuse_req_t req, struct ovl_file *file)
 {
-	(void)ovl_file_keep_kernel_mtime(fs_of(req), file);
+	if (fe_of(req)->writeback)
+		(void)ovl_file_keep_kernel_mtime(fs_of(req), file);
 }
 
 static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,

@@ -63,8 +63,11 @@ int ovl_serve(struct ovl_frontend *fe)
 				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
 		uring = false;
 	}
-	if ((pt || uring) && (err = ovl_dev_hooks_install(fe, pt)) != 0) {
-		ovl_log(LOG_WARNING, "no passthrough, no io_uring: %s", strerror(-err));
+	/* Always: the INIT reply accepts shared mmap of direct_io files (dev_hooks.c). */
+	if ((err = ovl_dev_hooks_install(fe, pt)) != 0) {
+		ovl_log(LOG_WARNING,
+			"no passthrough, no io_uring, no shared mmap of O_DIRECT files: %s",
+			strerror(-err));
 		pt = uring = false;
 	}
 	fe->passthrough = pt;
