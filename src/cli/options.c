@@ -452,6 +452,10 @@ static const struct opt_spec opt_table[] = {
      "whiteouts as 0/0 devices or OCI .wh. files (default auto: chardev where mknod is "
      "permitted)",
      SETS_CHOICE(params.whiteout, "auto|chardev|file")},
+    {"oci_whiteouts", SEC_OVERLAY,
+     "0: '.wh.*' names are plain names, as on the kernel overlayfs (to build image layers "
+     "inside the mount); 1 (default): OCI whiteouts, hidden and honoured",
+     SETS_01(params.no_oci_whiteouts, true)},
 
     /* Ownership as the mount shows it (src/engine/idmap.c, owner.c). */
     {"uidmapping", SEC_OWNER, NULL, CALLS(opt_owner, FORM_VALUE, "DISK:SHOWN:LEN[:...]")},
@@ -872,6 +876,9 @@ static int finish(struct parse_state *st)
 		return fail(st, "option 'upperdir' given without 'workdir'");
 	if (cfg->workdir && !cfg->upperdir)
 		return fail(st, "option 'workdir' given without 'upperdir'");
+	if (cfg->params.no_oci_whiteouts && cfg->params.whiteout == OVL_WHITEOUT_FILE)
+		return fail(st, "option 'whiteout=file' needs OCI whiteouts (not with "
+				"'oci_whiteouts=0')");
 	if (st->allow_other && st->allow_root)
 		return fail(st, "options 'allow_other' and 'allow_root' are mutually exclusive");
 	if (!cfg->upperdir)

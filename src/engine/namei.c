@@ -100,7 +100,7 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 		return -ENAMETOOLONG;
 	if (parent->type != S_IFDIR)
 		return -ENOTDIR;
-	if (ovl_is_wh_name(name))
+	if (ovl_oci_name(fs, name))
 		return 0; /* OCI whiteout names are never shown */
 	n = ovl_node_dirlayers(parent, &pl);
 	if (n < 0)
@@ -127,7 +127,7 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 			}
 			err = 0;
 			/* Only a layer with some below and maybe some .wh. file may hide it. */
-			if (i == n - 1 || pl[i].no_wh_files) {
+			if (i == n - 1 || pl[i].no_wh_files || !fs->oci_whiteouts) {
 				put_dfd(dfd, own);
 			} else if (missed.n < MISSED_MAX) {
 				missed.idx[missed.n] = i;
