@@ -23,22 +23,22 @@ struct ovl_config {
 	char *mountpoint;
 	/* What the front end and the command line do (options.c's table says which option
 	 * sets which field). */
-	bool foreground;    /* stay attached to the terminal */
-	bool debug;	    /* trace every request (implies foreground) */
-	bool single_thread; /* one thread serves /dev/fuse */
-	bool writeback;	    /* the kernel's writeback cache */
-	bool passthrough;   /* FUSE passthrough of open upper files */
-	bool uring;	    /* requests over io_uring where the kernel allows */
-	bool noacl;	    /* the kernel checks mode bits only, no POSIX ACLs */
-	bool threaded;	    /* libfuse's multi-threaded loop */
-	bool kernel_cache;  /* recorded only: libfuse's low level rejects the option */
-	/* -o remount (mount(8) runs us so through mount.fuse3): change the VFS flags of the
-	 * mount at mountpoint, params.readonly and remount_flags (MS_NOSUID, ...), and exit. */
-	bool remount;
-	unsigned long remount_flags;
+	bool foreground;	     /* stay attached to the terminal */
+	bool debug;		     /* trace every request (implies foreground) */
+	bool single_thread;	     /* one thread serves /dev/fuse */
+	bool writeback;		     /* the kernel's writeback cache */
+	bool passthrough;	     /* FUSE passthrough of open upper files */
+	bool uring;		     /* requests over io_uring where the kernel allows */
+	bool noacl;		     /* the kernel checks mode bits only, no POSIX ACLs */
+	bool threaded;		     /* libfuse's multi-threaded loop */
+	bool kernel_cache;	     /* recorded only: libfuse's low level rejects the option */
 	struct ovl_owner_opts owner; /* what params.owner points to */
 	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
 	char *fuse_opts;
+	/* -o remount (mount(8) runs us so through mount.fuse3): change the flags of the mount at
+	 * mountpoint, params.readonly and remount_flags (MS_NOSUID, ...), and exit. */
+	bool remount;
+	unsigned long remount_flags;
 };
 
 /* Return codes of ovl_parse_args. */
