@@ -88,6 +88,28 @@ def _run(argv, env=None):
     return r.returncode, r.stdout, r.stderr
 
 
+def _mount_options(mnt):
+    """The per-mount options of mnt (mountinfo's sixth field), as a sorted list."""
+    with open("/proc/self/mountinfo") as f:
+        lines = [line.split() for line in f]
+    return sorted([ln[5] for ln in lines if ln[4] == mnt][-1].split(","))
+
+
+def _step(step, mnt, env):
+    """One of spec['steps'] while mounted: ["run", argv] gives [status, stderr],
+    ["write", rel] "ok" or the errno name, ["options"] the mount's options."""
+    if step[0] == "run":
+        rc, _, err = _run(step[1], env)
+        return [rc, err]
+    if step[0] == "write":
+        try:
+            (pathlib.Path(mnt) / step[1]).write_text("written")
+            return "ok"
+        except OSError as e:
+            return errno.errorcode.get(e.errno, str(e.errno))
+    return _mount_options(mnt)
+
+
 def supervise(spec):
     """Runs spec['mount'], inspects the daemon and the mount, runs spec['unmount'] and collects
     the daemon's exit status. Always leaves nothing mounted and no daemon running."""
@@ -133,6 +155,7 @@ def supervise(spec):
                 out["writes"][rel] = "ok"
             except OSError as e:
                 out["writes"][rel] = errno.errorcode.get(e.errno, str(e.errno))
+        out["steps"] = [_step(step, mnt, env) for step in spec.get("steps", [])]
         out["unmount_rc"], _, out["unmount_stderr"] = _run(spec["unmount"])
         out["exit_status"] = _wait_child(daemon, 10)
         if out["exit_status"] is not None:

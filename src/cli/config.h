@@ -35,6 +35,10 @@ struct ovl_config {
 	struct ovl_owner_opts owner; /* what params.owner points to */
 	/* Comma-separated options for libfuse (allow_other, fsname=...), or NULL. */
 	char *fuse_opts;
+	/* -o remount (mount(8) runs us so through mount.fuse3): change the flags of the mount at
+	 * mountpoint, params.readonly and remount_flags (MS_NOSUID, ...), and exit. */
+	bool remount;
+	unsigned long remount_flags;
 };
 
 /* Return codes of ovl_parse_args. */

@@ -10,9 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#define FUSE_SUPER_MAGIC 0x65735546
 
 /* Open files each hold a layer fd: allow as many as the hard limit lets us. */
 static void raise_fd_limit(bool verbose)
@@ -25,6 +29,36 @@ static void raise_fd_limit(bool verbose)
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && verbose)
 		ovl_log(LOG_INFO, "open file limit raised to %llu",
 			(unsigned long long)rl.rlim_cur);
+}
+
+/*
+ * `mount -o remount,ro MNT` (or rw): util-linux runs the type's helper for a remount too, and
+ * mount.fuse3 runs us with the mount's options and "remount". Nothing to start: change the
+ * flags with mount(2) as mount(8) does without a helper. The kernel's FUSE client takes
+ * that by itself (fs/fuse/inode.c, fuse_reconfigure: syncs, then the VFS sets the flags),
+ * and a read-only superblock refuses writes with EROFS before they reach the daemon.
+ * Returns the exit status.
+ */
+static int remount(const struct ovl_config *cfg)
+{
+	unsigned long flags =
+	    MS_REMOUNT | cfg->remount_flags | (cfg->params.readonly ? MS_RDONLY : 0);
+	struct statfs sfs;
+
+	/* Only a FUSE mount: "ovlfs -o remount,ro /" must not remount the root. */
+	if (statfs(cfg->mountpoint, &sfs) < 0) {
+		ovl_log(LOG_ERR, "cannot remount %s: %s", cfg->mountpoint, strerror(errno));
+		return 1;
+	}
+	if (sfs.f_type != FUSE_SUPER_MAGIC) {
+		ovl_log(LOG_ERR, "cannot remount %s: not a FUSE mount", cfg->mountpoint);
+		return 1;
+	}
+	if (mount(NULL, cfg->mountpoint, NULL, flags, NULL) < 0) {
+		ovl_log(LOG_ERR, "cannot remount %s: %s", cfg->mountpoint, strerror(errno));
+		return 1;
+	}
+	return 0;
 }
 
 /* Mount options for libfuse: ours first, so that the user's can override them. */
@@ -126,6 +160,11 @@ int main(int argc, char **argv)
 	ret = ovl_parse_args(argc, argv, &cfg, err, sizeof(err));
 	if (ret == OVL_ARGS_EXIT)
 		return 0;
+	if (ret == OVL_ARGS_OK && cfg.remount) {
+		ret = remount(&cfg);
+		ovl_config_free(&cfg);
+		return ret;
+	}
 	if (ret != OVL_ARGS_OK || ovl_validate_config(&cfg, err, sizeof(err)) != 0) {
 		ovl_log(LOG_ERR, "%s", err);
 		ovl_config_free(&cfg);

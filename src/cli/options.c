@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
 #ifndef OVLFS_VERSION
 #define OVLFS_VERSION "0.1.0"
@@ -103,6 +104,7 @@ struct sbuf {
 
 struct parse_state {
 	struct ovl_config *cfg;
+	bool remount; /* -o remount is among the options: see remount_opt */
 	struct sbuf fuse;
 	bool allow_other;
 	bool allow_root;
@@ -378,6 +380,15 @@ static int opt_owner(struct parse_state *st, const struct opt_spec *o, const cha
 	return OVL_ARGS_OK;
 }
 
+/* Reached only where the scan for remount (asks_remount) missed it. */
+static int opt_remount(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	(void)o;
+	(void)value;
+	st->cfg->remount = true;
+	return OVL_ARGS_OK;
+}
+
 /* allow_other and allow_root go to libfuse; finish() refuses both at once. */
 static int opt_allow_other(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
@@ -439,6 +450,10 @@ static const struct opt_spec opt_table[] = {
     /* Last one wins, as with mount(8); without upperdir the mount stays read-only. */
     {"rw", SEC_OVERLAY, "mount read-write (the default when upperdir is given)",
      SETS(params.readonly, false)},
+    {"remount", SEC_OVERLAY,
+     "change the flags (ro, rw, nosuid, nodev, noexec, atime ones, sync) of the mount at "
+     "MOUNTPOINT, as mount -o remount does; its other options cannot change and are ignored",
+     CALLS(opt_remount, FORM_BARE, NULL)},
     {"fsync", SEC_OVERLAY, "fsync=0 makes fsync a no-op", SETS_01(params.no_fsync, true)},
     {"volatile", SEC_OVERLAY, "same as fsync=0", SETS(params.no_fsync, true)},
     {"debug", SEC_OVERLAY, "same as -d: trace every request (implies -f)",
@@ -471,6 +486,10 @@ static const struct opt_spec opt_table[] = {
      "whiteouts as 0/0 devices or OCI .wh. files (default auto: chardev where mknod is "
      "permitted)",
      SETS_CHOICE(params.whiteout, "auto|chardev|file")},
+    {"oci_whiteouts", SEC_OVERLAY,
+     "0: '.wh.*' names are plain names, as on the kernel overlayfs (to build image layers "
+     "inside the mount); 1 (default): OCI whiteouts, hidden and honoured",
+     SETS_01(params.no_oci_whiteouts, true)},
 
     /* Ownership as the mount shows it (src/engine/idmap.c, owner.c). */
     {"uidmapping", SEC_OWNER, NULL, CALLS(opt_owner, FORM_VALUE, "DISK:SHOWN:LEN[:...]")},
@@ -727,6 +746,97 @@ static int apply_spec(struct parse_state *st, const struct opt_spec *o, const ch
 	return OVL_ARGS_OK;
 }
 
+/*
+ * The mount flags that `mount -o remount` may change: each name sets and clears MS_* bits
+ * (the last one wins), as mount(8) turns them into mount(2) flags.
+ */
+static const struct {
+	const char *name;
+	unsigned long set, clear;
+} vfs_flags[] = {
+    {"nosuid", MS_NOSUID, 0},
+    {"suid", 0, MS_NOSUID},
+    {"nodev", MS_NODEV, 0},
+    {"dev", 0, MS_NODEV},
+    {"noexec", MS_NOEXEC, 0},
+    {"exec", 0, MS_NOEXEC},
+    {"sync", MS_SYNCHRONOUS, 0},
+    {"async", 0, MS_SYNCHRONOUS},
+    {"dirsync", MS_DIRSYNC, 0},
+    {"noatime", MS_NOATIME, MS_RELATIME | MS_STRICTATIME},
+    {"atime", 0, MS_NOATIME},
+    {"relatime", MS_RELATIME, MS_NOATIME | MS_STRICTATIME},
+    {"norelatime", 0, MS_RELATIME},
+    {"strictatime", MS_STRICTATIME, MS_NOATIME | MS_RELATIME},
+    {"nostrictatime", 0, MS_STRICTATIME},
+    {"nodiratime", MS_NODIRATIME, 0},
+    {"diratime", 0, MS_NODIRATIME},
+    {"lazytime", MS_LAZYTIME, 0},
+    {"nolazytime", 0, MS_LAZYTIME},
+};
+
+/*
+ * One option of a remount. mount(8) runs `ovlfs SOURCE MNT -o OPTS,remount` with every
+ * option the mount shows (user_id=, group_id=, ...) and, from fstab, the layers: only the
+ * mount flags can change, and the kernel's FUSE client ignores the rest of an old-API
+ * remount (fs/fuse/inode.c, fuse_parse_param), so ovlfs ignores it too.
+ */
+static int remount_opt(struct parse_state *st, const char *name, const char *value)
+{
+	if (value)
+		return OVL_ARGS_OK;
+	if (!strcmp(name, "ro") || !strcmp(name, "rw")) {
+		st->cfg->params.readonly = name[1] == 'o';
+		return OVL_ARGS_OK;
+	}
+	for (size_t i = 0; i < sizeof(vfs_flags) / sizeof(vfs_flags[0]); i++) {
+		if (!strcmp(name, vfs_flags[i].name)) {
+			st->cfg->remount_flags &= ~vfs_flags[i].clear;
+			st->cfg->remount_flags |= vfs_flags[i].set;
+		}
+	}
+	return OVL_ARGS_OK;
+}
+
+/* Whether the -o list opts holds "remount". */
+static bool opts_have_remount(const char *opts)
+{
+	size_t n = strlen(opts), off = 0;
+
+	while (off <= n) {
+		size_t len = span_unescaped(opts + off, n - off, ',');
+
+		if (len == strlen("remount") && !strncmp(opts + off, "remount", len))
+			return true;
+		off += len + 1;
+	}
+	return false;
+}
+
+/* Whether any -o of argv asks for a remount; the other options are then read otherwise
+ * (remount_opt), so this is known before the first is applied. Mirrors parse_argv. */
+static bool asks_remount(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return false;
+		if (a[0] != '-' || a[1] == '-' || a[1] == '\0')
+			continue;
+		for (const char *p = a + 1; *p && strchr("fds", *p) != NULL; p++)
+			if (p[1] == 'o') {
+				a = p;
+				break;
+			}
+		if (a[1] != 'o')
+			continue;
+		if (a[2] ? opts_have_remount(a + 2) : i + 1 < argc && opts_have_remount(argv[++i]))
+			return true;
+	}
+	return false;
+}
+
 /* Applies one option; tok is the raw token (escapes intact), len bytes long. */
 static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 {
@@ -744,6 +854,10 @@ static int apply_opt(struct parse_state *st, const char *tok, size_t len)
 		raw[nlen] = '\0';
 		/* Kept escaped: lowerdir must still see '\:' when it splits. */
 		value = raw + nlen + 1;
+	}
+	if (st->remount) {
+		ret = remount_opt(st, name, value);
+		goto out;
 	}
 
 	o = find_opt(name, nlen);
@@ -888,12 +1002,19 @@ static int finish(struct parse_state *st)
 	cfg->mountpoint = strdup(st->pos[st->npos - 1]);
 	if (!cfg->mountpoint)
 		return fail_nomem(st);
+	if (st->remount || cfg->remount) {
+		cfg->remount = true;
+		return OVL_ARGS_OK; /* the layers are the mount's already */
+	}
 	if (!cfg->nlower)
 		return fail(st, "missing required option 'lowerdir'");
 	if (cfg->upperdir && !cfg->workdir)
 		return fail(st, "option 'upperdir' given without 'workdir'");
 	if (cfg->workdir && !cfg->upperdir)
 		return fail(st, "option 'workdir' given without 'upperdir'");
+	if (cfg->params.no_oci_whiteouts && cfg->params.whiteout == OVL_WHITEOUT_FILE)
+		return fail(st, "option 'whiteout=file' needs OCI whiteouts (not with "
+				"'oci_whiteouts=0')");
 	if (st->allow_other && st->allow_root)
 		return fail(st, "options 'allow_other' and 'allow_root' are mutually exclusive");
 	if (!cfg->upperdir)
@@ -912,6 +1033,7 @@ int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, siz
 	cfg->passthrough = true; /* where the kernel and the daemon's privileges allow */
 	if (errlen)
 		err[0] = '\0';
+	st.remount = asks_remount(argc, argv);
 	ret = parse_argv(&st, argc, argv);
 	if (ret == OVL_ARGS_OK)
 		ret = finish(&st);

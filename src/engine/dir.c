@@ -141,7 +141,7 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		return -EROFS;
 	if (strlen(name) > (size_t)fs->namemax)
 		return -ENAMETOOLONG;
-	if (ovl_is_wh_name(name))
+	if (ovl_oci_name(fs, name))
 		return -EINVAL; /* reserved for whiteouts, as fuse-overlayfs */
 	err = ovl_copy_up_locked(fs, parent, false);
 	if (err)
@@ -286,7 +286,7 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 		return -EPERM;
 	if (fs->readonly)
 		return -EROFS;
-	if (ovl_is_wh_name(name))
+	if (ovl_oci_name(fs, name))
 		return -EINVAL;
 	/* A second name may change the xattrs behind this node's back. */
 	atomic_store(&src->no_xattrs, false);

@@ -60,6 +60,9 @@ struct ovl_fs_params {
 	 * upper directories then leave their atime alone. Lower objects' never change. */
 	bool noatime;
 	bool nodiratime;
+	/* -o oci_whiteouts=0: `.wh.*` names are plain names, as on the kernel overlayfs (no
+	 * OCI whiteouts read, none written; whiteout=file is then refused). */
+	bool no_oci_whiteouts;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

@@ -87,6 +87,8 @@ int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 		return v;
 	if ((has & 4) && mark_value(dfd, name, OVL_FXATTR_OPAQUE) == OVL_OPAQUE_YES)
 		return OVL_OPAQUE_YES;
+	if (!fs->oci_whiteouts)
+		return v; /* .wh..wh..opq is a plain name */
 	if (snprintf(path, sizeof(path), "%s/" OVL_WH_OPAQUE, name) >= (int)sizeof(path))
 		return v;
 	return fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? OVL_OPAQUE_YES : v;
@@ -279,14 +281,18 @@ int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p)
 		 fs->userxattr ? OVL_UXATTR_PREFIX : OVL_XATTR_PREFIX);
 	if (!writable)
 		return 0;
-	if (p->whiteout == OVL_WHITEOUT_FILE || (p->whiteout == OVL_WHITEOUT_AUTO && rec == 'f')) {
+	/* Without OCI whiteouts a .wh. file would be read back as a plain name. */
+	if (!fs->oci_whiteouts && p->whiteout == OVL_WHITEOUT_FILE)
+		return -EINVAL;
+	if (fs->oci_whiteouts && (p->whiteout == OVL_WHITEOUT_FILE ||
+				  (p->whiteout == OVL_WHITEOUT_AUTO && rec == 'f'))) {
 		fs->file_whiteouts = true;
 	} else {
 		r = probe(fs, false);
 		if (r < 0)
 			return r;
-		if (!r && p->whiteout == OVL_WHITEOUT_CHARDEV)
-			return -EPERM; /* asked for, not permitted */
+		if (!r && (p->whiteout == OVL_WHITEOUT_CHARDEV || !fs->oci_whiteouts))
+			return -EPERM; /* asked for (or the only form left), not permitted */
 		fs->file_whiteouts = !r;
 	}
 	if (fs->userxattr || fs->file_whiteouts)

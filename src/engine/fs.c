@@ -140,6 +140,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->no_fsync = p->no_fsync;
 	fs->noatime = p->noatime;
 	fs->nodiratime = p->nodiratime;
+	fs->oci_whiteouts = !p->no_oci_whiteouts;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);

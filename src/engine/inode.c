@@ -108,6 +108,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		return -EROFS;
 	if ((to_set & OVL_SET_SIZE) && node->type == S_IFDIR)
 		return -EISDIR;
+	/* Nothing to set: chown(f, -1, -1). The kernel overlayfs copies up and its upper
+	 * filesystem moves ctime (chown always asks for ATTR_CTIME); do the same. */
+	bool touch_ctime = to_set == 0;
 	if ((to_set & OVL_SET_CTIME) && kernel_times_unchanged(fs, node, to_set, attr, out))
 		return 0;
 	to_set &= ~OVL_SET_CTIME; /* no syscall sets it */
@@ -135,7 +138,7 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 				close(wfd);
 		}
 	}
-	if (!err && (to_set & ~OVL_SET_SIZE)) {
+	if (!err && ((to_set & ~OVL_SET_SIZE) || touch_ctime)) {
 		/* An unlinked node is reached through the caller's open file or the object it
 		 * kept; with neither, the name went away under the request (-ENOENT). */
 		if (file_fd >= 0) {
@@ -153,6 +156,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 			err = fd;
 		else if (!(err = ovl_owner_setattr(fs, fd, &to_set, &disk_attr)))
 			err = apply_attrs(fd, to_set, &disk_attr);
+		if (!err && touch_ctime &&
+		    fchownat(fd, "", (uid_t)-1, (gid_t)-1, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			err = -errno;
 	}
 	if (!err && (to_set & OVL_SET_MTIME) && node->type == S_IFREG) {
 		pthread_spin_lock(&node->lock);

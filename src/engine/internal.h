@@ -146,7 +146,8 @@ struct ovl_fs {
 	 * (trusted.overlay. or user.overlay.), and whether whiteouts are .wh. files. */
 	bool userxattr;
 	bool file_whiteouts;
-	bool read_trusted; /* trusted.* is readable (privileged) */
+	bool oci_whiteouts; /* `.wh.*` names are OCI markers (else plain names) */
+	bool read_trusted;  /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
@@ -322,6 +323,12 @@ void ovl_listing_put(struct ovl_listing *l);
  * and written to layers (the names and pure checks: format.h). */
 struct ovl_fs_params;
 int ovl_formats_init(struct ovl_fs *fs, const struct ovl_fs_params *p);
+/* A `.wh.*` name, which this mount reserves as an OCI marker: never shown, never created.
+ * With -o oci_whiteouts=0 there are none (plain names, as on the kernel overlayfs). */
+static inline bool ovl_oci_name(const struct ovl_fs *fs, const char *name)
+{
+	return fs->oci_whiteouts && ovl_is_wh_name(name);
+}
 /* 1 if dfd holds .wh.<name>, 0 if not (or name is too long to have one), or -errno. */
 int ovl_has_wh_file(int dfd, const char *name);
 /* The opaque mark of directory dfd/name ("." for dfd itself): OVL_OPAQUE_YES,

@@ -113,7 +113,7 @@ static void whited_out_by_file(struct lookup *lk, int i)
  * may hide it: its fd waits in missed until a layer below has the name. */
 static int name_absent(struct lookup *lk, int i, int dfd, bool own)
 {
-	if (i == lk->n - 1 || lk->pl[i].no_wh_files) {
+	if (i == lk->n - 1 || lk->pl[i].no_wh_files || !lk->fs->oci_whiteouts) {
 		put_dfd(dfd, own);
 		return 0;
 	}
@@ -259,7 +259,7 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bo
 		return -ENAMETOOLONG;
 	if (parent->type != S_IFDIR)
 		return -ENOTDIR;
-	if (ovl_is_wh_name(name))
+	if (ovl_oci_name(fs, name))
 		return 0; /* OCI whiteout names are never shown */
 	lk.n = ovl_node_dirlayers(parent, &lk.pl);
 	if (lk.n < 0)

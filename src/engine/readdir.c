@@ -82,7 +82,7 @@ static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, b
 	struct slot *s;
 	int err;
 
-	if (ovl_is_wh_name(de->d_name))
+	if (ovl_oci_name(fs, de->d_name))
 		return 0; /* OCI whiteouts are never shown (merge_layer applies them) */
 	if (m->set.used * 2 >= m->set.size && (err = set_grow(&m->set)))
 		return err;
@@ -181,7 +181,7 @@ static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ov
 	while (!err && (de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (ovl_is_wh_name(de->d_name)) {
+		if (ovl_oci_name(fs, de->d_name)) {
 			char **n = realloc(hide, (nhide + 1) * sizeof(*n));
 			if (!n || !(n[nhide] = strdup(de->d_name + strlen(OVL_WH_PREFIX))))
 				err = -ENOMEM;

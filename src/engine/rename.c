@@ -101,7 +101,7 @@ static void make_subtree_upper(struct ovl_fs *fs, struct ovl_node *dir)
 
 /* Removes the whiteouts of an upper directory tree that no longer merges anything: below an
  * opaque directory they hide nothing. */
-static int purge_tree_whiteouts(int fd0)
+static int purge_tree_whiteouts(const struct ovl_fs *fs, int fd0)
 {
 	DIR *d = fdopendir(fd0);
 	struct dirent *de;
@@ -120,8 +120,8 @@ static int purge_tree_whiteouts(int fd0)
 		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
 			int fd = openat(dirfd(d), de->d_name,
 					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
-		} else if (ovl_is_wh_name(de->d_name) && !ovl_is_wh_meta_name(de->d_name) &&
+			err = fd < 0 ? -errno : purge_tree_whiteouts(fs, fd);
+		} else if (ovl_oci_name(fs, de->d_name) && !ovl_is_wh_meta_name(de->d_name) &&
 			   de->d_type != DT_DIR) {
 			/* An OCI whiteout (.wh..wh..opq and the like mark the directory). */
 			if (unlinkat(dirfd(d), de->d_name, 0) < 0)
@@ -167,7 +167,7 @@ static int prepare_dir(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_node 
 	err = ovl_set_opaque(fs, pdfd, name);
 	if (!err && !pure_upper(fs, dir)) {
 		int fd = openat(pdfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		err = fd < 0 ? -errno : purge_tree_whiteouts(fd);
+		err = fd < 0 ? -errno : purge_tree_whiteouts(fs, fd);
 	}
 	close(pdfd);
 	return err;
@@ -228,7 +228,7 @@ static int check_request(struct ovl_fs *fs, const char *newname, unsigned flags)
 		return -EROFS;
 	if (strlen(newname) > (size_t)fs->namemax)
 		return -ENAMETOOLONG;
-	if (ovl_is_wh_name(newname))
+	if (ovl_oci_name(fs, newname))
 		return -EINVAL;
 	return 0;
 }

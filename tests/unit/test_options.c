@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -659,6 +660,35 @@ static size_t help_option_names(const char *help, char names[][48], size_t max)
 }
 
 /* --help is made from the option table: every row is in it, and each name it lists parses. */
+/* -o remount as mount.fuse3 passes it: the mount's flags, every other option ignored (even
+ * unknown or bad ones), no layers needed; the last of each flag and its opposite wins. */
+static void test_remount(struct tally *t)
+{
+	struct ovl_config cfg;
+	char err[512];
+	int rc;
+
+	rc = PARSE(&cfg, err, "ovlfs", "/m", "-o",
+		   "ro,noatime,remount,nosuid,user_id=0,group_id=0,default_permissions,"
+		   "allow_other,dev,frobnicate,lowerdir=::,upperdir=/u");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.remount && cfg.params.readonly);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.remount_flags == (MS_NOATIME | MS_NOSUID));
+	CHECK(t, rc == OVL_ARGS_OK && !strcmp(cfg.mountpoint, "/m"));
+	ovl_config_free(&cfg);
+
+	rc = PARSE(&cfg, err, "-fo", "nodev,ro,rw,relatime,noexec,exec,remount", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.remount && !cfg.params.readonly);
+	CHECK(t, rc == OVL_ARGS_OK && cfg.remount_flags == (MS_NODEV | MS_RELATIME));
+	ovl_config_free(&cfg);
+
+	/* Not an option list: no remount, and the usual checks. */
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l", "/m", "remount");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.remount && !strcmp(cfg.mountpoint, "remount"));
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "remount");
+	CHECK(t, rc == OVL_ARGS_ERROR && strstr(err, "no mount point"));
+}
+
 static void test_help_matches_table(struct tally *t)
 {
 	static char names[256][48];
@@ -1075,6 +1105,7 @@ int main(void)
 	test_escapes(&t);
 	test_help_version(&t);
 	test_help_matches_table(&t);
+	test_remount(&t);
 	test_parse_errors(&t);
 	if (setup(&t, &s)) {
 		test_validate_ok(&t, &s);
