@@ -162,6 +162,49 @@ out:
 	env_fini(&e);
 }
 
+/* An offset one handle gave resumes on another handle of the unchanged directory, also one
+ * opened after the first was released: handle offsets are positions in a merge whose order
+ * is the layers' (stable while nothing changes). */
+static void test_readdir_foreign_offset(void)
+{
+	struct env e;
+	struct listing first, rest, other;
+	struct ovl_node *n;
+	struct ovl_dir *d, *d2;
+
+	if (!mount_xyz(&e, &n))
+		goto out;
+	memset(&first, 0, sizeof(first));
+	memset(&rest, 0, sizeof(rest));
+	memset(&other, 0, sizeof(other));
+	CHECK_INT(ovl_opendir(FS, n, &d), 0);
+	CHECK_INT(ovl_opendir(FS, n, &d2), 0);
+	first.limit = 4; /* ".", ".." and two entries */
+	CHECK_INT(read_from(FS, d, 0, &first), 0);
+	CHECK_INT(first.n, 4);
+	off_t told = first.v[first.n - 1].next;
+	CHECK_INT(read_from(FS, d, told, &rest), 0);
+	CHECK_INT(rest.n, 1);
+	CHECK_INT(read_from(FS, d2, told, &other), 0);
+	CHECK_STR(names_of(&other), names_of(&rest));
+	ovl_releasedir(FS, d);
+	ovl_releasedir(FS, d2);
+
+	listing_free(&other);
+	memset(&other, 0, sizeof(other));
+	CHECK_INT(ovl_opendir(FS, n, &d2), 0);
+	CHECK_INT(read_from(FS, d2, told, &other), 0);
+	CHECK_STR(names_of(&other), names_of(&rest));
+	ovl_releasedir(FS, d2);
+
+	listing_free(&first);
+	listing_free(&rest);
+	listing_free(&other);
+	put(FS, n);
+out:
+	env_fini(&e);
+}
+
 /* Reads without a handle (the kernel's zero-message opendir): a reader that started before
  * a change keeps its listing even after another reader started over; a told offset read
  * again after the end (the listing let go) gives the same entries. */
@@ -230,6 +273,7 @@ out:
 const struct test readdir_tests[] = {
     {TEST(test_readdir_merged)},
     {TEST(test_readdir_snapshot)},
+    {TEST(test_readdir_foreign_offset)},
     {TEST(test_readdir_node)},
     {NULL, NULL},
 };
