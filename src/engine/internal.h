@@ -191,8 +191,12 @@ int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
 /* An fd of node's parent directory in layer, or of the node itself with *name = ".".
  * Preconditions: the rename lock. */
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name);
-/* Preconditions: the rename lock. */
+/* node's object in layer, at any depth (paths of PATH_MAX and more are walked in steps).
+ * Preconditions: the rename lock. */
 int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags);
+/* parent/name in layer, as ovl_open_in_layer. Preconditions: the rename lock. */
+int ovl_open_child_in_layer(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
+			    int flags);
 /* Preconditions: fs->table_lock not held. */
 uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
 /* Preconditions: fs->table_lock not held. */
@@ -386,7 +390,5 @@ int ovl_owner_copy_up(struct ovl_fs *fs, int layer, int sfd, int dirfd, const ch
 		      const struct stat *st, bool *done);
 bool ovl_owner_hidden_xattr(struct ovl_fs *fs, const char *name);
 size_t ovl_owner_filter_xattrs(struct ovl_fs *fs, char *list, size_t len);
-
-#define OVL_PATH_MAX (PATH_MAX * 2)
 
 #endif

@@ -29,7 +29,7 @@ static bool keep_atime(struct ovl_fs *fs, int layer, int flags)
 	return fs->noatime || (fs->nodiratime && (flags & O_DIRECTORY));
 }
 
-static long layer_openat2(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+static long layer_openat2(struct ovl_fs *fs, int layer, int dirfd, const char *relpath, int flags)
 {
 	struct open_how how = {
 	    .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
@@ -39,7 +39,8 @@ static long layer_openat2(struct ovl_fs *fs, int layer, const char *relpath, int
 	long fd;
 
 	do {
-		fd = syscall(SYS_openat2, fs->layers[layer].root_fd, relpath, &how, sizeof(how));
+		fd = syscall(SYS_openat2, dirfd < 0 ? fs->layers[layer].root_fd : dirfd, relpath,
+			     &how, sizeof(how));
 	} while (fd < 0 && errno == EAGAIN);
 	return fd;
 }
@@ -51,20 +52,27 @@ static void noatime_refused(struct ovl_fs *fs)
 	atomic_store(&fs->noatime_denied, true);
 }
 
-int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+/* relpath beneath dirfd, a directory a walk reached in layer, or beneath the layer's root
+ * when dirfd is -1. */
+static int layer_open_at(struct ovl_fs *fs, int layer, int dirfd, const char *relpath, int flags)
 {
 	flags &= OVL_OPEN_FLAGS;
 	bool add = !(flags & O_NOATIME) && keep_atime(fs, layer, flags);
-	long fd = layer_openat2(fs, layer, relpath, add ? flags | O_NOATIME : flags);
+	long fd = layer_openat2(fs, layer, dirfd, relpath, add ? flags | O_NOATIME : flags);
 
 	if (fd < 0 && errno == EPERM && add) {
-		fd = layer_openat2(fs, layer, relpath, flags);
+		fd = layer_openat2(fs, layer, dirfd, relpath, flags);
 		if (fd >= 0)
 			noatime_refused(fs);
 	}
 	if (fd < 0)
 		return errno == ELOOP ? -ENOENT : -errno;
 	return (int)fd;
+}
+
+int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
+{
+	return layer_open_at(fs, layer, -1, relpath, flags);
 }
 
 int ovl_openat_noatime(struct ovl_fs *fs, int dirfd, const char *name, int flags)
@@ -109,14 +117,98 @@ int ovl_node_path(struct ovl_node *node, char *buf, size_t size)
 	return 0;
 }
 
-int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)
+/*
+ * node/last (last may be NULL) when the whole path is PATH_MAX or longer, which openat2
+ * refuses: the walk goes in chunks shorter than PATH_MAX, each resolved with the same
+ * confinement beneath the directory the previous chunk reached, the first beneath the layer
+ * root, so no step can leave the layer. Preconditions: the rename lock.
+ */
+static int open_deep(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
+		     int flags)
 {
-	char path[OVL_PATH_MAX];
+	char chunk[PATH_MAX];
+	const char **names;
+	size_t depth = last ? 1 : 0, i;
+	int dirfd = -1, err = 0;
+
+	for (struct ovl_node *n = node; n->parent; n = n->parent) {
+		if (n->parent->unlinked)
+			return -ENOENT;
+		depth++;
+	}
+	names = malloc(depth * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	i = depth;
+	if (last)
+		names[--i] = last;
+	for (struct ovl_node *n = node; n->parent; n = n->parent)
+		names[--i] = n->name;
+	while (i < depth) {
+		size_t pos = 0;
+		/* Whole names up to PATH_MAX - 1 bytes; a name is at most NAME_MAX. */
+		for (; i < depth; i++) {
+			size_t len = strlen(names[i]);
+			if (pos + (pos ? 1 : 0) + len >= sizeof(chunk))
+				break;
+			if (pos)
+				chunk[pos++] = '/';
+			memcpy(chunk + pos, names[i], len);
+			pos += len;
+		}
+		if (!pos) {
+			err = -ENAMETOOLONG;
+			break;
+		}
+		chunk[pos] = '\0';
+		int fd = layer_open_at(fs, layer, dirfd, chunk,
+				       i == depth ? flags : O_PATH | O_DIRECTORY);
+		if (dirfd >= 0)
+			close(dirfd);
+		dirfd = fd;
+		if (fd < 0) {
+			err = fd;
+			break;
+		}
+	}
+	free(names);
+	return err ? err : dirfd;
+}
+
+/* node/last, or node itself when last is NULL. Short paths (the common case) take one
+ * openat2 from the layer root; only PATH_MAX and longer walk in chunks (open_deep). */
+static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
+		     int flags)
+{
+	char path[PATH_MAX];
 	int err = ovl_node_path(node, path, sizeof(path));
 
+	if (!err && last) {
+		size_t len = node->parent ? strlen(path) : 0;
+		if (len + (len ? 1 : 0) + strlen(last) >= sizeof(path)) {
+			err = -ENAMETOOLONG;
+		} else {
+			if (len)
+				path[len++] = '/';
+			strcpy(path + len, last);
+		}
+	}
+	if (err == -ENAMETOOLONG)
+		return open_deep(fs, node, layer, last, flags);
 	if (err)
 		return err;
 	return ovl_layer_open(fs, layer, path, flags);
+}
+
+int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)
+{
+	return open_node(fs, node, layer, NULL, flags);
+}
+
+int ovl_open_child_in_layer(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
+			    int flags)
+{
+	return open_node(fs, parent, layer, name, flags);
 }
 
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name)

@@ -176,17 +176,9 @@ static int prepare_dir(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_node 
 /* Removes the whiteouts inside an empty upper directory about to be replaced. */
 static int purge_whiteouts(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
 {
-	char path[OVL_PATH_MAX];
-	int err = ovl_node_path(parent, path, sizeof(path));
-	size_t len = strlen(path);
+	int fd = ovl_open_child_in_layer(fs, parent, name, 0, O_RDONLY | O_DIRECTORY);
+	int err;
 
-	if (err)
-		return err;
-	if (len + strlen(name) + 2 > sizeof(path))
-		return -ENAMETOOLONG;
-	path[len] = '/';
-	strcpy(path + len + 1, name);
-	int fd = ovl_layer_open(fs, 0, path, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		return fd;
 	err = ovl_remove_tree_at(fd, ".");
