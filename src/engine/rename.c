@@ -197,6 +197,25 @@ struct side {
 	bool was_pure_upper;   /* a directory entirely in upper: its subtree needs no update */
 };
 
+/* The kernel's may_delete and may_create rules: no immutable or append-only object moves
+ * or is replaced, none leaves such a directory, none enters an immutable one, and only a
+ * new name enters an append-only one. Preconditions: the rename lock written. */
+static int rename_allowed(struct ovl_fs *fs, struct side *src, struct side *dst)
+{
+	int prot = ovl_node_prot(fs, src->parent);
+
+	if (!prot)
+		prot = ovl_found_prot(fs, src->parent, src->name, &src->f);
+	if (!prot) {
+		prot = ovl_node_prot(fs, dst->parent);
+		if (prot > 0 && dst->f.top < 0)
+			prot &= OVL_PROT_IMMUTABLE;
+	}
+	if (!prot)
+		prot = ovl_found_prot(fs, dst->parent, dst->name, &dst->f);
+	return prot > 0 ? -EPERM : prot;
+}
+
 static int check_target(struct ovl_fs *fs, struct side *src, struct side *dst, unsigned flags)
 {
 	bool sdir = S_ISDIR(src->f.st.st_mode), ddir = S_ISDIR(dst->f.st.st_mode);
@@ -335,6 +354,8 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	src.was_pure_upper = !S_ISDIR(src.f.st.st_mode) || pure_upper(fs, src.node);
 	dst.was_pure_upper = !dst.node || !S_ISDIR(dst.f.st.st_mode) || pure_upper(fs, dst.node);
 	err = check_target(fs, &src, &dst, flags);
+	if (!err)
+		err = rename_allowed(fs, &src, &dst);
 	struct ovl_orphan *keep = NULL; /* the replaced object, for its open files */
 	if (!err && dst.node && !(flags & RENAME_EXCHANGE))
 		err = ovl_keep_orphan(fs, newparent, newname, &keep);
