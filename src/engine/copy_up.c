@@ -153,6 +153,22 @@ int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst)
 	return err;
 }
 
+/* A directory's file attributes (the flag ioctls need fds opened for reading). */
+static int copy_dir_fileattr(struct ovl_fs *fs, int sdfd, const char *name, const char *tmp)
+{
+	const int how = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	int sfd = openat(sdfd, name, how), dfd, err;
+
+	if (sfd < 0)
+		return -errno;
+	dfd = openat(fs->work_fd, tmp, how);
+	err = dfd < 0 ? -errno : ovl_copy_fileattr(fs, sfd, dfd);
+	if (dfd >= 0)
+		close(dfd);
+	close(sfd);
+	return err;
+}
+
 /* One copy-up in progress: the source, the copy being built in the work directory, and
  * the upper parent it moves into. */
 struct copy_up {
@@ -261,6 +277,10 @@ static int copy_metadata(struct copy_up *c)
 		snprintf(dst, sizeof(dst), "/proc/self/fd/%d/%s", fs->work_fd, c->tmp);
 		err = ovl_copy_xattrs(fs, src, dst);
 	}
+	if (!err && S_ISREG(st->st_mode))
+		err = ovl_copy_fileattr(fs, c->src_fd, c->tmp_fd);
+	if (!err && S_ISDIR(st->st_mode))
+		err = copy_dir_fileattr(fs, c->src_dirfd, c->name, c->tmp);
 	if (!err)
 		err =
 		    ovl_owner_copy_up(fs, c->layer, c->src_fd, fs->work_fd, c->tmp, st, &in_xattr);

@@ -143,7 +143,11 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		return -ENAMETOOLONG;
 	if (ovl_oci_name(fs, name))
 		return -EINVAL; /* reserved for whiteouts, as fuse-overlayfs */
-	err = ovl_copy_up_locked(fs, parent, false);
+	err = ovl_node_prot(fs, parent);
+	if (err > 0)
+		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0; /* append-only takes new names */
+	if (!err)
+		err = ovl_copy_up_locked(fs, parent, false);
 	if (err)
 		return err;
 	pthread_mutex_lock(&parent->op_lock);
@@ -291,7 +295,14 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	/* A second name may change the xattrs behind this node's back. */
 	atomic_store(&src->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	err = ovl_copy_up_locked(fs, src, false);
+	/* As the kernel's vfs_link and may_create. */
+	err = ovl_node_prot(fs, src);
+	if (!err && (err = ovl_node_prot(fs, parent)) > 0)
+		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
+	if (err > 0)
+		err = -EPERM;
+	if (!err)
+		err = ovl_copy_up_locked(fs, src, false);
 	if (!err)
 		err = ovl_copy_up_locked(fs, parent, false);
 	if (err)
@@ -430,6 +441,18 @@ static int check_removable(struct ovl_fs *fs, struct ovl_node *parent, const cha
 	return err;
 }
 
+/* The kernel's may_delete rule: neither the name's object nor its directory may be
+ * immutable or append-only. Preconditions: as check_removable. */
+static int removal_allowed(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			   const struct ovl_found *f)
+{
+	int prot = ovl_node_prot(fs, parent);
+
+	if (!prot)
+		prot = ovl_found_prot(fs, parent, name, f);
+	return prot > 0 ? -EPERM : prot;
+}
+
 static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir)
 {
 	struct ovl_found f = {0};
@@ -442,6 +465,8 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		/* A removal that fails (ENOTEMPTY...) must not copy the parent up. */
 		pthread_mutex_lock(&parent->op_lock);
 		err = check_removable(fs, parent, name, dir, &f);
+		if (!err)
+			err = removal_allowed(fs, parent, name, &f);
 		pthread_mutex_unlock(&parent->op_lock);
 		ovl_found_free(&f);
 		if (!err)
@@ -451,6 +476,8 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
 	err = check_removable(fs, parent, name, dir, &f);
+	if (!err)
+		err = removal_allowed(fs, parent, name, &f);
 	if (!err)
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)

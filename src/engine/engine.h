@@ -208,6 +208,16 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_node *node, const char *name, con
 		 size_t size, int flags);
 int ovl_removexattr(struct ovl_fs *fs, struct ovl_node *node, const char *name);
 
+/* File attributes (chattr): FS_IOC_GETFLAGS/SETFLAGS flags and the FS_IOC_FSGETXATTR/
+ * FSSETXATTR form, of a regular file or directory (-ENOTTY for others). A change copies up
+ * first; immutable and append-only are kept in overlay.protattr and enforced by the
+ * engine, as the kernel overlayfs does (fileattr.c). */
+struct fsxattr;
+int ovl_get_flags(struct ovl_fs *fs, struct ovl_node *node, unsigned *flags);
+int ovl_set_flags(struct ovl_fs *fs, struct ovl_node *node, unsigned flags);
+int ovl_get_fsxattr(struct ovl_fs *fs, struct ovl_node *node, struct fsxattr *fa);
+int ovl_set_fsxattr(struct ovl_fs *fs, struct ovl_node *node, const struct fsxattr *fa);
+
 /* Namespace operations. On success *node has one more lookup. */
 int ovl_mkdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode,
 	      const struct ovl_cred *cred, struct ovl_node **node, struct stat *st);

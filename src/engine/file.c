@@ -96,6 +96,21 @@ void ovl_files_free_all(struct ovl_fs *fs)
 		file_free(fs->open_files); /* the nodes go with the table */
 }
 
+/* The kernel's may_open rule for immutable and append-only files (checked on the overlay's
+ * inode, before any copy-up). Preconditions: the rename lock. */
+static int open_allowed(struct ovl_fs *fs, struct ovl_node *node, int flags)
+{
+	int prot = ovl_node_prot(fs, node);
+
+	if (prot < 0)
+		return prot;
+	if (prot & OVL_PROT_IMMUTABLE)
+		return -EPERM;
+	if ((prot & OVL_PROT_APPEND) && (!(flags & O_APPEND) || (flags & O_TRUNC)))
+		return -EPERM;
+	return 0;
+}
+
 int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out)
 {
 	int err = 0, fd, layer;
@@ -105,7 +120,9 @@ int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_fil
 	if (wants_write(flags) && fs->readonly)
 		return -EROFS;
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	if (wants_write(flags) && node->type == S_IFREG)
+	if (wants_write(flags))
+		err = open_allowed(fs, node, flags);
+	if (!err && wants_write(flags) && node->type == S_IFREG)
 		err = ovl_copy_up_locked(fs, node, (flags & O_TRUNC) != 0);
 	layer = ovl_node_top(node);
 	fd = err ? err : open_layer_file(fs, node, layer, flags);

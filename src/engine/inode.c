@@ -97,6 +97,27 @@ static bool kernel_times_unchanged(struct ovl_fs *fs, struct ovl_node *node, int
 	return true;
 }
 
+/* The kernel's rules (notify_change, vfs_truncate, do_sys_ftruncate) for immutable and
+ * append-only files: neither takes a new mode, owner, size or given times; an immutable one
+ * not even the current time. ftruncate (with a file) of an immutable file opened for
+ * writing before the flag was set is allowed, as on the kernel: only append-only stops it.
+ * Preconditions: the rename lock. */
+static int setattr_allowed(struct ovl_fs *fs, struct ovl_node *node, bool with_file, int to_set)
+{
+	const int fixed = OVL_SET_MODE | OVL_SET_UID | OVL_SET_GID | OVL_SET_ATIME | OVL_SET_MTIME;
+	int prot = to_set ? ovl_node_prot(fs, node) : 0;
+
+	if (prot <= 0)
+		return prot;
+	if ((to_set & OVL_SET_SIZE) && (!with_file || (prot & OVL_PROT_APPEND)))
+		return -EPERM;
+	if ((to_set & ~OVL_SET_SIZE) && (prot & OVL_PROT_IMMUTABLE))
+		return -EPERM;
+	if (to_set & fixed)
+		return -EPERM;
+	return 0;
+}
+
 int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file, int to_set,
 		const struct stat *attr, struct stat *out)
 {
@@ -120,7 +141,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 	 * before the rename lock (the file's lock is the outer one) and spares two walks. */
 	int file_fd = file && (to_set & ~OVL_SET_SIZE) ? ovl_file_upper_dup(file) : -1;
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	if (!node->unlinked) {
+	err = setattr_allowed(fs, node, file != NULL, to_set);
+	if (!err && !node->unlinked) {
 		bool trunc0 = (to_set & OVL_SET_SIZE) && attr->st_size == 0;
 		err = ovl_copy_up_locked(fs, node, trunc0);
 	}

@@ -357,6 +357,20 @@ int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct
 /* Preconditions: the rename lock. */
 int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
 
+/* fileattr.c: immutable and append-only, as the kernel overlayfs enforces them. */
+enum { OVL_PROT_APPEND = 1, OVL_PROT_IMMUTABLE = 2 };
+/* The OVL_PROT_* bits of dirfd/name (of type mode) in layer: overlay.protattr on upper, the
+ * object's own flags below; or -errno. */
+int ovl_prot_at(struct ovl_fs *fs, int layer, int dirfd, const char *name, mode_t mode);
+/* The same for a node's object (0 once it is unlinked). Preconditions: the rename lock. */
+int ovl_node_prot(struct ovl_fs *fs, struct ovl_node *node);
+/* The same for what ovl_find found at parent/name. Preconditions: as ovl_find. */
+int ovl_found_prot(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		   const struct ovl_found *f);
+/* Copy-up: sync and noatime from sfd's object to dfd's, immutable/append-only into dfd's
+ * protattr (both fds opened for reading or writing, not O_PATH). */
+int ovl_copy_fileattr(struct ovl_fs *fs, int sfd, int dfd);
+
 /* alias.c: the other names' nodes of an upper hard-linked file. */
 /* Preconditions: fs->table_lock held. */
 void ovl_alias_add_table_locked(struct ovl_fs *fs, struct ovl_node *node);

@@ -200,6 +200,25 @@ struct side {
 	bool was_pure_upper;   /* a directory entirely in upper: its subtree needs no update */
 };
 
+/* The kernel's may_delete and may_create rules: no immutable or append-only object moves
+ * or is replaced, none leaves such a directory, none enters an immutable one, and only a
+ * new name enters an append-only one. Preconditions: the rename lock written. */
+static int rename_allowed(struct ovl_fs *fs, struct side *src, struct side *dst)
+{
+	int prot = ovl_node_prot(fs, src->parent);
+
+	if (!prot)
+		prot = ovl_found_prot(fs, src->parent, src->name, &src->f);
+	if (!prot) {
+		prot = ovl_node_prot(fs, dst->parent);
+		if (prot > 0 && dst->f.top < 0)
+			prot &= OVL_PROT_IMMUTABLE;
+	}
+	if (!prot)
+		prot = ovl_found_prot(fs, dst->parent, dst->name, &dst->f);
+	return prot > 0 ? -EPERM : prot;
+}
+
 /* One rename, both sides of it, through its phases: find, look up, check, apply. */
 struct rename_ctx {
 	struct ovl_fs *fs;
@@ -322,6 +341,8 @@ static int check_rename(struct rename_ctx *r)
 	dst->was_pure_upper =
 	    !dst->node || !S_ISDIR(dst->f.st.st_mode) || pure_upper(r->fs, dst->node);
 	err = check_target(r);
+	if (!err)
+		err = rename_allowed(r->fs, src, dst);
 	if (!err && dst->node && !(r->flags & RENAME_EXCHANGE))
 		err = ovl_keep_orphan(r->fs, dst->parent, dst->name, &r->keep);
 	return err;

@@ -132,9 +132,13 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 		return -EROFS;
 	if (ovl_owner_hidden_xattr(fs, name))
 		return -EPERM; /* owners are changed by chown, not by hand */
-	atomic_store(&node->no_xattrs, false);
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	if (remove) {
+	/* As the kernel's xattr_permission: not on an immutable or append-only object. */
+	err = ovl_node_prot(fs, node);
+	if (err > 0)
+		err = -EPERM;
+	atomic_store(&node->no_xattrs, false);
+	if (!err && remove) {
 		/* As the kernel: removing an absent name does not copy up. */
 		err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
 		if (!err && getxattr(proc, rname, NULL, 0) < 0)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct ovl_frontend *fe = userdata;
 	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_READ | FUSE_CAP_READDIRPLUS |
 			FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_AUTO_INVAL_DATA |
-			FUSE_CAP_CACHE_SYMLINKS;
+			FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_IOCTL_DIR;
 	conn->want |= want & conn->capable;
 	/* 1 MiB writes (libfuse's receive buffer holds one); the kernel's default is 128 KiB,
 	 * eight round trips where one does. */
@@ -316,6 +317,63 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	fuse_reply_err(req, -ovl_access(fs_of(req), node_of(req, ino), mask));
 }
 
+/* The file-attribute ioctls the kernel's FUSE sends for chattr/lsattr (fs/fuse/ioctl.c
+ * fuse_fileattr_get/set, on a handle of its own); nothing else is an ioctl here. */
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+		     size_t out_bufsz)
+{
+	struct ovl_node *node = node_of(req, ino);
+	struct fsxattr fa;
+	unsigned attr;
+	int err;
+
+	(void)arg;
+	(void)fi;
+	(void)flags;
+	switch (cmd) {
+	case FS_IOC_GETFLAGS:
+		if (out_bufsz < sizeof(attr))
+			break;
+		err = ovl_get_flags(fs_of(req), node, &attr);
+		if (err)
+			fuse_reply_err(req, -err);
+		else
+			fuse_reply_ioctl(req, 0, &attr, sizeof(attr));
+		return;
+	case FS_IOC_SETFLAGS:
+		if (in_bufsz < sizeof(attr))
+			break;
+		memcpy(&attr, in_buf, sizeof(attr));
+		err = ovl_set_flags(fs_of(req), node, attr);
+		if (err)
+			fuse_reply_err(req, -err);
+		else
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	case FS_IOC_FSGETXATTR:
+		if (out_bufsz < sizeof(fa))
+			break;
+		err = ovl_get_fsxattr(fs_of(req), node, &fa);
+		if (err)
+			fuse_reply_err(req, -err);
+		else
+			fuse_reply_ioctl(req, 0, &fa, sizeof(fa));
+		return;
+	case FS_IOC_FSSETXATTR:
+		if (in_bufsz < sizeof(fa))
+			break;
+		memcpy(&fa, in_buf, sizeof(fa));
+		err = ovl_set_fsxattr(fs_of(req), node, &fa);
+		if (err)
+			fuse_reply_err(req, -err);
+		else
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	fuse_reply_err(req, ENOTTY);
+}
+
 const struct fuse_lowlevel_ops ovl_fuse_ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -351,4 +409,5 @@ const struct fuse_lowlevel_ops ovl_fuse_ops = {
     .fallocate = op_fallocate,
     .lseek = op_lseek,
     .copy_file_range = op_copy_file_range,
+    .ioctl = op_ioctl,
 };
