@@ -336,7 +336,13 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
 	close(pdfd);
-	if (!err && S_ISDIR(st.st_mode) && fs->attr_changed)
+	/* The node shows another object now: a new creation time (statx), and a directory,
+	 * now merged, another link count. */
+	if (!err) {
+		int shown = OVL_BTIME_SHOWN;
+		atomic_compare_exchange_strong(&node->btime, &shown, OVL_BTIME_STALE);
+	}
+	if (!err && fs->attr_changed)
 		fs->attr_changed(fs->attr_changed_ctx, node);
 	if (!err)
 		return 0;

@@ -205,6 +205,19 @@ bool ovl_is_readonly(const struct ovl_fs *fs)
 	return fs->readonly;
 }
 
+int ovl_syncfs(struct ovl_fs *fs)
+{
+	if (!fs->has_upper)
+		return 0;
+	/* syncfs wants an fd that may do I/O: the O_PATH root fd does not do. */
+	int fd = openat(fs->layers[0].root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int err = syncfs(fd) < 0 ? -errno : 0;
+	close(fd);
+	return err;
+}
+
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size)
 {
 	unsigned long n = atomic_fetch_add(&fs->tmp_counter, 1);

@@ -63,8 +63,9 @@ int ovl_serve(struct ovl_frontend *fe)
 				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
 		uring = false;
 	}
-	if ((pt || uring) && (err = ovl_dev_hooks_install(fe, pt)) != 0) {
-		ovl_log(LOG_WARNING, "no passthrough, no io_uring: %s", strerror(-err));
+	/* Always: the hooks also answer what libfuse does not know (STATX). */
+	if ((err = ovl_dev_hooks_install(fe, pt)) != 0) {
+		ovl_log(LOG_WARNING, "no passthrough, no io_uring, no statx: %s", strerror(-err));
 		pt = uring = false;
 	}
 	fe->passthrough = pt;
