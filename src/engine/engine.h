@@ -77,6 +77,11 @@ enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };
 int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
 /* The on-disk format in use: user.overlay.* markers; .wh. file whiteouts. */
 void ovl_fs_format(const struct ovl_fs *fs, bool *userxattr, bool *file_whiteouts);
+/* Once no request runs any more: closes every fd the engine holds in the layers (open
+ * files', unlinked objects', the layer roots), since while one is open their filesystems
+ * cannot be unmounted, and container runtimes unmount them right after the overlay. Only
+ * ovl_fs_destroy may follow. */
+void ovl_fs_close_layers(struct ovl_fs *fs);
 void ovl_fs_destroy(struct ovl_fs *fs);
 /* syncfs(2) of the upper layer's filesystem (0 without one). */
 int ovl_syncfs(struct ovl_fs *fs);
