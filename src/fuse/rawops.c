@@ -102,11 +102,17 @@ static int answer_statx(struct ovl_frontend *fe, const struct raw_in_header *in,
 	if (err)
 		return err;
 	memset(out, 0, sizeof(*out));
+	struct raw_statx *sx = &out->stat;
+	/* A layer without creation times (or an object gone meanwhile) answers without one,
+	 * as a statx of it would. First: it ends what attr_timeout says of a stale btime. */
+	if (ovl_btime(fe->fs, node, &btime) == 0) {
+		sx->mask |= STATX_BTIME;
+		sx->btime = sx_time(btime);
+	}
 	double timeout = attr_timeout(node, &st);
 	out->attr_valid = (uint64_t)timeout;
 	out->attr_valid_nsec = (uint32_t)((timeout - (double)out->attr_valid) * 1e9);
-	struct raw_statx *sx = &out->stat;
-	sx->mask = STATX_BASIC_STATS;
+	sx->mask |= STATX_BASIC_STATS;
 	sx->blksize = (uint32_t)st.st_blksize;
 	sx->nlink = (uint32_t)st.st_nlink;
 	sx->uid = st.st_uid;
@@ -122,12 +128,6 @@ static int answer_statx(struct ovl_frontend *fe, const struct raw_in_header *in,
 	sx->rdev_minor = minor(st.st_rdev);
 	sx->dev_major = major(st.st_dev);
 	sx->dev_minor = minor(st.st_dev);
-	/* A layer without creation times (or an object gone meanwhile) answers without one,
-	 * as a statx of it would. */
-	if (ovl_btime(fe->fs, node, &btime) == 0) {
-		sx->mask |= STATX_BTIME;
-		sx->btime = sx_time(btime);
-	}
 	return 0;
 }
 
