@@ -87,7 +87,14 @@ enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };
 int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
 /* The on-disk format in use: user.overlay.* markers; .wh. file whiteouts. */
 void ovl_fs_format(const struct ovl_fs *fs, bool *userxattr, bool *file_whiteouts);
+/* Once no request runs any more: closes every fd the engine holds in the layers (open
+ * files', unlinked objects', the layer roots), since while one is open their filesystems
+ * cannot be unmounted, and container runtimes unmount them right after the overlay. Only
+ * ovl_fs_destroy may follow. */
+void ovl_fs_close_layers(struct ovl_fs *fs);
 void ovl_fs_destroy(struct ovl_fs *fs);
+/* syncfs(2) of the upper layer's filesystem (0 without one). */
+int ovl_syncfs(struct ovl_fs *fs);
 /* Nodes in the node table: names the kernel holds, and their ancestors. */
 size_t ovl_node_count(struct ovl_fs *fs);
 struct ovl_node *ovl_root(struct ovl_fs *fs);
@@ -111,6 +118,12 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
  * instead of a path walk); file may be NULL. */
 int ovl_getattr_file(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		     struct stat *st);
+/* The creation time of the layer object node shows (as the kernel overlayfs reports the
+ * real file's): -ENODATA where the layer's filesystem keeps none. */
+int ovl_btime(struct ovl_fs *fs, struct ovl_node *node, struct timespec *btime);
+/* A btime went out (ovl_btime) and the node was copied up since: what the kernel caches of
+ * it is the old object's, so its attributes must not be cached until it asks again. */
+bool ovl_node_btime_stale(struct ovl_node *node);
 /* Hard links: the other nodes (names) the kernel holds for node's object, up to max, so
  * that a change through one name can drop what is cached for the others. */
 size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,

@@ -98,6 +98,7 @@ struct ovl_node {
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
 	atomic_bool aliased; /* in the hard-link index (alias.c) */
+	atomic_int btime;    /* OVL_BTIME_*: what the kernel may have cached of the btime */
 	/* Guarded by lock (held only for a few loads and stores, hence a spinlock: the mutex
 	 * was the largest field): where the object lives. top == 0 with fs->upper: upper. */
 	pthread_spinlock_t lock;
@@ -125,6 +126,10 @@ struct ovl_origin {
 	uint64_t ovl_ino;
 	struct ovl_hlink link;
 };
+
+/* ovl_node.btime: the kernel keeps the btime of a STATX answer until a STATX asks again,
+ * which it does only for attributes it holds no longer valid. */
+enum { OVL_BTIME_NONE, OVL_BTIME_SHOWN, OVL_BTIME_STALE };
 
 struct ovl_fs {
 	struct ovl_layer *layers; /* upper (if any) first, then the lower layers */

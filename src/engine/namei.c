@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -471,4 +472,49 @@ int ovl_getattr_file(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *
 	if (r > 0)
 		ovl_fill_stat(fs, node, st);
 	return r < 0 ? r : 0;
+}
+
+/* Preconditions: the rename lock. */
+static int btime_of(struct ovl_fs *fs, struct ovl_node *node, struct timespec *btime)
+{
+	struct statx sx;
+	const char *name;
+	int dfd, err = 0;
+
+	if (node->unlinked) {
+		dfd = ovl_orphan_fd(node);
+		if (dfd < 0)
+			return -ENODATA; /* no object left to ask */
+		if (statx(dfd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) < 0)
+			return -errno;
+	} else {
+		dfd = ovl_open_parent(fs, node, ovl_node_top(node), &name);
+		if (dfd < 0)
+			return gone(dfd) ? -ESTALE : dfd;
+		if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) < 0)
+			err = errno == ENOENT ? -ESTALE : -errno;
+		close(dfd);
+		if (err)
+			return err;
+	}
+	if (!(sx.stx_mask & STATX_BTIME))
+		return -ENODATA;
+	btime->tv_sec = sx.stx_btime.tv_sec;
+	btime->tv_nsec = sx.stx_btime.tv_nsec;
+	return 0;
+}
+
+int ovl_btime(struct ovl_fs *fs, struct ovl_node *node, struct timespec *btime)
+{
+	/* Before the look: a copy-up meanwhile marks it stale again. */
+	atomic_store(&node->btime, OVL_BTIME_SHOWN);
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = btime_of(fs, node, btime);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
+}
+
+bool ovl_node_btime_stale(struct ovl_node *node)
+{
+	return atomic_load(&node->btime) == OVL_BTIME_STALE;
 }

@@ -4,13 +4,15 @@
  * protocol here, on the raw messages: the INIT reply accepts FUSE_DIRECT_IO_ALLOW_MMAP and
  * offers FUSE_PASSTHROUGH when the kernel does, an OPEN or CREATE reply
  * carries FOPEN_PASSTHROUGH and the backing id passthrough.c registered, and every reply
- * goes back the way its request came: /dev/fuse, or an io_uring queue (uring.c). Values
+ * goes back the way its request came: /dev/fuse, or an io_uring queue (uring.c), and
+ * requests libfuse does not know are answered before it sees them (rawops.c). Values
  * below are the kernel's uapi (include/uapi/linux/fuse.h, protocol 7.40). libfuse hands
  * each hook the session's userdata: the frontend.
  */
 #include "frontend.h"
 #include "dev_hooks.h"
 #include "passthrough.h"
+#include "rawops.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -69,11 +71,37 @@ static ssize_t dev_send(struct ovl_frontend *fe, int fd, const struct iovec *iov
 	return writev(fd, iov, count);
 }
 
+/* Answers req here if libfuse does not know it (rawops.c); false: libfuse's to dispatch. */
+static bool answer_raw(struct ovl_frontend *fe, int fd, const char *req, size_t len)
+{
+	char out[OVL_RAW_REPLY_MAX];
+	size_t n = ovl_raw_answer(fe, req, len, out);
+
+	if (n == 0)
+		return false;
+	struct iovec iov = {out, n};
+	/* A failed write is a request the kernel gave up on (interrupted): nothing to do. */
+	(void)dev_send(fe, fd, &iov, 1, n);
+	return true;
+}
+
+/* The io_uring queues' entry to answer_raw (uring.h). */
+static bool uring_raw(void *arg, const char *req, size_t len)
+{
+	struct ovl_frontend *fe = arg;
+
+	return answer_raw(fe, fe->dev_fd, req, len);
+}
+
 static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct ovl_frontend *fe = userdata;
-	ssize_t n = read(fd, buf, len);
 	const char *p = buf;
+	ssize_t n;
+
+	/* A request answered here never reaches libfuse: wait for the next one. */
+	while ((n = read(fd, buf, len)) > 0 && answer_raw(fe, fd, buf, (size_t)n))
+		;
 
 	if (n >= IN_HDR + INIT_IN_FLAGS2 + 4 && get32(p + IN_OPCODE) == PT_OP_INIT) {
 		uint32_t minor = get32(p + IN_HDR + INIT_IN_MINOR);
@@ -203,6 +231,9 @@ int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough)
 	if (err)
 		return err;
 	fe->dev.offer_passthrough = passthrough;
+	fe->dev.hooked = true;
+	fe->uring.raw = uring_raw;
+	fe->uring.raw_arg = fe;
 	atomic_store(&fe->pt_enabled, passthrough);
 	return 0;
 }

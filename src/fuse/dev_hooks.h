@@ -7,7 +7,9 @@
 struct ovl_frontend;
 
 /* Hooks /dev/fuse I/O so that the INIT reply accepts shared mmap of direct_io files, the
- * INIT and OPEN replies can carry passthrough (if passthrough) and replies to io_uring requests go back through their queue. After
+ * INIT and OPEN replies can carry passthrough (if passthrough), replies to io_uring
+ * requests go back through their queue, and requests newer than libfuse (rawops.c) are
+ * answered; requests are then read, never spliced. After
  * fuse_session_mount (fe->session and fe->dev_fd set); passthrough only for a daemon with
  * CAP_SYS_ADMIN. 0 or -errno. */
 int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough);

@@ -44,6 +44,7 @@ struct ovl_frontend_options {
  * so the threads that read these later see them set. */
 struct ovl_dev_state {
 	bool offer_passthrough; /* set by ovl_dev_hooks_install, before the loop */
+	bool hooked;		/* the same: the read hook must see every request */
 	bool init_seen;		/* INIT read: init_unique is its request */
 	uint64_t init_unique;
 	bool kernel_offers;	 /* the kernel offered FUSE_PASSTHROUGH */

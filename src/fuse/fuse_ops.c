@@ -75,8 +75,12 @@ void drop_setid(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file)
  * link's, one indexed with other names (a passthrough fd opened before a link writes
  * without a request, so nothing could drop them), and those of a name removed while open
  * (its object may have other names). */
-static double attr_timeout(struct ovl_node *node, const struct stat *st)
+double attr_timeout(struct ovl_node *node, const struct stat *st)
 {
+	/* Nor those of a node the kernel holds an old btime of: it asks for a new one (STATX,
+	 * rawops.c) only once they are invalid. */
+	if (ovl_node_btime_stale(node))
+		return 0;
 	if (S_ISDIR(st->st_mode))
 		return cache_timeout;
 	return st->st_nlink > 1 || ovl_node_hard_linked(node) || ovl_node_is_unlinked(node)
@@ -159,6 +163,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* 1 MiB writes (libfuse's receive buffer holds one); the kernel's default is 128 KiB,
 	 * eight round trips where one does. */
 	conn->max_write = 1 << 20;
+	/* The read hook answers requests libfuse does not know (rawops.c): it must see each
+	 * one in memory, so requests are read, not spliced into a pipe it cannot look into
+	 * (for small requests one read costs less than libfuse's splice plus read anyway). */
+	if (fe->dev.hooked)
+		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 	/* Replies to io_uring requests are copied into their queue's buffers: no splicing. */
 	if (ovl_uring_wanted(&fe->uring))
 		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_WRITE;

@@ -71,6 +71,8 @@ struct ovl_cred cred_of(fuse_req_t req);
 void inval_aliases(fuse_req_t req, fuse_ino_t ino);
 /* After the caller changed the file's data where the kernel leaves the setuid rule to us. */
 void drop_setid(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file);
+/* How long the kernel may cache node's attributes st (see fuse_ops.c). */
+double attr_timeout(struct ovl_node *node, const struct stat *st);
 void fill_entry(struct fuse_entry_param *e, struct ovl_fs *fs, struct ovl_node *node,
 		const struct stat *st);
 /* Replies with node's entry, or with err if it is not 0. */

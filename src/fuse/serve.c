@@ -63,11 +63,13 @@ int ovl_serve(struct ovl_frontend *fe)
 				     "6.14+ and Y in /sys/module/fuse/parameters/enable_uring)");
 		uring = false;
 	}
-	/* Always: the INIT reply accepts shared mmap of direct_io files (dev_hooks.c). */
+	/* Always: the INIT reply accepts shared mmap of direct_io files, and the hooks answer
+	 * what libfuse does not know (STATX). */
 	if ((err = ovl_dev_hooks_install(fe, pt)) != 0) {
-		ovl_log(LOG_WARNING,
-			"no passthrough, no io_uring, no shared mmap of O_DIRECT files: %s",
-			strerror(-err));
+		ovl_log(
+		    LOG_WARNING,
+		    "no passthrough, no io_uring, no shared mmap of O_DIRECT files, no statx: %s",
+		    strerror(-err));
 		pt = uring = false;
 	}
 	fe->passthrough = pt;
@@ -100,6 +102,11 @@ int ovl_serve(struct ovl_frontend *fe)
 	ovl_uring_stop(&fe->uring); /* the threaded loop's (a second call does nothing) */
 	if (opts->stopping)
 		opts->stopping(opts->hook_arg);
+	/* Nothing serves requests any more: let go of the layers before unmounting, which
+	 * (lazily, after a signal) makes the mount point vanish at once but may take long to
+	 * drop the kernel's inodes, while whoever waited for it unmounts the layers. */
+	if (fe->fs)
+		ovl_fs_close_layers(fe->fs);
 	/* A loop ended by a signal or by fusermount3 -u is a clean stop. */
 	if (ret < 0 && ret != -EINTR)
 		ovl_log(LOG_ERR, "serving %s failed: %s", opts->mountpoint, strerror(-ret));

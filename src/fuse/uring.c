@@ -228,7 +228,8 @@ static void serve(struct entry *e)
 	memcpy(start + IN_HEADER_SIZE, h->op_in, op_size);
 	struct fuse_buf buf = {.mem = start, .size = len};
 	my_entry = e;
-	fuse_session_process_buf(u->session, &buf);
+	if (!u->raw || !u->raw(u->raw_arg, start, len))
+		fuse_session_process_buf(u->session, &buf);
 	my_entry = NULL;
 }
 

@@ -27,6 +27,10 @@ struct ovl_uring {
 	pthread_mutex_t start_lock; /* guards init_answered */
 	pthread_cond_t start_cond;
 	bool init_answered;
+	/* Set with the /dev/fuse hooks, before ovl_uring_start: answers a request libfuse does
+	 * not know (true) before libfuse's dispatch gets it. NULL: none. */
+	bool (*raw)(void *arg, const char *req, size_t len);
+	void *raw_arg;
 };
 
 /* Before anything else of this file uses u. */

@@ -3,6 +3,7 @@
  * parents), what triggers it, what must not, and handles across it.
  */
 #include "harness.h"
+#include <time.h>
 
 static bool same_time(struct timespec a, struct timespec b)
 {
@@ -421,10 +422,51 @@ out:
 	env_fini(&e);
 }
 
+/* syncfs of the upper layer (0 without one); btime of the object a node shows, the upper
+ * file's once copied up. */
+static void test_syncfs_and_btime(void)
+{
+	for (int rw = 0; rw < 2; rw++) {
+		struct env e;
+		struct ovl_node *n;
+		struct timespec before, after;
+
+		env_init(&e, rw ? 1 : 2, rw);
+		mkf(LO1, "f", "data");
+		if (!env_mount(&e))
+			goto next;
+		CHECK_INT(ovl_syncfs(FS), 0);
+		if (CHECK_INT(walk(FS, "f", &n, NULL), 0)) {
+			int r = ovl_btime(FS, n, &before);
+			CHECK(r == 0 || r == -ENODATA); /* -ENODATA: the filesystem keeps none */
+			if (r == 0 && rw) {
+				struct timespec pause = {0, 20 * 1000 * 1000};
+				struct ovl_file *f;
+				nanosleep(&pause, NULL);
+				if (CHECK_INT(ovl_open(FS, n, O_RDWR, &f), 0))
+					ovl_release(FS, f);
+				CHECK_INT(ovl_btime(FS, n, &after), 0);
+				CHECK(after.tv_sec > before.tv_sec ||
+				      (after.tv_sec == before.tv_sec &&
+				       after.tv_nsec > before.tv_nsec));
+			}
+			put(FS, n);
+		}
+	next:
+		env_fini(&e);
+	}
+}
+
 const struct test copy_up_tests[] = {
-    {TEST(test_copyup_on_write_open)}, {TEST(test_destroy_closes_open_files)},
-    {TEST(test_copyup_trunc)},	       {TEST(test_keep_kernel_mtime)},
-    {TEST(test_copyup_sparse)},	       {TEST(test_fd_follows_copy_up)},
-    {TEST(test_parent_chain_copy_up)}, {TEST(test_setattr_copy_up)},
-    {TEST(test_no_copy_up_on_read)},   {NULL, NULL},
+    {TEST(test_syncfs_and_btime)},
+    {TEST(test_copyup_on_write_open)},
+    {TEST(test_destroy_closes_open_files)},
+    {TEST(test_copyup_trunc)},
+    {TEST(test_keep_kernel_mtime)},
+    {TEST(test_copyup_sparse)},
+    {TEST(test_fd_follows_copy_up)},
+    {TEST(test_parent_chain_copy_up)},
+    {TEST(test_setattr_copy_up)},
+    {TEST(test_no_copy_up_on_read)},
+    {NULL, NULL},
 };
