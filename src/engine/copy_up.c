@@ -453,7 +453,7 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 	}
 	/* The node shows another object now: a new creation time (statx), and a directory,
 	 * now merged, another link count. */
-	int shown = OVL_BTIME_SHOWN;
+	unsigned char shown = OVL_BTIME_SHOWN;
 	atomic_compare_exchange_strong(&node->btime, &shown, OVL_BTIME_STALE);
 	if (fs->attr_changed)
 		fs->attr_changed(fs->attr_changed_ctx, node);

@@ -125,7 +125,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 
 	if (!fs)
 		return -ENOMEM;
-	if (p->nlower < 1 || (p->upperdir && !p->workdir)) {
+	/* A node keeps its layer index in 16 bits. */
+	if (p->nlower < 1 || p->nlower >= INT16_MAX || (p->upperdir && !p->workdir)) {
 		free(fs);
 		return -EINVAL;
 	}

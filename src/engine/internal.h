@@ -97,14 +97,14 @@ struct ovl_node {
 	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
-	atomic_bool aliased; /* in the hard-link index (alias.c) */
-	atomic_int btime;    /* OVL_BTIME_*: what the kernel may have cached of the btime */
+	atomic_bool aliased;	     /* in the hard-link index (alias.c) */
+	_Atomic unsigned char btime; /* OVL_BTIME_*: what the kernel may have cached of the btime */
 	/* Guarded by lock (held only for a few loads and stores, hence a spinlock: the mutex
 	 * was the largest field): where the object lives. top == 0 with fs->upper: upper. */
 	pthread_spinlock_t lock;
-	int top;
-	int ndirlayers;	  /* directories: the merged layers, top-down */
-	atomic_int nopen; /* open files and directories */
+	int16_t top;	    /* a layer index: at most OVL_MAX_LOWER + 1 layers (501) */
+	int16_t ndirlayers; /* directories: the merged layers, top-down */
+	atomic_int nopen;   /* open files and directories */
 	struct ovl_dirlayer *dirlayers;
 	struct ovl_orphan *orphan; /* set (before the unlinked mark) when unlinked */
 	/* Directories read without a handle: the listing between requests (listing.c), under
