@@ -318,6 +318,16 @@ static int flush_temp(struct copy_up *c)
 
 /* The complete copy as work/tmp. Anything recorded about where it came from belongs
  * after the metadata, so that it is part of the copy before the copy is visible. */
+/* The copy names the object it was copied from (the kernel's overlay.origin), so that it
+ * keeps that object's inode number after a remount and under the kernel. As the kernel, not
+ * for a lower hard link (its names may be copied up apart) nor for what was upper already. */
+static int record_origin(struct copy_up *c)
+{
+	if (c->fs->layers[c->layer].is_upper || (!S_ISDIR(c->st.st_mode) && c->st.st_nlink != 1))
+		return 0;
+	return ovl_origin_record(c->fs, c->layer, c->src_dirfd, c->name, c->tmp);
+}
+
 static int build_temp(struct copy_up *c)
 {
 	int err = create_temp(c);
@@ -326,6 +336,8 @@ static int build_temp(struct copy_up *c)
 		err = copy_temp_data(c);
 	if (!err)
 		err = copy_metadata(c);
+	if (!err)
+		err = record_origin(c);
 	if (!err)
 		err = flush_temp(c);
 	return err;
@@ -408,8 +420,11 @@ static int move_into_place(struct copy_up *c)
 	else if (renameat2(fs->work_fd, c->tmp, c->upper_dirfd, c->name, RENAME_NOREPLACE) < 0)
 		err = errno == EEXIST ? -ESTALE : -errno;
 	if (!err) {
+		/* The parent now holds an entry whose number readers must look up (impure). */
+		err = ovl_set_impure(fs, c->upper_dirfd);
 		restore_times(c->upper_dirfd, &c->parent_st);
-		err = node_now_upper(node);
+		if (!err)
+			err = node_now_upper(node);
 		keep_ino(c);
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);

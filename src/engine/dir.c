@@ -116,7 +116,7 @@ static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *
 	for (int i = 0; i < fs->nlayers; i++)
 		dirfds[i] = -1;
 	dirfds[0] = pdfd; /* the upper directory, opened already */
-	int err = ovl_find_in(fs, parent, name, false, dirfds, f);
+	int err = ovl_find_in(fs, parent, name, 0, dirfds, f);
 	free(dirfds);
 
 	if (!err && f->top >= 0)
@@ -424,7 +424,7 @@ int ovl_remove_upper(struct ovl_fs *fs, int pdfd, const char *name, const struct
 static int check_removable(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir,
 			   struct ovl_found *f)
 {
-	int err = ovl_find(fs, parent, name, true, f);
+	int err = ovl_find(fs, parent, name, OVL_FIND_BELOW, f);
 
 	if (!err && f->top < 0)
 		err = -ENOENT;

@@ -149,7 +149,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	err = fs->layers ? 0 : -ENOMEM;
 	for (int j = 0; j < fs->nlayers; j++)
 		if (fs->layers)
-			fs->layers[j].root_fd = -1;
+			fs->layers[j].root_fd = fs->layers[j].handle_fd = -1;
 	if (!err && fs->has_upper)
 		err = open_layer(fs, i++, p->upperdir, true);
 	for (int j = 0; !err && j < p->nlower; j++)
@@ -163,6 +163,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 		err = open_workdir(fs, p->workdir);
 	if (!err)
 		err = ovl_formats_init(fs, p);
+	if (!err)
+		ovl_origin_init(fs);
 	if (!err)
 		err = ovl_owner_setup(fs, p->owner);
 	if (!err)
@@ -188,7 +190,9 @@ void ovl_fs_close_layers(struct ovl_fs *fs)
 	for (int i = 0; fs->layers && i < fs->nlayers; i++) {
 		if (fs->layers[i].root_fd >= 0)
 			close(fs->layers[i].root_fd);
-		fs->layers[i].root_fd = -1;
+		if (fs->layers[i].handle_fd >= 0)
+			close(fs->layers[i].handle_fd);
+		fs->layers[i].root_fd = fs->layers[i].handle_fd = -1;
 	}
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);

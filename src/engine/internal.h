@@ -67,6 +67,13 @@ struct ovl_layer {
 	int fsid; /* index of dev among the layers' distinct filesystems */
 	bool is_upper;
 	int override; /* OVL_OVR_*: whether owner and mode live in an xattr (owner.c) */
+	/* The filesystem's UUID as the kernel puts it in file handles (origin.c); shared: another
+	 * filesystem among the layers has the same one, so a handle cannot name it. */
+	unsigned char uuid[16];
+	bool uuid_shared;
+	/* A directory fd (not O_PATH) on the first layer of each filesystem, -1 on the others:
+	 * what open_by_handle_at decodes handles of that filesystem against. */
+	int handle_fd;
 };
 
 /* One layer in which a directory exists, top-down. */
@@ -151,8 +158,9 @@ struct ovl_fs {
 	 * (trusted.overlay. or user.overlay.), and whether whiteouts are .wh. files. */
 	bool userxattr;
 	bool file_whiteouts;
-	bool oci_whiteouts; /* `.wh.*` names are OCI markers (else plain names) */
-	bool read_trusted;  /* trusted.* is readable (privileged) */
+	bool oci_whiteouts;    /* `.wh.*` names are OCI markers (else plain names) */
+	bool origin_decodable; /* file handles decode here (CAP_DAC_READ_SEARCH): origin.c */
+	bool read_trusted;     /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
@@ -275,14 +283,21 @@ struct ovl_found {
 	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
 	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
+	/* The object's inode number when not the top's: a merged directory's is its first
+	 * lower directory's, an object copied up keeps its origin's (OVL_FIND_IDENTITY). */
+	uint64_t ino;
 };
+/* How ovl_find_in looks: OVL_FIND_BELOW also learns whether a layer under the top one
+ * holds the name (a whiteout is then needed to remove it); OVL_FIND_IDENTITY reads the
+ * origin record of an upper object (lookups that show the object). */
+enum { OVL_FIND_BELOW = 1, OVL_FIND_IDENTITY = 2 };
 /* Preconditions: the rename lock; for a result acted on in the upper directory, parent's op
  * lock too (or the rename lock written), so that it still holds. */
-int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, unsigned how,
 	     struct ovl_found *f);
 /* The same, with directory fds of parent the caller already holds, by layer index (-1 for
  * none; NULL for no array): one path walk fewer per layer lent. Preconditions: as ovl_find. */
-int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, unsigned how,
 		const int *dirfds, struct ovl_found *f);
 void ovl_found_free(struct ovl_found *f);
 /* Preconditions: the rename lock; fs->table_lock not held. */
@@ -355,6 +370,30 @@ int ovl_whiteout_dir(struct ovl_fs *fs, int pdfd, const char *name, const char *
 int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name);
 /* After name was created over a .wh.<name> file: the file is no longer needed. */
 void ovl_drop_wh_file(int dfd, const char *name);
+
+/* origin.c: the kernel's overlay.origin and overlay.impure records. */
+#define OVL_ORIGIN_MAX (21 + 128) /* header, uuid and the largest file handle */
+/* Reads the layers' filesystem UUIDs and whether handles decode here. */
+void ovl_origin_init(struct ovl_fs *fs);
+const char *ovl_origin_xattr(const struct ovl_fs *fs);
+/* The origin value naming dirfd/name of layer: its length, 0 for the kernel's "origin
+ * unknown" (no handles on that filesystem, or none decodable here), or -errno. */
+ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+			  unsigned char *buf, size_t size);
+/* 0 if buf holds a usable value, -ENODATA for "unknown", -EINVAL for a malformed one. */
+int ovl_origin_check(const unsigned char *buf, size_t len);
+/* The lower object dirfd/name (an upper object of that type) was copied up from, through
+ * its origin record: 0 with its stat and layer, -ENODATA none or unknown, -ESTALE gone,
+ * foreign or of another type, -EINVAL malformed. Only its identity is read. */
+int ovl_origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, struct stat *st,
+		    int *layer);
+/* Records on work/tmp that it is a copy of dirfd/name in layer (copy-up). */
+int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name, const char *tmp);
+/* Marks the upper directory dirfd impure (it holds entries with an origin, whose numbers
+ * a reader of the directory must look up), once. */
+int ovl_set_impure(struct ovl_fs *fs, int dirfd);
+/* Whether the upper directory dirfd is marked impure. */
+bool ovl_is_impure(struct ovl_fs *fs, int dirfd);
 
 /* dir.c helpers used by rename.c */
 /* Preconditions: the rename lock and the op lock of pdfd's node, or the rename lock written. */

@@ -77,6 +77,7 @@ struct lookup {
 	struct ovl_node *parent;
 	const char *name;
 	bool want_below;
+	bool identity;		 /* OVL_FIND_IDENTITY */
 	const int *dirfds;	 /* lent by the caller, by layer index (-1: none); may be NULL */
 	struct ovl_dirlayer *pl; /* the parent's layers */
 	int n;
@@ -150,6 +151,19 @@ static int merge_dir(struct lookup *lk, int i, int dfd)
 
 /* The topmost object of the name: what the name is (where an upper entry would have its
  * origin record read). A non-directory stops the merge. */
+/* An upper non-directory copied up from a single-link lower object shows that object's
+ * inode number, as on the kernel overlayfs (a lower hard link's copies do not: they may
+ * be several). A record that names nothing usable is ignored: the upper number stays. */
+static void origin_ino(struct lookup *lk, int dfd, const struct stat *st)
+{
+	struct stat lst;
+	int layer;
+
+	if (ovl_origin_find(lk->fs, dfd, lk->name, st->st_mode & S_IFMT, &lst, &layer) == 0 &&
+	    lst.st_nlink == 1)
+		lk->f->ino = ovl_map_ino(lk->fs, layer, lst.st_dev, lst.st_ino);
+}
+
 static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 {
 	int err = 0;
@@ -159,6 +173,8 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 	if (S_ISDIR(st->st_mode)) {
 		err = merge_dir(lk, i, dfd);
 		lk->f->opaque = !lk->merging;
+	} else if (lk->identity && layer_is_upper(lk, i)) {
+		origin_ino(lk, dfd, st);
 	}
 	return err;
 }
@@ -170,6 +186,10 @@ static int below_top(struct lookup *lk, int i, int dfd, const struct stat *st, b
 	int err = 0;
 
 	if (lk->merging) {
+		/* A merged directory shows its first lower directory's number (the kernel's). */
+		if (!wh && S_ISDIR(st->st_mode) && lk->f->ndirlayers == 1 &&
+		    lk->fs->layers[lk->f->top].is_upper)
+			lk->f->ino = ovl_map_ino(lk->fs, lk->pl[i].layer, st->st_dev, st->st_ino);
 		if (!wh && S_ISDIR(st->st_mode))
 			err = merge_dir(lk, i, dfd);
 		else
@@ -234,22 +254,22 @@ static int look_in_layer(struct lookup *lk, int i)
 
 /*
  * Finds what `name` in `parent` is: the top layer holding it, and for a directory the
- * layers it merges. With want_below, also learns whether any layer under the top one
- * holds the name (a whiteout is then needed to remove it).
+ * layers it merges; how: OVL_FIND_* (internal.h).
  */
-int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+int ovl_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name, unsigned how,
 	     struct ovl_found *f)
 {
-	return ovl_find_in(fs, parent, name, want_below, NULL, f);
+	return ovl_find_in(fs, parent, name, how, NULL, f);
 }
 
-int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool want_below,
+int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, unsigned how,
 		const int *dirfds, struct ovl_found *f)
 {
 	struct lookup lk = {.fs = fs,
 			    .parent = parent,
 			    .name = name,
-			    .want_below = want_below,
+			    .want_below = how & OVL_FIND_BELOW,
+			    .identity = how & OVL_FIND_IDENTITY,
 			    .dirfds = dirfds,
 			    .f = f};
 	int err = 0;
@@ -308,8 +328,14 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st)
 {
-	uint64_t ino = ovl_map_ino(fs, f->top, f->st.st_dev, f->st.st_ino);
+	uint64_t ino = f->ino;
 	struct ovl_node *node;
+
+	/* Readdir finds an upper object's number through the origin map too. */
+	if (ino && fs->layers[f->top].is_upper)
+		ovl_record_origin(fs, f->st.st_dev, f->st.st_ino, ino);
+	else
+		ino = ovl_map_ino(fs, f->top, f->st.st_dev, f->st.st_ino);
 
 	pthread_mutex_lock(&fs->table_lock);
 	node = ovl_node_get_child(fs, parent, name);
@@ -383,7 +409,7 @@ static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return -EINVAL;
-	err = ovl_find_in(fs, parent, name, false, dirfds, &f);
+	err = ovl_find_in(fs, parent, name, OVL_FIND_IDENTITY, dirfds, &f);
 	if (err)
 		return err;
 	if (f.top < 0)

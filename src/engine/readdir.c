@@ -72,7 +72,35 @@ struct merge {
 	size_t count, cap;
 	struct name_set set;
 	bool has_whiteouts;
+	/* After the upper layer: its entries are the first n_upper; below[i] is the number of
+	 * the first lower directory an upper directory entry i would merge with (BELOW_NONE:
+	 * none, BELOW_STOP: a lower non-directory ends the merge first). */
+	size_t n_upper;
+	uint64_t *below;
 };
+#define BELOW_NONE 0
+#define BELOW_STOP UINT64_MAX
+
+/* A name already taken by an upper directory entry, met again in a lower layer: the first
+ * lower directory gives that entry its number if it merges (identity_fixup decides). */
+static void note_below(struct ovl_fs *fs, struct merge *m, int layer, int dfd, struct slot *s,
+		       struct dirent *de)
+{
+	if (!m->below || s->idx == HIDDEN || s->idx - 1 >= m->n_upper)
+		return;
+	size_t i = s->idx - 1;
+	if (m->ents[i].type != DT_DIR || m->below[i] != BELOW_NONE)
+		return;
+	unsigned char type = de->d_type;
+	if (type == DT_UNKNOWN) {
+		struct stat st;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return;
+		type = (unsigned char)IFTODT(st.st_mode);
+	}
+	m->below[i] =
+	    type == DT_DIR ? ovl_map_ino(fs, layer, fs->layers[layer].dev, de->d_ino) : BELOW_STOP;
+}
 
 static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, bool xwh,
 		       struct dirent *de)
@@ -87,8 +115,10 @@ static int merge_entry(struct ovl_fs *fs, struct merge *m, int layer, int dfd, b
 	if (m->set.used * 2 >= m->set.size && (err = set_grow(&m->set)))
 		return err;
 	s = set_find(&m->set, de->d_name);
-	if (s->name)
+	if (s->name) {
+		note_below(fs, m, layer, dfd, s, de);
 		return 0; /* an upper layer already decided */
+	}
 	bool hidden = false;
 	if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && xwh && !upper)) {
 		struct stat st;
@@ -208,6 +238,43 @@ static int merge_layer(struct ovl_fs *fs, struct ovl_node *node, const struct ov
 	return err;
 }
 
+/*
+ * d_ino as stat shows the entry (namei.c): an upper directory that merges lower ones has
+ * its first lower directory's number, and in an impure directory an entry copied up keeps
+ * its origin's. The kernel overlayfs looks these up the same way (ovl_cache_update_ino).
+ * Preconditions: the rename lock.
+ */
+static int identity_fixup(struct ovl_fs *fs, struct ovl_node *node, struct merge *m)
+{
+	bool impure = false;
+	int fd = -1;
+
+	for (size_t i = 0; i < m->n_upper; i++) {
+		struct ovl_dirent *e = &m->ents[i];
+		bool merged_dir = e->type == DT_DIR && m->below && m->below[i] != BELOW_NONE &&
+				  m->below[i] != BELOW_STOP;
+		if (fd < 0 && (merged_dir || e->type != DT_DIR)) {
+			fd = ovl_open_in_layer(fs, node, 0, O_PATH | O_DIRECTORY);
+			if (fd < 0)
+				return fd == -ENOENT || fd == -ENOTDIR ? 0 : fd;
+			impure = fs->nlayers > 1 && ovl_is_impure(fs, fd);
+		}
+		if (merged_dir) {
+			if (ovl_dir_opaque(fs, fd, e->name, true) != OVL_OPAQUE_YES)
+				e->ino = m->below[i];
+		} else if (impure && e->type != DT_DIR) {
+			struct stat lst;
+			int layer;
+			if (ovl_origin_find(fs, fd, e->name, DTTOIF(e->type), &lst, &layer) == 0 &&
+			    lst.st_nlink == 1)
+				e->ino = ovl_map_ino(fs, layer, lst.st_dev, lst.st_ino);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
 /* Preconditions: the rename lock. */
 int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **out, size_t *count,
 		  bool *has_whiteouts)
@@ -217,8 +284,17 @@ int ovl_merge_dir(struct ovl_fs *fs, struct ovl_node *node, struct ovl_dirent **
 	int n = ovl_node_dirlayers(node, &dl);
 	int err = n < 0 ? n : 0;
 
-	for (int i = 0; !err && i < n; i++)
+	for (int i = 0; !err && i < n; i++) {
 		err = merge_layer(fs, node, &dl[i], &m);
+		if (!err && i == 0 && fs->layers[dl[0].layer].is_upper) {
+			m.n_upper = m.count;
+			if (n > 1 && !(m.below = calloc(m.count ? m.count : 1, sizeof(*m.below))))
+				err = -ENOMEM;
+		}
+	}
+	if (!err && n > 0 && fs->layers[dl[0].layer].is_upper)
+		err = identity_fixup(fs, node, &m);
+	free(m.below);
 	if (n >= 0)
 		free(dl);
 	for (size_t i = 0; i < m.set.size; i++)

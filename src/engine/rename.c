@@ -247,12 +247,12 @@ static int check_request(struct ovl_fs *fs, const char *newname, unsigned flags)
 /* Both names as the layers have them: the source must exist. */
 static int find_sides(struct rename_ctx *r)
 {
-	int err = ovl_find(r->fs, r->src.parent, r->src.name, true, &r->src.f);
+	int err = ovl_find(r->fs, r->src.parent, r->src.name, OVL_FIND_BELOW, &r->src.f);
 
 	if (!err && r->src.f.top < 0)
 		err = -ENOENT;
 	if (!err)
-		err = ovl_find(r->fs, r->dst.parent, r->dst.name, true, &r->dst.f);
+		err = ovl_find(r->fs, r->dst.parent, r->dst.name, OVL_FIND_BELOW, &r->dst.f);
 	return err;
 }
 
@@ -372,6 +372,15 @@ static int copy_up_sides(struct rename_ctx *r)
 }
 
 /* The rename itself, on upper, with the whiteout the source name needs. */
+/* A directory an entry with an origin moved into is impure, as the kernel marks it: its
+ * readers must look that entry's number up. */
+static int mark_impure_if_origin(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	if (ovl_getxattr_at(dirfd, name, ovl_origin_xattr(fs), NULL, 0) < 0)
+		return 0;
+	return ovl_set_impure(fs, dirfd);
+}
+
 static int rename_on_upper(struct rename_ctx *r)
 {
 	struct ovl_fs *fs = r->fs;
@@ -404,6 +413,10 @@ static int rename_on_upper(struct rename_ctx *r)
 		if (!err && dst->f.whfile_in_upper)
 			ovl_drop_wh_file(dpfd, dst->name);
 	}
+	if (!err)
+		err = mark_impure_if_origin(fs, dpfd, dst->name);
+	if (!err && (r->flags & RENAME_EXCHANGE))
+		err = mark_impure_if_origin(fs, spfd, src->name);
 	if (spfd >= 0)
 		close(spfd);
 	if (dpfd >= 0)

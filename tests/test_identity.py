@@ -1,0 +1,148 @@
+"""Identity that lasts: st_ino and d_ino of every object, before and after copy-up, after a
+remount, and across ovlfs and the kernel overlayfs on the same layers (the kernel's
+overlay.origin and overlay.impure records; doc/semantics.md, section E).
+
+The layers sit on one filesystem (the usual case, and the kernel's "same fs" xino), so the
+kernel shows each object's layer inode number: the lower object's for a lower object, for
+an object copied up from a single-link lower object (origin), and for a merged directory;
+the upper object's otherwise. Every check compares ovlfs with the kernel on the very same
+layer directories, mounted one after the other, so that the inode numbers are comparable.
+d_ino is checked against st_ino on ovlfs only: the kernel's readdir shows the upper
+directory's number for a merged directory whose upper part has no origin record.
+"""
+import os
+import stat
+
+import pytest
+
+import helpers
+import write_helpers as wh
+
+pytestmark = [helpers.needs_fuse, helpers.needs_kernel_overlay]
+
+LOWER = {
+    "d": {"f": "in d\n", "sub": {"g": "deep\n"}},
+    "merged": {"low": "below\n"},
+    "file": "a file\n",
+    "other": "another file\n",
+    "link1": "two names\n",
+    "link2": helpers.Hardlink("link1"),
+    "sym": helpers.Symlink("file"),
+    "keep": {"x": "untouched\n"},
+}
+UPPER = {"merged": {"up": "above\n"}, "pure": "only upper\n"}
+
+
+def _ids(mnt):
+    """{path: (st_ino, type)} of every object, and {path: d_ino} from readdir."""
+    st_ids, d_ids = {}, {}
+    for dirpath, dirnames, filenames in os.walk(mnt):
+        rel_dir = os.path.relpath(dirpath, mnt)
+        with os.scandir(dirpath) as it:
+            for e in it:
+                rel = os.path.normpath(os.path.join(rel_dir, e.name))
+                d_ids[rel] = e.inode()
+                st = os.lstat(e.path)
+                st_ids[rel] = (st.st_ino, stat.S_IFMT(st.st_mode))
+    st_ids["."] = (os.lstat(mnt).st_ino, stat.S_IFDIR)
+    return st_ids, d_ids
+
+
+def _changes(mnt):
+    """Copy-ups of every kind: data, metadata only, a parent by a child, a hard link."""
+    with open(mnt / "file", "a") as f:
+        f.write("more\n")
+    os.chmod(mnt / "d" / "sub" / "g", 0o600)  # copies up d and d/sub (directories) too
+    os.utime(mnt / "other", ns=(10**9, 10**9))
+    os.chmod(mnt / "link1", 0o600)  # one name of a lower hard link
+    os.lchown(mnt / "sym", 0, 0)
+    (mnt / "merged" / "new").write_text("new\n")
+    os.rename(mnt / "other", mnt / "d" / "moved")
+
+
+def _check_consistent(ids, who):
+    st_ids, d_ids = ids
+    for rel, d_ino in d_ids.items():
+        assert d_ino == st_ids[rel][0], f"{who}: {rel}: d_ino {d_ino} != st_ino {st_ids[rel][0]}"
+
+
+@pytest.fixture
+def layerset(tmp_path):
+    return helpers.build_layers(tmp_path / "l", [LOWER], UPPER)
+
+
+def test_ovlfs_identity_survives_copy_up_and_remount_as_kernel(layerset, tmp_path):
+    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+        before = _ids(m)
+        _changes(m)
+        during = _ids(m)
+    _check_consistent(before, "ovlfs before")
+    _check_consistent(during, "ovlfs after copy-up")
+    with layerset.ovlfs(mnt=tmp_path / "m2") as m:
+        remounted = _ids(m)
+    _check_consistent(remounted, "ovlfs remounted")
+    with layerset.kernel(mnt=tmp_path / "mk", extra_opts=wh.KERNEL_OPTS) as m:
+        kernel = _ids(m)
+    assert remounted[0] == during[0], "st_ino changed with the remount"
+    assert kernel[0] == remounted[0], "the kernel shows other inode numbers"
+    for path in ("file", "d", "d/sub", "d/sub/g", "merged", "sym", "keep", "keep/x"):
+        assert during[0][path] == before[0][path], f"{path}: st_ino changed with copy-up"
+    assert during[0]["d/moved"] == before[0]["other"], "a renamed copy keeps its number"
+
+
+def test_kernel_written_upper_read_by_ovlfs(layerset, tmp_path):
+    with layerset.kernel(mnt=tmp_path / "mk", extra_opts=wh.KERNEL_OPTS) as m:
+        _changes(m)
+        kernel = _ids(m)
+    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+        ours = _ids(m)
+    _check_consistent(ours, "ovlfs on the kernel's upper")
+    assert ours[0] == kernel[0]
+
+
+def test_same_as_kernel_before_any_change(layerset, tmp_path):
+    with layerset.kernel(mnt=tmp_path / "mk", extra_opts=wh.KERNEL_OPTS) as m:
+        kernel = _ids(m)
+    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+        ours = _ids(m)
+    assert ours[0] == kernel[0]
+    _check_consistent(ours, "ovlfs")
+
+
+def test_origin_records_as_kernel(layerset, tmp_path):
+    """The upper layer ovlfs writes holds the kernel's records: an origin on each object
+    copied up from a single-link lower object (none on a hard link's copy), impure on
+    upper directories that received one."""
+    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+        _changes(m)
+    up = layerset.upper
+    origin = "trusted.overlay.origin"
+    for rel in ("file", "d", "d/sub", "d/sub/g", "d/moved"):
+        value = os.getxattr(up / rel, origin, follow_symlinks=False)
+        assert len(value) > 21 and value[1] == 0xFB, f"{rel}: {value!r}"
+    assert origin not in os.listxattr(up / "link1", follow_symlinks=False)
+    assert os.getxattr(up, "trusted.overlay.impure") == b"y"
+    assert os.getxattr(up / "d", "trusted.overlay.impure") == b"y"
+
+
+def test_bad_origin_records_are_ignored(layerset, tmp_path):
+    """Corrupt, truncated, foreign and stale origins: the object shows its upper number,
+    readdir agrees, nothing fails."""
+    up = layerset.upper
+    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+        _changes(m)
+    good = os.getxattr(up / "file", "trusted.overlay.origin")
+    bad = {
+        "file": good[:10],  # truncated
+        "d/sub/g": bytes([0, 0xFB, len(good), 0, good[4]]) + b"\x55" * 16 + good[21:],  # uuid
+        "d/moved": b"\x00\xfa" + good[2:],  # wrong magic
+        "pure": good,  # names another object (a lower file of the same type, "file")
+    }
+    for rel, value in bad.items():
+        os.setxattr(up / rel, "trusted.overlay.origin", value, follow_symlinks=False)
+    with layerset.ovlfs(mnt=tmp_path / "m2") as m:
+        ids = _ids(m)
+        _check_consistent(ids, "ovlfs with bad origins")
+        for rel in ("file", "d/sub/g", "d/moved"):
+            assert ids[0][rel][0] == os.lstat(up / rel).st_ino, rel
+        assert (m / "file").read_text() == "a file\nmore\n"
