@@ -186,7 +186,7 @@ int ovl_set_opaque(struct ovl_fs *fs, int dirfd, const char *name)
 	if (fs->file_whiteouts) {
 		/* The OCI form too, for tools that read only that; it alone is enough for us
 		 * where user xattrs are not supported. */
-		int r = make_wh_file(fd, OVL_WH_OPAQUE + strlen(OVL_WH_PREFIX));
+		int r = make_wh_file(fd, &OVL_WH_OPAQUE[sizeof(OVL_WH_PREFIX) - 1]);
 		if (r || err == -EOPNOTSUPP)
 			err = r;
 	}

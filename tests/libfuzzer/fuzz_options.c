@@ -97,6 +97,11 @@ static bool all_zero(const struct ovl_config *cfg)
 /* A parsed config is complete and consistent, so that main() can use it blindly. */
 static void check_ok(const struct ovl_config *cfg)
 {
+	/* A remount names only the mount point: the mount's flags change, no layers. */
+	if (cfg->remount) {
+		REQUIRE(cfg->mountpoint != NULL);
+		return;
+	}
 	REQUIRE(cfg->nlower >= 1 && cfg->nlower <= OVL_MAX_LOWER);
 	REQUIRE(cfg->lowerdirs != NULL);
 	for (int i = 0; i < cfg->nlower; i++)
