@@ -17,7 +17,7 @@ ENGINE_SRC = $(wildcard src/engine/*.c)
 FRONT_SRC = $(wildcard src/fuse/*.c)
 CLI_SRC = $(wildcard src/cli/*.c)
 TOOLS_SRC = $(wildcard src/tools/*.c)
-OPTIONS_SRC = src/cli/options.c src/cli/validate.c
+OPTIONS_SRC = src/cli/options.c src/cli/option_table.c src/cli/help.c src/cli/validate.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ENGINE_LIB = $(BUILD)/libovlfs-engine.a
