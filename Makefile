@@ -17,15 +17,17 @@ ENGINE_SRC = $(wildcard src/engine/*.c)
 FRONT_SRC = $(wildcard src/fuse/*.c)
 CLI_SRC = $(wildcard src/cli/*.c)
 TOOLS_SRC = $(wildcard src/tools/*.c)
-OPTIONS_SRC = src/cli/options.c src/cli/validate.c
+OPTIONS_SRC = src/cli/options.c src/cli/option_table.c src/cli/help.c src/cli/validate.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ENGINE_LIB = $(BUILD)/libovlfs-engine.a
 # test_engine: the shared harness (harness*.c) and one test_<area>.c per engine area.
+# test_options: test_options*.c, over the parser's files.
+OPTIONS_TEST_SRC = $(wildcard tests/unit/test_options*.c)
 ENGINE_TEST_SRC = $(wildcard tests/unit/harness*.c) \
-		  $(filter-out tests/unit/test_options.c,$(wildcard tests/unit/test_*.c))
+		  $(filter-out $(OPTIONS_TEST_SRC),$(wildcard tests/unit/test_*.c))
 ALL_OBJ = $(call obj,$(ENGINE_SRC) $(FRONT_SRC) $(CLI_SRC) $(TOOLS_SRC) $(ENGINE_TEST_SRC) \
-	  tests/unit/test_options.c)
+	  $(OPTIONS_TEST_SRC))
 
 .PHONY: all deps demo check test unit mount-tests mount-tests-uring sanitize tsan clean format
 
@@ -53,7 +55,7 @@ $(BUILD)/ovlfs: $(call obj,$(CLI_SRC) $(FRONT_SRC) $(TOOLS_SRC)) $(ENGINE_LIB)
 $(BUILD)/test_engine: $(call obj,$(ENGINE_TEST_SRC)) $(ENGINE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ -lpthread
 
-$(BUILD)/test_options: $(call obj,tests/unit/test_options.c $(OPTIONS_SRC)) $(ENGINE_LIB)
+$(BUILD)/test_options: $(call obj,$(OPTIONS_TEST_SRC) $(OPTIONS_SRC)) $(ENGINE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^
 
 demo: deps

@@ -302,8 +302,8 @@ def test_install_and_uninstall(tmp_path, prefix):
 
 
 def _option_names():
-    """Every option name the parser knows, from its table in src/cli/options.c."""
-    src = (REPO / "src" / "cli" / "options.c").read_text()
+    """Every option name the parser knows, from its table in src/cli/option_table.c."""
+    src = (REPO / "src" / "cli" / "option_table.c").read_text()
     table = src[src.index("opt_table[] = {"):]
     table = table[:table.index("};")]
     return sorted(set(re.findall(r'\{"([a-z_0-9]+)",', table)))

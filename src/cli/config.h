@@ -21,7 +21,7 @@ struct ovl_config {
 	char *upperdir; /* NULL for a read-only overlay */
 	char *workdir;	/* NULL exactly when upperdir is NULL */
 	char *mountpoint;
-	/* What the front end and the command line do (options.c's table says which option
+	/* What the front end and the command line do (option_table.c says which option
 	 * sets which field). */
 	bool foreground;	     /* stay attached to the terminal */
 	bool debug;		     /* trace every request (implies foreground) */

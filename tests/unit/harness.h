@@ -2,7 +2,7 @@
  * The shared harness of the engine's unit tests (test_engine): checks and their counters,
  * temporary layers with an ovl_fs on them, helpers that build and inspect layers directly,
  * helpers that drive the engine by path, and the registry of tests the runner goes through.
- * Every test_*.c file (but test_options.c) holds the tests of one engine area and lists them
+ * Every test_*.c file (but test_options*.c) holds the tests of one engine area and lists them
  * in its own array (see "Registry" below).
  */
 #ifndef OVLFS_TESTS_UNIT_HARNESS_H
