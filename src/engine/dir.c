@@ -331,6 +331,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 			(void)unlinkat(fs->work_fd, tmp, 0);
 		}
 	}
+	if (!err) /* a name with an origin: readers of the directory look its number up */
+		err = ovl_mark_impure_for(fs, pdfd, name);
 	if (!err)
 		err = ovl_lookup_locked(fs, parent, name, node, st);
 	if (!err) /* the source is one of the object's names now, whatever it showed before */

@@ -392,6 +392,9 @@ int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name,
 /* Marks the upper directory dirfd impure (it holds entries with an origin, whose numbers
  * a reader of the directory must look up), once. */
 int ovl_set_impure(struct ovl_fs *fs, int dirfd);
+/* After dirfd/name got a name in the upper directory dirfd (link, rename): the directory is
+ * impure if that entry has an origin, as the kernel marks it. */
+int ovl_mark_impure_for(struct ovl_fs *fs, int dirfd, const char *name);
 /* Whether the upper directory dirfd is marked impure. */
 bool ovl_is_impure(struct ovl_fs *fs, int dirfd);
 

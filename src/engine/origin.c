@@ -264,3 +264,10 @@ int ovl_set_impure(struct ovl_fs *fs, int dirfd)
 		return errno == EOPNOTSUPP ? 0 : -errno;
 	return 0;
 }
+
+int ovl_mark_impure_for(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	if (fs->nlayers < 2 || ovl_getxattr_at(dirfd, name, ovl_origin_xattr(fs), NULL, 0) < 0)
+		return 0;
+	return ovl_set_impure(fs, dirfd);
+}

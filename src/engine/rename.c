@@ -372,15 +372,6 @@ static int copy_up_sides(struct rename_ctx *r)
 }
 
 /* The rename itself, on upper, with the whiteout the source name needs. */
-/* A directory an entry with an origin moved into is impure, as the kernel marks it: its
- * readers must look that entry's number up. */
-static int mark_impure_if_origin(struct ovl_fs *fs, int dirfd, const char *name)
-{
-	if (ovl_getxattr_at(dirfd, name, ovl_origin_xattr(fs), NULL, 0) < 0)
-		return 0;
-	return ovl_set_impure(fs, dirfd);
-}
-
 static int rename_on_upper(struct rename_ctx *r)
 {
 	struct ovl_fs *fs = r->fs;
@@ -414,9 +405,9 @@ static int rename_on_upper(struct rename_ctx *r)
 			ovl_drop_wh_file(dpfd, dst->name);
 	}
 	if (!err)
-		err = mark_impure_if_origin(fs, dpfd, dst->name);
+		err = ovl_mark_impure_for(fs, dpfd, dst->name);
 	if (!err && (r->flags & RENAME_EXCHANGE))
-		err = mark_impure_if_origin(fs, spfd, src->name);
+		err = ovl_mark_impure_for(fs, spfd, src->name);
 	if (spfd >= 0)
 		close(spfd);
 	if (dpfd >= 0)
