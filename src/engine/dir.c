@@ -278,6 +278,188 @@ int ovl_create(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mod
 	return 0;
 }
 
+/* Owner and mode of a new O_TMPFILE, as set_owner gives a named object. */
+static int set_tmpfile_owner(struct ovl_fs *fs, int fd, mode_t mode, uid_t uid, gid_t gid)
+{
+	bool done;
+	int err = ovl_owner_init_new_fd(fs, fd, mode, 0, uid, gid, &done);
+
+	if (err || done)
+		return err;
+	if ((uid != geteuid() || gid != getegid()) && fchown(fd, uid, gid) < 0)
+		return -errno;
+	if ((mode & 07000) && fchmod(fd, mode & 07777) < 0)
+		return -errno;
+	return 0;
+}
+
+/* An unnamed regular file in the upper directory (O_TMPFILE of the upper filesystem, so
+ * that nothing of it is left anywhere when it is closed unlinked, even after a crash), and
+ * the open fd of it in *fd.
+ * Preconditions: the rename lock and parent's op lock; parent is on upper. */
+static int make_tmpfile(struct ovl_fs *fs, int pdfd, mode_t mode, int flags,
+			const struct ovl_cred *cred, int *fd)
+{
+	struct stat pst;
+	uid_t uid;
+	gid_t gid;
+	bool sgid;
+
+	if (fstat(pdfd, &pst) < 0)
+		return -errno;
+	ovl_owner_new_ids(fs, cred, pdfd, &pst, &uid, &gid, &sgid);
+	/* As create_in: the umask where no default ACL shapes the mode. */
+	bool acl = ovl_has_default_acl(pdfd);
+	if (!acl)
+		mode &= ~(cred->umask & 0777);
+	/* Without O_EXCL: the kernel refuses linkat of an O_EXCL tmpfile itself (vfs_link). */
+	int fl =
+	    (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_TMPFILE)) | O_TMPFILE | O_CLOEXEC;
+	*fd = openat(pdfd, ".", fl, mode & 07777);
+	if (*fd < 0 && errno == EINVAL && (fl & O_DIRECT))
+		*fd = openat(pdfd, ".", fl & ~O_DIRECT, mode & 07777);
+	if (*fd < 0)
+		return -errno;
+	int err = 0;
+	if (acl) { /* the upper filesystem fitted the mode to the default ACL: keep it */
+		struct stat st;
+		if (fstat(*fd, &st) < 0)
+			err = -errno;
+		else
+			mode = (mode & ~(mode_t)0777) | (st.st_mode & 0777);
+	}
+	if (!err)
+		err = set_tmpfile_owner(fs, *fd, S_IFREG | (mode & 07777), uid, gid);
+	if (err) {
+		close(*fd);
+		*fd = -1;
+	}
+	return err;
+}
+
+int ovl_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, mode_t mode, int flags,
+		const struct ovl_cred *cred, struct ovl_node **node, struct stat *st,
+		struct ovl_file **out)
+{
+	struct ovl_found f = {.top = 0};
+	struct ovl_orphan *orphan = NULL;
+	char proc[64];
+	int err, fd = -1, pdfd;
+
+	if (fs->readonly)
+		return -EROFS;
+	if (parent->type != S_IFDIR || parent->unlinked)
+		return parent->type != S_IFDIR ? -ENOTDIR : -ENOENT;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	err = ovl_node_prot(fs, parent);
+	if (err > 0)
+		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
+	if (!err)
+		err = ovl_copy_up_locked(fs, parent, false);
+	if (err)
+		goto unlock;
+	pthread_mutex_lock(&parent->op_lock);
+	pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	err = pdfd < 0 ? pdfd : make_tmpfile(fs, pdfd, mode, flags, cred, &fd);
+	if (pdfd >= 0)
+		close(pdfd);
+	if (!err && !(orphan = calloc(1, sizeof(*orphan))))
+		err = -ENOMEM;
+	if (orphan)
+		orphan->fd = -1;
+	/* What keeps the object for the node (as an unlinked node's): a path-only fd, through
+	 * which a link gives it a name (ovl_link). */
+	if (!err && (err = ovl_proc_path(fd, proc, sizeof(proc))) == 0 &&
+	    (orphan->fd = open(proc, O_PATH | O_CLOEXEC)) < 0) {
+		err = -errno;
+		orphan->fd = -1;
+	}
+	if (!err && fstat(fd, &f.st) < 0)
+		err = -errno;
+	/* A node born unlinked: entered under a name no directory can hold (no lookup can
+	 * meet it), then detached at once, under the op lock, which other tmpfiles of this
+	 * directory wait for. */
+	if (!err)
+		err = ovl_node_install(fs, parent, "/", &f, true, node, st);
+	if (!err) {
+		ovl_node_detach(fs, *node, orphan, &f.st);
+		orphan = NULL;
+	}
+	pthread_mutex_unlock(&parent->op_lock);
+	ovl_orphan_free(orphan);
+	if (err)
+		goto unlock;
+	*out = ovl_file_new(fs, *node, fd, flags, true);
+	if (!*out) {
+		err = -ENOMEM;
+		ovl_forget(fs, *node, 1);
+	}
+unlock:
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (err && fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* Gives an unlinked upper node's object (an O_TMPFILE, which the kernel lets be linked
+ * unless it was opened O_EXCL) the name parent/name, linked from the object the node kept,
+ * and makes the node that name's: the reply then names the node the kernel has, so the
+ * open fd and the new name stay one inode.
+ * Preconditions: the rename lock written (the node's parent, name and record change). */
+static int link_unnamed(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent,
+			const char *name, struct ovl_node **node, struct stat *st)
+{
+	struct ovl_found f;
+	char tmp[64], proc[64];
+	int err, pdfd;
+
+	/* Only an upper object can get an upper name (a lower one is not ours to link). */
+	if (!ovl_node_is_upper(fs, src) || ovl_orphan_fd(src) < 0)
+		return -ENOENT;
+	err = ovl_node_prot(fs, parent);
+	if (err > 0)
+		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
+	if (!err)
+		err = ovl_copy_up_locked(fs, parent, false);
+	if (!err)
+		err = ovl_proc_path(ovl_orphan_fd(src), proc, sizeof(proc));
+	if (err)
+		return err;
+	pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	if (pdfd < 0)
+		return pdfd;
+	err = name_is_free(fs, parent, name, pdfd, &f);
+	/* The fd's magic link, followed: linkat's way to an object without a name. */
+	if (!err && !f.whiteout_in_upper) {
+		if (linkat(AT_FDCWD, proc, pdfd, name, AT_SYMLINK_FOLLOW) < 0)
+			err = -errno;
+		else if (f.whfile_in_upper)
+			ovl_drop_wh_file(pdfd, name);
+	} else if (!err) {
+		err = ovl_tmpname(fs, tmp, sizeof(tmp));
+		if (!err && linkat(AT_FDCWD, proc, fs->work_fd, tmp, AT_SYMLINK_FOLLOW) < 0)
+			err = -errno;
+		if (!err && renameat(fs->work_fd, tmp, pdfd, name) < 0) {
+			err = -errno;
+			(void)unlinkat(fs->work_fd, tmp, 0);
+		}
+	}
+	close(pdfd);
+	if (err)
+		return err;
+	err = ovl_node_relink(fs, src, parent, name);
+	if (!err) {
+		*node = src;
+		err = ovl_stat_node(fs, src, st);
+		if (err)
+			ovl_forget(fs, src, 1);
+		return err;
+	}
+	/* The table holds a node of that name already (a name removed behind our back):
+	 * the name is that node's, as for any link. */
+	return ovl_lookup_locked(fs, parent, name, node, st);
+}
+
 int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, const char *name,
 	     struct ovl_node **node, struct stat *st)
 {
@@ -294,6 +476,15 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 		return -EINVAL;
 	/* A second name may change the xattrs behind this node's back. */
 	atomic_store(&src->no_xattrs, false);
+	if (atomic_load(&src->unlinked)) {
+		pthread_rwlock_wrlock(&fs->rename_lock);
+		if (src->unlinked) { /* else a link of the same tmpfile named it meanwhile */
+			err = link_unnamed(fs, src, parent, name, node, st);
+			pthread_rwlock_unlock(&fs->rename_lock);
+			return err;
+		}
+		pthread_rwlock_unlock(&fs->rename_lock);
+	}
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	/* As the kernel's vfs_link and may_create. */
 	err = ovl_node_prot(fs, src);

@@ -168,6 +168,12 @@ int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_fil
 int ovl_create(struct ovl_fs *fs, struct ovl_node *parent, const char *name, mode_t mode, int flags,
 	       const struct ovl_cred *cred, struct ovl_node **node, struct stat *st,
 	       struct ovl_file **out);
+/* O_TMPFILE: an unnamed regular file in parent's upper directory (copied up first), open
+ * with flags, on a node born unlinked (*node has one lookup); ovl_link of the node gives it
+ * a name, and the node becomes that name's. Closed and forgotten unnamed, nothing is left. */
+int ovl_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, mode_t mode, int flags,
+		const struct ovl_cred *cred, struct ovl_node **node, struct stat *st,
+		struct ovl_file **out);
 /* The fd to read from (switches to the upper copy if the file was copied up since open).
  * The fd stays valid until ovl_file_put_fd. */
 int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file);

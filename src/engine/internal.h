@@ -13,8 +13,9 @@
  *    handle's: its cached listing, one readdir at a time. Both are held across calls that
  *    take the rename lock (reopening the upper copy, merging the listing), never the
  *    other way round: ovl_setattr takes what it needs from the file before the rename lock.
- * 2. fs->rename_lock (rwlock). Written by rename alone (ovl_rename2), which moves names on
- *    disk and in the node table and copies up whole trees; read by every operation that
+ * 2. fs->rename_lock (rwlock). Written by rename (ovl_rename2), which moves names on
+ *    disk and in the node table and copies up whole trees, and by the link that names an
+ *    unlinked node again (an O_TMPFILE's, dir.c link_unnamed); read by every operation that
  *    walks a node's path (node->parent, node->name and what the layers hold there). A
  *    node's parent and name are changed only with it written and the table lock held, so
  *    either one keeps them still. Never taken twice by one thread: POSIX lets a rename
@@ -260,6 +261,11 @@ void ovl_node_ref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, ui
  * fs->table_lock not held. */
 void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan *orphan,
 		     const struct stat *st);
+/* An unlinked node named again (its object was just linked at parent/name): back in the
+ * table, one more lookup for the kernel's link reply; -EEXIST if the table holds that name.
+ * Preconditions: the rename lock written; fs->table_lock not held. */
+int ovl_node_relink(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
+		    const char *name);
 /* Preconditions: the rename lock written; fs->table_lock not held. */
 void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
 		   const char *newname);
@@ -438,6 +444,9 @@ void ovl_owner_new_ids(struct ovl_fs *fs, const struct ovl_cred *cred, int pdfd,
 /* Records a new object's owner and mode in an override xattr; *done false: chown it. */
 int ovl_owner_init_new(struct ovl_fs *fs, int dirfd, const char *name, mode_t mode, dev_t rdev,
 		       uid_t uid, gid_t gid, bool *done);
+/* The same for an object held by fd (an O_TMPFILE has no name). */
+int ovl_owner_init_new_fd(struct ovl_fs *fs, int fd, mode_t mode, dev_t rdev, uid_t uid, gid_t gid,
+			  bool *done);
 bool ovl_owner_device_as_file(struct ovl_fs *fs, mode_t mode);
 /* A setattr's owner as stored (-EINVAL for an ID outside the mapping), before anything is
  * copied up; then what goes to an override xattr or is squashed is done and cleared from

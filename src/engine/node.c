@@ -99,6 +99,19 @@ struct ovl_node *ovl_node_new(struct ovl_fs *fs, struct ovl_node *parent, const 
 	return node;
 }
 
+/* Takes node off fs->orphans. Caller holds table_lock. */
+static void orphans_remove(struct ovl_fs *fs, struct ovl_node *node)
+{
+	struct ovl_orphan *o = node->orphan;
+
+	if (o->prev)
+		o->prev->orphan->next = o->next;
+	else
+		fs->orphans = o->next;
+	if (o->next)
+		o->next->orphan->prev = o->prev;
+}
+
 /* Caller holds table_lock. */
 static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 {
@@ -110,15 +123,8 @@ static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 			return;
 		if (node->in_table)
 			table_remove(fs, node);
-		struct ovl_orphan *o = node->orphan;
-		if (o) {
-			if (o->prev)
-				o->prev->orphan->next = o->next;
-			else
-				fs->orphans = o->next;
-			if (o->next)
-				o->next->orphan->prev = o->prev;
-		}
+		if (node->orphan)
+			orphans_remove(fs, node);
 		node_free(fs, node);
 		node = parent;
 		refs = 1;
@@ -186,6 +192,37 @@ void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan
 	node->unlinked = true; /* after the record, which readers of the mark then see */
 	pthread_mutex_unlock(&fs->table_lock);
 	ovl_orphan_free(orphan);
+}
+
+int ovl_node_relink(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
+		    const char *name)
+{
+	char *copy = strdup(name);
+
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->table_lock);
+	if (ovl_node_get_child(fs, parent, name)) {
+		pthread_mutex_unlock(&fs->table_lock);
+		free(copy);
+		return -EEXIST;
+	}
+	struct ovl_orphan *o = node->orphan;
+	if (o)
+		orphans_remove(fs, node);
+	node->orphan = NULL;
+	struct ovl_node *old = node->parent;
+	free(node->name);
+	node->name = copy;
+	node->parent = parent;
+	table_insert(fs, node);
+	node->unlinked = false;
+	if (node->nlookup++ == 0) /* the kernel gets it once more, in the link reply */
+		node->refs++;
+	drop_refs(fs, old, 1); /* the reference the node held on its old parent */
+	pthread_mutex_unlock(&fs->table_lock);
+	ovl_orphan_free(o);
+	return 0;
 }
 
 /* Rename: caller holds the rename lock for writing. */

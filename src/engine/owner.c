@@ -304,24 +304,37 @@ bool ovl_owner_device_as_file(struct ovl_fs *fs, mode_t mode)
 	return fs->layers[0].override && (S_ISCHR(mode) || S_ISBLK(mode));
 }
 
+int ovl_owner_init_new_fd(struct ovl_fs *fs, int fd, mode_t mode, dev_t rdev, uid_t uid, gid_t gid,
+			  bool *done)
+{
+	int kind = fs->layers[0].override;
+	mode_t backing = ovl_owner_device_as_file(fs, mode) ? S_IFREG : mode & S_IFMT;
+	int err;
+
+	*done = false;
+	if (!kind || !can_carry(kind, backing))
+		return 0;
+	err = write_override(kind, fd, uid, gid, mode, rdev);
+	if (!err)
+		err = chmod_backing(fd, backing | (mode & 07777));
+	*done = err == 0;
+	return err;
+}
+
 int ovl_owner_init_new(struct ovl_fs *fs, int dirfd, const char *name, mode_t mode, dev_t rdev,
 		       uid_t uid, gid_t gid, bool *done)
 {
 	int kind = fs->layers[0].override;
 	mode_t backing = ovl_owner_device_as_file(fs, mode) ? S_IFREG : mode & S_IFMT;
-	int fd, err;
 
 	*done = false;
 	if (!kind || !can_carry(kind, backing))
 		return 0;
-	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	err = write_override(kind, fd, uid, gid, mode, rdev);
-	if (!err)
-		err = chmod_backing(fd, backing | (mode & 07777));
+	int err = ovl_owner_init_new_fd(fs, fd, mode, rdev, uid, gid, done);
 	close(fd);
-	*done = err == 0;
 	return err;
 }
 

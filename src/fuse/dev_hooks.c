@@ -80,8 +80,9 @@ static bool answer_raw(struct ovl_frontend *fe, int fd, const char *req, size_t 
 	if (n == 0)
 		return false;
 	struct iovec iov = {out, n};
-	/* A failed write is a request the kernel gave up on (interrupted): nothing to do. */
-	(void)dev_send(fe, fd, &iov, 1, n);
+	/* A failed write is a request the kernel gave up on (interrupted): what the reply
+	 * handed over goes again. */
+	ovl_raw_sent(fe, req, out, dev_send(fe, fd, &iov, 1, n) == (ssize_t)n);
 	return true;
 }
 

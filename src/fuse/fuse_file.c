@@ -122,6 +122,36 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 }
 
+int tmpfile_open(struct ovl_frontend *fe, struct ovl_node *parent, mode_t mode, int flags,
+		 const struct ovl_cred *cred, struct fuse_entry_param *e, struct fuse_file_info *fi)
+{
+	struct ovl_file *file;
+	struct ovl_node *node;
+	struct stat st;
+	int err =
+	    ovl_tmpfile(fe->fs, parent, mode, layer_open_flags(fe, flags), cred, &node, &st, &file);
+
+	if (err)
+		return err;
+	fill_entry(e, fe->fs, node, &st);
+	memset(fi, 0, sizeof(*fi));
+	fi->flags = flags;
+	set_open_flags(fe, fi, file, node);
+	return 0;
+}
+
+void tmpfile_replied(struct ovl_frontend *fe, bool sent, const struct fuse_entry_param *e,
+		     struct fuse_file_info *fi)
+{
+	struct ovl_node *node = (struct ovl_node *)(uintptr_t)e->ino;
+
+	open_replied(fe, sent ? 0 : -EIO, node, fi);
+	if (!sent) {
+		ovl_release(fe->fs, file_of(fi));
+		ovl_forget(fe->fs, node, 1);
+	}
+}
+
 /* O_DIRECT needs aligned buffers, which the request's own are not. */
 static void *aligned_buf(size_t size)
 {

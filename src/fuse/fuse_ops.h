@@ -120,6 +120,15 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi);
+/* O_TMPFILE (FUSE_TMPFILE, which libfuse 3.14 does not know: rawops.c answers it): the new
+ * unnamed file's entry and open, as op_create gives them; 0 or -errno. After the reply, and
+ * before this thread sends another, tmpfile_replied (sent: the kernel took it; if not, the
+ * file and the node go). */
+int tmpfile_open(struct ovl_frontend *fe, struct ovl_node *parent, mode_t mode, int flags,
+		 const struct ovl_cred *cred, struct fuse_entry_param *e,
+		 struct fuse_file_info *fi);
+void tmpfile_replied(struct ovl_frontend *fe, bool sent, const struct fuse_entry_param *e,
+		     struct fuse_file_info *fi);
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 		  struct fuse_file_info *fi);

@@ -9,6 +9,11 @@
  * - SYNCFS (7.36): syncfs(2) of the upper layer. Linux sends it only on connections marked
  *   sync_fs, which only virtiofs sets (fs/fuse/inode.c fuse_sync_fs): a /dev/fuse mount
  *   never gets it today, so this answers it for a kernel that one day does.
+ * - TMPFILE (7.37, Linux 6.1): open(dir, O_TMPFILE). The kernel sends CREATE's arguments
+ *   (fs/fuse/dir.c fuse_tmpfile, fuse_create_open) and wants CREATE's reply: the entry of
+ *   the new unnamed file (link count 0: the kernel's vfs_link then lets only a tmpfile
+ *   opened without O_EXCL be linked) and its open. Until a daemon answers, the kernel
+ *   answers EOPNOTSUPP.
  *
  * The structures are laid out by hand from the kernel's uapi (include/uapi/linux/fuse.h):
  * the installed <linux/fuse.h> may predate them, and it clashes with libfuse's headers.
@@ -24,7 +29,11 @@
 #include <sys/sysmacros.h>
 
 #define RAW_SYNCFS 50
+#define RAW_TMPFILE 51
 #define RAW_STATX 52
+#define RAW_FOPEN_DIRECT_IO (1u << 0)
+#define RAW_FOPEN_KEEP_CACHE (1u << 1)
+#define RAW_FOPEN_PASSTHROUGH (1u << 7)
 #define RAW_GETATTR_FH (1u << 0)
 
 struct raw_in_header {
@@ -70,7 +79,38 @@ struct raw_statx_out {
 	struct raw_statx stat;
 };
 
+struct raw_create_in {
+	uint32_t flags, mode, umask, open_flags;
+};
+
+struct raw_attr {
+	uint64_t ino, size, blocks, atime, mtime, ctime;
+	uint32_t atimensec, mtimensec, ctimensec, mode, nlink, uid, gid, rdev, blksize, flags;
+};
+
+struct raw_entry_out {
+	uint64_t nodeid, generation, entry_valid, attr_valid;
+	uint32_t entry_valid_nsec, attr_valid_nsec;
+	struct raw_attr attr;
+};
+
+struct raw_open_out {
+	uint64_t fh;
+	uint32_t open_flags;
+	int32_t backing_id;
+};
+
+struct raw_create_out {
+	struct raw_entry_out entry;
+	struct raw_open_out open;
+};
+
 _Static_assert(sizeof(struct raw_in_header) == 40, "fuse_in_header is 40 bytes");
+_Static_assert(sizeof(struct raw_create_in) == 16, "fuse_create_in is 16 bytes");
+_Static_assert(sizeof(struct raw_entry_out) == 128, "fuse_entry_out is 128 bytes");
+_Static_assert(sizeof(struct raw_open_out) == 16, "fuse_open_out is 16 bytes");
+_Static_assert(sizeof(struct raw_out_header) + sizeof(struct raw_create_out) <= OVL_RAW_REPLY_MAX,
+	       "the TMPFILE reply must fit OVL_RAW_REPLY_MAX");
 _Static_assert(sizeof(struct raw_statx_in) == 24, "fuse_statx_in is 24 bytes");
 _Static_assert(sizeof(struct raw_statx) == 256, "fuse_statx is 256 bytes");
 _Static_assert(sizeof(struct raw_out_header) + sizeof(struct raw_statx_out) <= OVL_RAW_REPLY_MAX,
@@ -131,6 +171,92 @@ static int answer_statx(struct ovl_frontend *fe, const struct raw_in_header *in,
 	return 0;
 }
 
+/* A timeout in seconds as the protocol carries it (libfuse's rounding). */
+static void raw_timeout(double t, uint64_t *sec, uint32_t *nsec)
+{
+	*sec = t <= 0 ? 0 : (uint64_t)t;
+	*nsec = t <= 0 ? 0 : (uint32_t)((t - (double)*sec) * 1e9);
+}
+
+static void raw_entry(const struct fuse_entry_param *e, struct raw_entry_out *o)
+{
+	const struct stat *st = &e->attr;
+
+	memset(o, 0, sizeof(*o));
+	o->nodeid = e->ino;
+	o->generation = e->generation;
+	raw_timeout(e->entry_timeout, &o->entry_valid, &o->entry_valid_nsec);
+	raw_timeout(e->attr_timeout, &o->attr_valid, &o->attr_valid_nsec);
+	o->attr = (struct raw_attr){.ino = st->st_ino,
+				    .size = (uint64_t)st->st_size,
+				    .blocks = (uint64_t)st->st_blocks,
+				    .atime = (uint64_t)st->st_atim.tv_sec,
+				    .mtime = (uint64_t)st->st_mtim.tv_sec,
+				    .ctime = (uint64_t)st->st_ctim.tv_sec,
+				    .atimensec = (uint32_t)st->st_atim.tv_nsec,
+				    .mtimensec = (uint32_t)st->st_mtim.tv_nsec,
+				    .ctimensec = (uint32_t)st->st_ctim.tv_nsec,
+				    .mode = st->st_mode,
+				    .nlink = (uint32_t)st->st_nlink,
+				    .uid = st->st_uid,
+				    .gid = st->st_gid,
+				    .rdev = (uint32_t)st->st_rdev,
+				    .blksize = (uint32_t)st->st_blksize};
+}
+
+/* CREATE's reply for an unnamed file in directory in->nodeid. */
+static int answer_tmpfile(struct ovl_frontend *fe, const struct raw_in_header *in,
+			  const struct raw_create_in *arg, struct raw_create_out *out)
+{
+	/* The umask comes unapplied where FUSE_DONT_MASK was agreed (the kernel applied it
+	 * otherwise); the daemon answers for the caller's ids as a CREATE does. */
+	struct ovl_cred cred = {
+	    .uid = in->uid, .gid = in->gid, .umask = fe->dont_mask ? (mode_t)arg->umask : 0};
+	struct fuse_entry_param e;
+	struct fuse_file_info fi;
+	int err = tmpfile_open(fe, raw_node(fe->fs, in->nodeid), (mode_t)arg->mode, (int)arg->flags,
+			       &cred, &e, &fi);
+
+	if (err)
+		return err;
+	raw_entry(&e, &out->entry);
+	memset(&out->open, 0, sizeof(out->open));
+	out->open.fh = fi.fh;
+	if (fi.direct_io)
+		out->open.open_flags |= RAW_FOPEN_DIRECT_IO;
+	if (fi.keep_cache)
+		out->open.open_flags |= RAW_FOPEN_KEEP_CACHE;
+	/* What dev_hooks.c's write hook adds to a CREATE reply; this one does not pass it. */
+	int backing_id = ovl_pt_pending_id();
+	if (backing_id > 0) {
+		out->open.open_flags |= RAW_FOPEN_PASSTHROUGH;
+		out->open.backing_id = backing_id;
+	}
+	ovl_pt_reply_done();
+	return 0;
+}
+
+void ovl_raw_sent(struct ovl_frontend *fe, const char *req, const char *out, bool sent)
+{
+	struct raw_in_header in;
+	struct raw_out_header oh;
+	struct raw_create_out co;
+
+	memcpy(&in, req, sizeof(in));
+	memcpy(&oh, out, sizeof(oh));
+	if (in.opcode != RAW_TMPFILE || oh.error != 0)
+		return;
+	memcpy(&co, out + sizeof(oh), sizeof(co));
+	struct fuse_entry_param e = {.ino = co.entry.nodeid};
+	struct fuse_file_info fi = {.fh = co.open.fh};
+	tmpfile_replied(fe, sent, &e, &fi);
+}
+
+static const char *raw_name(uint32_t opcode)
+{
+	return opcode == RAW_STATX ? "STATX" : opcode == RAW_SYNCFS ? "SYNCFS" : "TMPFILE";
+}
+
 size_t ovl_raw_answer(struct ovl_frontend *fe, const char *req, size_t len, char *out)
 {
 	struct raw_in_header in;
@@ -139,11 +265,24 @@ size_t ovl_raw_answer(struct ovl_frontend *fe, const char *req, size_t len, char
 	if (len < sizeof(in))
 		return 0;
 	memcpy(&in, req, sizeof(in));
-	if (in.opcode != RAW_STATX && in.opcode != RAW_SYNCFS)
+	if (in.opcode != RAW_STATX && in.opcode != RAW_SYNCFS && in.opcode != RAW_TMPFILE)
 		return 0;
 	oh.unique = in.unique;
 	if (in.opcode == RAW_SYNCFS) {
 		oh.error = ovl_syncfs(fe->fs);
+	} else if (in.opcode == RAW_TMPFILE) {
+		struct raw_create_in arg;
+		struct raw_create_out co;
+		if (len < sizeof(in) + sizeof(arg)) {
+			oh.error = -EIO;
+		} else {
+			memcpy(&arg, req + sizeof(in), sizeof(arg));
+			oh.error = answer_tmpfile(fe, &in, &arg, &co);
+		}
+		if (!oh.error) {
+			oh.len += sizeof(co);
+			memcpy(out + sizeof(oh), &co, sizeof(co));
+		}
 	} else if (len < sizeof(in) + sizeof(struct raw_statx_in)) {
 		oh.error = -EIO;
 	} else {
@@ -161,7 +300,7 @@ size_t ovl_raw_answer(struct ovl_frontend *fe, const char *req, size_t len, char
 	if (fe->opts.debug)
 		fprintf(stderr,
 			"unique: %llu, opcode: %s (%u), nodeid: %llu: answered, error: %d\n",
-			(unsigned long long)in.unique, in.opcode == RAW_STATX ? "STATX" : "SYNCFS",
-			in.opcode, (unsigned long long)in.nodeid, oh.error);
+			(unsigned long long)in.unique, raw_name(in.opcode), in.opcode,
+			(unsigned long long)in.nodeid, oh.error);
 	return oh.len;
 }

@@ -14,5 +14,8 @@ struct ovl_frontend;
  * its reply (fuse_out_header first) into out and returns the reply's length; 0: not ours,
  * libfuse's dispatch takes it. */
 size_t ovl_raw_answer(struct ovl_frontend *fe, const char *req, size_t len, char *out);
+/* After the reply out to req went (sent: the kernel took it), before this thread answers
+ * anything else: what a reply that never arrived leaves behind (a TMPFILE's file) goes. */
+void ovl_raw_sent(struct ovl_frontend *fe, const char *req, const char *out, bool sent);
 
 #endif

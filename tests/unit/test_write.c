@@ -158,6 +158,58 @@ out:
 	env_fini(&e);
 }
 
+/* O_TMPFILE: an unnamed file in the upper copy of a lower directory, on a node born
+ * unlinked; ovl_link names it (over a whiteout too) and the node becomes that name's; one
+ * closed unnamed leaves nothing. */
+static void test_tmpfile(void)
+{
+	struct env e;
+	struct stat st, st2;
+	struct ovl_node *d, *n, *n2;
+	struct ovl_file *f;
+
+	env_init(&e, 1, true);
+	mkd(LO1, "d", 0777);
+	mkf(LO1, "d/gone", "lower");
+	if (!env_mount(&e))
+		goto out;
+	if (!CHECK_INT(walk(FS, "d", &d, &st), 0))
+		goto out;
+	CHECK_INT(e_unlink(FS, "d/gone"), 0); /* a whiteout now */
+	struct ovl_cred user = {.uid = 1000, .gid = 2000, .umask = 022};
+	if (CHECK_INT(ovl_tmpfile(FS, d, 0666, O_RDWR, &user, &n, &st, &f), 0)) {
+		CHECK_INT(st.st_nlink, 0);
+		CHECK_INT(st.st_mode & 07777, 0644);
+		CHECK_INT(st.st_uid, 1000);
+		CHECK(ovl_node_is_unlinked(n));
+		CHECK_INT(ovl_write(FS, f, "data", 4, 0), 4);
+		CHECK_STR(e_ls(FS, "d"), "");
+		CHECK_INT(ovl_link(FS, n, d, "gone", &n2, &st2), 0);
+		CHECK(n2 == n);
+		CHECK(!ovl_node_is_unlinked(n));
+		CHECK_INT(st2.st_nlink, 1);
+		CHECK_INT(st2.st_ino, st.st_ino);
+		CHECK_STR(e_cat(FS, "d/gone"), "data");
+		CHECK_INT(ovl_getattr(FS, n, &st2), 0);
+		CHECK_INT(st2.st_size, 4);
+		ovl_release(FS, f);
+		put(FS, n);
+		put(FS, n);
+	}
+	if (CHECK_INT(ovl_tmpfile(FS, d, 0600, O_WRONLY, &root_cred, &n, &st, &f), 0)) {
+		CHECK_INT(ovl_write(FS, f, "x", 1, 0), 1);
+		ovl_release(FS, f);
+		put(FS, n);
+	}
+	CHECK_STR(e_ls(FS, "d"), "gone");
+	CHECK_INT(lx(UP, "d/gone", &st), 0);
+	CHECK_INT(st.st_nlink, 1);
+	CHECK_STR(cat(LO1, "d/gone"), "lower");
+	put(FS, d);
+out:
+	env_fini(&e);
+}
+
 /* D35: mknod of a whiteout-shaped device is refused; other nodes work. */
 static void test_mknod(void)
 {
@@ -297,6 +349,7 @@ const struct test write_tests[] = {
     {TEST(test_removexattr_absent)},
     {TEST(test_create_over_whiteout)},
     {TEST(test_mknod)},
+    {TEST(test_tmpfile)},
     {TEST(test_readonly)},
     {NULL, NULL},
 };
