@@ -143,6 +143,12 @@ static int serve(struct ovl_config *cfg, struct ovl_frontend *fe)
 	return ret;
 }
 
+/* What the engine could not serve in a layer (an invalid redirect, say). */
+static void log_layer_warning(const char *msg)
+{
+	ovl_log(LOG_WARNING, "%s", msg);
+}
+
 int main(int argc, char **argv)
 {
 	struct ovl_config cfg = {0};
@@ -184,6 +190,7 @@ int main(int argc, char **argv)
 	cfg.params.owner = &cfg.owner;
 	cfg.params.attr_changed = ovl_frontend_attr_changed;
 	cfg.params.ctx = &frontend;
+	cfg.params.warn = log_layer_warning;
 	int e = ovl_fs_new(&cfg.params, &fs);
 	if (e) {
 		ovl_log(LOG_ERR, "cannot open the layers: %s", strerror(-e));

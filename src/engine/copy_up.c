@@ -376,6 +376,7 @@ static int node_now_upper(struct ovl_node *node)
 		}
 		if (n) {
 			n[0].layer = 0;
+			n[0].path = NULL;
 			n[0].xwhiteouts = false;
 			n[0].no_wh_files = false;
 			memcpy(n + 1, node->dirlayers, sizeof(*n) * (size_t)count);

@@ -67,6 +67,9 @@ struct ovl_fs_params {
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);
 	void *ctx;
+	/* A layer record ovlfs cannot serve (an invalid redirect, say): one line naming it. May
+	 * be NULL. */
+	void (*warn)(const char *msg);
 };
 
 /* The caller of a request: new objects belong to it. */

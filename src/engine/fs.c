@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +126,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 
 	if (!fs)
 		return -ENOMEM;
-	/* A node keeps its layer index in 16 bits. */
-	if (p->nlower < 1 || p->nlower >= INT16_MAX || (p->upperdir && !p->workdir)) {
+	if (p->nlower < 1 || p->nlower >= OVL_MAX_LAYERS || (p->upperdir && !p->workdir)) {
 		free(fs);
 		return -EINVAL;
 	}
@@ -144,6 +144,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->oci_whiteouts = !p->no_oci_whiteouts;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
+	fs->warn = p->warn;
 	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);
 	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
 	err = fs->layers ? 0 : -ENOMEM;
@@ -246,4 +247,17 @@ int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size)
 	unsigned long n = atomic_fetch_add(&fs->tmp_counter, 1);
 	int len = snprintf(buf, size, "#ovl%lx.%lx", (unsigned long)getpid(), n);
 	return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : 0;
+}
+
+void ovl_warn(struct ovl_fs *fs, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!fs->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fs->warn(msg);
 }

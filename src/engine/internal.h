@@ -61,6 +61,9 @@
 #include <stdio.h>
 #include <sys/sysmacros.h>
 
+/* Layers of one overlay at most (the command line allows 500 lower ones and the upper). */
+#define OVL_MAX_LAYERS 1024
+
 struct ovl_layer {
 	char *path;
 	int root_fd; /* O_PATH|O_DIRECTORY, the boundary every walk stays beneath */
@@ -80,6 +83,10 @@ struct ovl_layer {
 /* One layer in which a directory exists, top-down. */
 struct ovl_dirlayer {
 	int layer;
+	/* The directory's path from that layer's root when a redirect (overlay.redirect) put
+	 * it elsewhere; NULL: its parent's path there and its name. Owned by the array; copies
+	 * (ovl_node_dirlayers) carry NULL. */
+	char *path;
 	bool xwhiteouts;  /* lower dir marked opaque="x": may hold xattr whiteouts */
 	bool no_wh_files; /* a listing found no .wh.* name here (never set where we add some) */
 };
@@ -151,6 +158,9 @@ struct ovl_fs {
 	atomic_bool noatime_denied;
 	void (*attr_changed)(void *ctx, struct ovl_node *node);
 	void *attr_changed_ctx;
+	void (*warn)(const char *msg);
+	/* Some directory was found through a redirect: walks look for redirected ancestors. */
+	atomic_bool redirects_seen;
 	int work_fd; /* <workdir>/work */
 	int ndevs;
 	int xino_bits; /* high bits used for the filesystem index */
@@ -195,6 +205,17 @@ struct ovl_file {
 	struct ovl_file *prev_open, *next_open; /* fs->open_files, under fs->files_lock */
 };
 
+/* redirect.c: the overlay.redirect of directory dirfd/name into buf (NUL-terminated): 0
+ * none, OVL_REDIRECT_RELATIVE (a name in the same parent), OVL_REDIRECT_ABSOLUTE (a path
+ * from the layer root, without the leading '/'), -EINVAL or -EACCES (invalid: logged). */
+enum { OVL_REDIRECT_RELATIVE = 1, OVL_REDIRECT_ABSOLUTE = 2 };
+int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size);
+
+/* Frees an array of dirlayers with the paths it owns. */
+void ovl_dirlayers_free(struct ovl_dirlayer *dl, int n);
+/* One line about a layer record that cannot be served (params.warn). */
+__attribute__((format(printf, 2, 3))) void ovl_warn(struct ovl_fs *fs, const char *fmt, ...);
+
 /* layer.c: fd-relative walks that never leave a layer root. A read of a lower object is
  * opened O_NOATIME, an upper one too under -o noatime (and a directory under nodiratime). */
 int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags);
@@ -202,6 +223,10 @@ int ovl_layer_open(struct ovl_fs *fs, int layer, const char *relpath, int flags)
 int ovl_openat_noatime(struct ovl_fs *fs, int dirfd, const char *name, int flags);
 /* Preconditions: the rename lock (the node's path must not move meanwhile). */
 int ovl_node_path(struct ovl_node *node, char *buf, size_t size);
+/* The same in layer, where redirects may have put a directory elsewhere (redirect.c).
+ * Preconditions: the rename lock. */
+int ovl_node_layer_path(struct ovl_fs *fs, struct ovl_node *node, int layer, char *buf,
+			size_t size);
 /* An fd of node's parent directory in layer, or of the node itself with *name = ".".
  * Preconditions: the rename lock. */
 int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name);

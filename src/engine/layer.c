@@ -175,16 +175,80 @@ static int open_deep(struct ovl_fs *fs, struct ovl_node *node, int layer, const 
 	return err ? err : dirfd;
 }
 
+/* The redirected path of n in layer into buf[..*pos] (prepended), if a redirect put it
+ * elsewhere: true. Read under n's spinlock, which guards its dirlayers. */
+static bool prepend_redirected(struct ovl_node *n, int layer, char *buf, size_t *pos, bool sep,
+			       int *err)
+{
+	bool found = false;
+
+	pthread_spin_lock(&n->lock);
+	for (int i = 0; i < n->ndirlayers && !found; i++) {
+		const char *p = n->dirlayers[i].path;
+		if (n->dirlayers[i].layer != layer || !p)
+			continue;
+		size_t len = strlen(p);
+		found = true;
+		if (len + (sep ? 1 : 0) > *pos) {
+			*err = -ENAMETOOLONG;
+		} else {
+			if (sep)
+				buf[--*pos] = '/';
+			*pos -= len;
+			memcpy(buf + *pos, p, len);
+		}
+	}
+	pthread_spin_unlock(&n->lock);
+	return found;
+}
+
+int ovl_node_layer_path(struct ovl_fs *fs, struct ovl_node *node, int layer, char *buf, size_t size)
+{
+	size_t pos = size;
+	int err = 0;
+
+	if (!atomic_load(&fs->redirects_seen))
+		return ovl_node_path(node, buf, size);
+	if (node->unlinked)
+		return -ENOENT;
+	buf[--pos] = '\0';
+	for (struct ovl_node *n = node; n->parent; n = n->parent) {
+		bool sep = pos != size - 1;
+		if (n->parent->unlinked)
+			return -ENOENT;
+		if (prepend_redirected(n, layer, buf, &pos, sep, &err))
+			break;
+		size_t len = strlen(n->name);
+		if (len + (sep ? 1 : 0) > pos)
+			return -ENAMETOOLONG;
+		if (sep)
+			buf[--pos] = '/';
+		pos -= len;
+		memcpy(buf + pos, n->name, len);
+	}
+	if (err)
+		return err;
+	if (pos == size - 1) { /* the root */
+		if (size < 2)
+			return -ENAMETOOLONG;
+		strcpy(buf, ".");
+		return 0;
+	}
+	memmove(buf, buf + pos, size - pos);
+	return 0;
+}
+
 /* node/last, or node itself when last is NULL. Short paths (the common case) take one
  * openat2 from the layer root; only PATH_MAX and longer walk in chunks (open_deep). */
 static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
 		     int flags)
 {
 	char path[PATH_MAX];
-	int err = ovl_node_path(node, path, sizeof(path));
+	int err = ovl_node_layer_path(fs, node, layer, path, sizeof(path));
+	bool redirected = atomic_load(&fs->redirects_seen);
 
 	if (!err && last) {
-		size_t len = node->parent ? strlen(path) : 0;
+		size_t len = strcmp(path, ".") ? strlen(path) : 0;
 		if (len + (len ? 1 : 0) + strlen(last) >= sizeof(path)) {
 			err = -ENAMETOOLONG;
 		} else {
@@ -193,7 +257,7 @@ static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const 
 			strcpy(path + len, last);
 		}
 	}
-	if (err == -ENAMETOOLONG)
+	if (err == -ENAMETOOLONG && !redirected) /* (deep walks follow no redirect) */
 		return open_deep(fs, node, layer, last, flags);
 	if (err)
 		return err;
@@ -218,6 +282,25 @@ int ovl_open_parent(struct ovl_fs *fs, struct ovl_node *node, int layer, const c
 	if (!node->parent) {
 		*name = ".";
 		return ovl_layer_open(fs, layer, ".", O_PATH | O_DIRECTORY);
+	}
+	if (atomic_load(&fs->redirects_seen)) {
+		/* A redirected directory is not parent/name in that layer: the parent of its
+		 * path there, and its last name (per thread: callers use it at once). */
+		static __thread char last[NAME_MAX + 1];
+		char path[PATH_MAX];
+		int err = ovl_node_layer_path(fs, node, layer, path, sizeof(path));
+		if (err)
+			return err;
+		char *slash = strrchr(path, '/');
+		const char *base = slash ? slash + 1 : path;
+		if (strlen(base) >= sizeof(last))
+			return -ENAMETOOLONG;
+		strcpy(last, base);
+		*name = last;
+		if (!slash)
+			return ovl_layer_open(fs, layer, ".", O_PATH | O_DIRECTORY);
+		*slash = '\0';
+		return ovl_layer_open(fs, layer, path, O_PATH | O_DIRECTORY);
 	}
 	*name = node->name;
 	return ovl_open_in_layer(fs, node->parent, layer, O_PATH | O_DIRECTORY);

@@ -11,17 +11,22 @@
 
 void ovl_found_free(struct ovl_found *f)
 {
-	free(f->dirlayers);
+	ovl_dirlayers_free(f->dirlayers, f->ndirlayers);
 	f->dirlayers = NULL;
+	f->ndirlayers = 0;
 }
 
-static int add_dirlayer(struct ovl_found *f, int layer, bool xwh)
+/* Takes path over (NULL: the parent's path in that layer and the name). */
+static int add_dirlayer(struct ovl_found *f, int layer, bool xwh, char *path)
 {
 	struct ovl_dirlayer *n = realloc(f->dirlayers, sizeof(*n) * (size_t)(f->ndirlayers + 1));
 
-	if (!n)
+	if (!n) {
+		free(path);
 		return -ENOMEM;
+	}
 	n[f->ndirlayers].layer = layer;
+	n[f->ndirlayers].path = path;
 	n[f->ndirlayers].xwhiteouts = xwh;
 	n[f->ndirlayers].no_wh_files = false;
 	f->dirlayers = n;
@@ -78,6 +83,10 @@ struct lookup {
 	const char *name;
 	bool want_below;
 	bool identity;		 /* OVL_FIND_IDENTITY */
+	const char *lname;	 /* the name in the parent's layers: name, or a relative redirect */
+	char *rel;		 /* that redirect (owned) */
+	char *abs;		 /* an absolute redirect (owned): the layers below go by it */
+	int abs_layer;		 /* the layer (fs index) it was found in */
 	const int *dirfds;	 /* lent by the caller, by layer index (-1: none); may be NULL */
 	struct ovl_dirlayer *pl; /* the parent's layers */
 	int n;
@@ -126,12 +135,12 @@ static int name_absent(struct lookup *lk, int i, int dfd, bool own)
 		return 0;
 	}
 	/* No room to wait: asked now. */
-	int w = ovl_has_wh_file(dfd, lk->name);
+	int w = ovl_has_wh_file(dfd, lk->lname);
 	put_dfd(dfd, own);
 	if (!w)
 		return 0;
 	/* A layer above may hold one too: the upper, say. */
-	int m = missed_whiteout(&lk->missed, lk->name);
+	int m = missed_whiteout(&lk->missed, lk->lname);
 	if (w < 0 || m < -1)
 		return w < 0 ? w : m;
 	whited_out_by_file(lk, m >= 0 ? m : i);
@@ -140,13 +149,139 @@ static int name_absent(struct lookup *lk, int i, int dfd, bool own)
 
 /* A directory at layer i joins the merge; its opaque mark says whether the layers below
  * join too. */
+/* Where a directory found under a relative redirect is in layer i: the parent's path
+ * there and the redirected name. NULL with *err 0 when no redirect applies. */
+static char *redirected_path(struct lookup *lk, int i, int *err)
+{
+	char buf[PATH_MAX];
+
+	*err = 0;
+	if (!lk->rel)
+		return NULL;
+	*err = ovl_node_layer_path(lk->fs, lk->parent, lk->pl[i].layer, buf, sizeof(buf));
+	if (*err)
+		return NULL;
+	size_t len = strcmp(buf, ".") == 0 ? 0 : strlen(buf);
+	if (len + 1 + strlen(lk->rel) >= sizeof(buf)) {
+		*err = -ENAMETOOLONG;
+		return NULL;
+	}
+	if (len)
+		buf[len++] = '/';
+	strcpy(buf + len, lk->rel);
+	char *p = strdup(buf);
+	if (!p)
+		*err = -ENOMEM;
+	return p;
+}
+
+/* A merging directory may carry a redirect: the layers below hold it elsewhere. */
+static int note_redirect(struct lookup *lk, int layer, int dfd, const char *name)
+{
+	char buf[PATH_MAX];
+	int r;
+
+	if (layer >= lk->fs->nlayers - 1)
+		return 0; /* nothing below to redirect to */
+	r = ovl_read_redirect(lk->fs, dfd, name, buf, sizeof(buf));
+	if (r == OVL_REDIRECT_RELATIVE) {
+		char *rel = strdup(buf);
+		if (!rel)
+			return -ENOMEM;
+		free(lk->rel);
+		lk->rel = rel;
+		lk->lname = rel;
+	} else if (r == OVL_REDIRECT_ABSOLUTE) {
+		char *abs = strdup(buf);
+		if (!abs)
+			return -ENOMEM;
+		free(lk->abs);
+		lk->abs = abs;
+		lk->abs_layer = layer;
+		lk->done = true; /* the parent's layers no longer apply: follow_absolute */
+	}
+	return r < 0 ? r : 0;
+}
+
+/* A directory found in layer i joins the merge; an opaque one stops it, a redirect moves
+ * it. */
 static int merge_dir(struct lookup *lk, int i, int dfd)
 {
-	int op = ovl_dir_opaque(lk->fs, dfd, lk->name, i < lk->n - 1);
+	int op = ovl_dir_opaque(lk->fs, dfd, lk->lname, i < lk->n - 1);
+	int err;
+	char *path = redirected_path(lk, i, &err);
 
+	if (err)
+		return err;
 	lk->merging = op != OVL_OPAQUE_YES;
-	return add_dirlayer(lk->f, lk->pl[i].layer,
-			    op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i));
+	err = add_dirlayer(lk->f, lk->pl[i].layer,
+			   op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i), path);
+	if (!err && lk->merging)
+		err = note_redirect(lk, lk->pl[i].layer, dfd, lk->lname);
+	return err;
+}
+
+/* A directory reached by an absolute redirect may redirect again (a middle layer's). */
+static int follow_nested(struct lookup *lk, int layer, int fd)
+{
+	char buf[PATH_MAX];
+	int r =
+	    layer < lk->fs->nlayers - 1 ? ovl_read_redirect(lk->fs, fd, ".", buf, sizeof(buf)) : 0;
+
+	if (r == OVL_REDIRECT_RELATIVE) {
+		char *slash = strrchr(lk->abs, '/');
+		size_t dir = slash ? (size_t)(slash - lk->abs) + 1 : 0;
+		char *abs = malloc(dir + strlen(buf) + 1);
+		if (!abs)
+			return -ENOMEM;
+		memcpy(abs, lk->abs, dir);
+		strcpy(abs + dir, buf);
+		free(lk->abs);
+		lk->abs = abs;
+	} else if (r == OVL_REDIRECT_ABSOLUTE) {
+		char *abs = strdup(buf);
+		if (!abs)
+			return -ENOMEM;
+		free(lk->abs);
+		lk->abs = abs;
+	}
+	return r < 0 ? r : 0;
+}
+
+/* After an absolute redirect, the layers below the one that held it, at that path from
+ * their root (not the parent's layers): the kernel's walk from the root's layer stack. */
+static int follow_absolute(struct lookup *lk)
+{
+	struct ovl_fs *fs = lk->fs;
+	int err = 0;
+
+	for (int l = lk->abs_layer + 1; l < fs->nlayers && lk->merging && !err; l++) {
+		struct stat st;
+		int fd = ovl_layer_open(fs, l, lk->abs, O_PATH);
+		if (fd < 0) {
+			if (gone(fd))
+				continue;
+			return fd;
+		}
+		if (fstat(fd, &st) < 0) {
+			err = -errno;
+		} else if (!S_ISDIR(st.st_mode)) {
+			lk->merging = false; /* a whiteout or a non-directory ends it */
+		} else {
+			int op = ovl_dir_opaque(fs, fd, ".", l < fs->nlayers - 1);
+			char *path = strdup(lk->abs);
+			if (lk->f->ndirlayers == 1 && fs->layers[lk->f->top].is_upper)
+				lk->f->ino = ovl_map_ino(fs, l, st.st_dev, st.st_ino);
+			err = path ? add_dirlayer(lk->f, l, op == OVL_OPAQUE_XWHITEOUTS, path)
+				   : -ENOMEM;
+			lk->f->below = true;
+			lk->merging = op != OVL_OPAQUE_YES;
+			if (!err && lk->merging)
+				err = follow_nested(lk, l, fd);
+		}
+		close(fd);
+	}
+	return err;
 }
 
 /* The topmost object of the name: what the name is (where an upper entry would have its
@@ -159,7 +294,7 @@ static void origin_ino(struct lookup *lk, int dfd, const struct stat *st)
 	struct stat lst;
 	int layer;
 
-	if (ovl_origin_find(lk->fs, dfd, lk->name, st->st_mode & S_IFMT, &lst, &layer) == 0 &&
+	if (ovl_origin_find(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT, &lst, &layer) == 0 &&
 	    lst.st_nlink == 1)
 		lk->f->ino = ovl_map_ino(lk->fs, layer, lst.st_dev, lst.st_ino);
 }
@@ -206,7 +341,7 @@ static int name_present(struct lookup *lk, int i, int dfd, const struct stat *st
 	int err;
 
 	if (lk->missed.n) {
-		int w = missed_whiteout(&lk->missed, lk->name);
+		int w = missed_whiteout(&lk->missed, lk->lname);
 		if (w < -1)
 			return w;
 		if (w >= 0) {
@@ -216,7 +351,7 @@ static int name_present(struct lookup *lk, int i, int dfd, const struct stat *st
 	}
 	bool upper = layer_is_upper(lk, i);
 	bool wh = ovl_is_whiteout_stat(st) ||
-		  (!upper && lk->pl[i].xwhiteouts && ovl_is_xwhiteout(lk->fs, dfd, lk->name, st));
+		  (!upper && lk->pl[i].xwhiteouts && ovl_is_xwhiteout(lk->fs, dfd, lk->lname, st));
 	if (lk->f->top >= 0) {
 		err = below_top(lk, i, dfd, st, wh);
 	} else if (wh) {
@@ -240,7 +375,7 @@ static int look_in_layer(struct lookup *lk, int i)
 
 	if (dfd < 0)
 		return gone(dfd) ? 0 : dfd; /* changed underneath: treat as absent */
-	if (fstatat(dfd, lk->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (fstatat(dfd, lk->lname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		err = -errno;
 		if (gone(err))
 			return name_absent(lk, i, dfd, own);
@@ -270,6 +405,7 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 			    .name = name,
 			    .want_below = how & OVL_FIND_BELOW,
 			    .identity = how & OVL_FIND_IDENTITY,
+			    .lname = name,
 			    .dirfds = dirfds,
 			    .f = f};
 	int err = 0;
@@ -287,8 +423,12 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 		return lk.n;
 	for (int i = 0; i < lk.n && !err && !lk.done; i++)
 		err = look_in_layer(&lk, i);
+	if (!err && lk.abs && lk.merging)
+		err = follow_absolute(&lk);
 	missed_clear(&lk.missed);
 	free(lk.pl);
+	free(lk.rel);
+	free(lk.abs);
 	if (err)
 		ovl_found_free(f);
 	return err;
@@ -316,11 +456,13 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 	node->top = f->top;
 	node->type = f->st.st_mode & S_IFMT;
 	struct ovl_dirlayer *old = node->dirlayers;
+	int nold = node->ndirlayers;
 	node->dirlayers = f->dirlayers;
 	node->ndirlayers = f->ndirlayers;
 	f->dirlayers = NULL;
+	f->ndirlayers = 0;
 	pthread_spin_unlock(&node->lock);
-	free(old);
+	ovl_dirlayers_free(old, nold);
 }
 
 /* Records what was found at parent/name in the node table and takes a lookup reference.

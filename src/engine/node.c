@@ -71,9 +71,16 @@ static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 	ovl_listing_put(node->listing);
 	pthread_spin_destroy(&node->lock);
 	pthread_mutex_destroy(&node->op_lock);
-	free(node->dirlayers);
+	ovl_dirlayers_free(node->dirlayers, node->ndirlayers);
 	free(node->name);
 	free(node);
+}
+
+void ovl_dirlayers_free(struct ovl_dirlayer *dl, int n)
+{
+	for (int i = 0; dl && i < n; i++)
+		free(dl[i].path);
+	free(dl);
 }
 
 /* Caller holds table_lock. A new node with no references, inserted under parent (NULL for
@@ -306,6 +313,9 @@ int ovl_node_dirlayers(struct ovl_node *node, struct ovl_dirlayer **out)
 		if (same)
 			memcpy(*out, node->dirlayers, sizeof(**out) * (size_t)n);
 		pthread_spin_unlock(&node->lock);
+		for (int i = 0; same && i < n; i++)
+			(*out)[i].path =
+			    NULL; /* the node's to free: read it with the node's lock */
 		if (same)
 			return n;
 		free(*out);

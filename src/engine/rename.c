@@ -74,16 +74,24 @@ static void node_now_upper_only(struct ovl_hlink *link, void *arg)
 
 	if (!is_ancestor(t->dir, n))
 		return;
+	char *paths[OVL_MAX_LAYERS]; /* the dropped layers' redirected paths, freed after */
+	int npaths = 0;
 	pthread_spin_lock(&n->lock);
 	n->top = 0;
 	bool was_merged = n->type == S_IFDIR && n->ndirlayers > 1;
 	if (n->type == S_IFDIR && n->ndirlayers > 0) {
+		for (int i = 0; i < n->ndirlayers && npaths < OVL_MAX_LAYERS; i++)
+			if (n->dirlayers[i].path)
+				paths[npaths++] = n->dirlayers[i].path;
 		n->ndirlayers = 1;
 		n->dirlayers[0].layer = 0;
+		n->dirlayers[0].path = NULL;
 		n->dirlayers[0].xwhiteouts = false;
 		n->dirlayers[0].no_wh_files = false;
 	}
 	pthread_spin_unlock(&n->lock);
+	for (int i = 0; i < npaths; i++)
+		free(paths[i]);
 	/* No longer merged: its link count is the real one now. */
 	if (was_merged && t->fs->attr_changed)
 		t->fs->attr_changed(t->fs->attr_changed_ctx, n);
