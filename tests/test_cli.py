@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from helpers import (build_layer, is_fuse_mount, mount_fstype, mount_ovlfs, mounts_under,
-                     needs_fuse, ovlfs_binary, reap, unmount)
+from helpers import (build_layer, is_fuse_mount, mount_fstype, mount_kernel, mount_ovlfs,
+                     mounts_under, needs_fuse, ovlfs_binary, reap, unmount)
 
 pytestmark = needs_fuse
 RUN_TIMEOUT = 10
@@ -113,6 +113,47 @@ def test_500_layers_are_accepted(tmp_path, env):
 @pytest.mark.parametrize("extra", [",frobnicate", ",frobnicate=1"])
 def test_unknown_mount_option(env, tmp_path, extra):
     assert_refused(tmp_path, [*opts(env["l1"], extra=extra), env["mnt"]], "frobnicate")
+
+
+# The kernel overlayfs's feature options: the values whose meaning ovlfs has are accepted
+# (the kernel takes the same ones), the others are refused saying what ovlfs does instead.
+KERNEL_FEATURES_ACCEPTED = ("index=off", "nfs_export=off", "metacopy=off",
+                            "redirect_dir=nofollow", "redirect_dir=off", "xino=off", "xino=on",
+                            "uuid=null", "uuid=auto", "uuid=on", "uuid=off")
+
+
+def test_kernel_feature_options_accepted(env):
+    lowers, up, work = [env["l1"], env["l2"]], env["upper"], env["work"]
+    for extra in (KERNEL_FEATURES_ACCEPTED[:7], KERNEL_FEATURES_ACCEPTED[7:]):
+        for o in extra:
+            with mount_kernel(lowers, up, work, [o], mnt=env["mnt"]):
+                pass  # the kernel knows the name and the value
+        with mount_ovlfs(lowers, up, work, extra, mnt=env["mnt"]) as m:
+            assert sorted(os.listdir(m)) == ["a", "b"]
+
+
+@pytest.mark.parametrize("opt,instead", [
+    ("index=on", "index=off"),
+    ("nfs_export=on", "nfs_export=off"),
+    ("metacopy=on", "metacopy=off"),
+    ("redirect_dir=on", "redirect_dir=nofollow"),
+    ("redirect_dir=follow", "redirect_dir=nofollow"),
+])
+def test_kernel_feature_not_supported(env, tmp_path, opt, instead):
+    rc, _, err = run_ovlfs([*opts(env["l1"], env["upper"], env["work"], "," + opt),
+                            env["mnt"]], tmp_path)
+    assert rc == 1, err
+    assert err == (f"ovlfs: option '{opt}' is not supported by ovlfs yet (it works as "
+                   f"{instead}: ") + err.split(f"{instead}: ", 1)[-1], err
+    assert err.count("\n") == 1 and err.endswith(")\n"), err
+    assert not fuse_mounts(tmp_path)
+
+
+@pytest.mark.parametrize("opt", ["index=yes", "uuid=maybe", "redirect_dir="])
+def test_kernel_feature_bad_value(env, tmp_path, opt):
+    name = opt.split("=")[0]
+    line = assert_refused(tmp_path, [*opts(env["l1"], extra="," + opt), env["mnt"]], name)
+    assert line.startswith(f"ovlfs: invalid value '{opt.split('=')[1]}' for option '{name}'")
 
 
 def test_unknown_command_line_flag(env, tmp_path):

@@ -42,15 +42,45 @@ static int opt_debug(struct parse_state *st, const struct opt_spec *o, const cha
 	return OVL_ARGS_OK;
 }
 
-static int opt_redirect_dir(struct parse_state *st, const struct opt_spec *o, const char *value)
+/*
+ * The kernel overlayfs's feature options: a value ovlfs implements is accepted, another of
+ * the kernel's values is refused with what ovlfs does instead.
+ */
+static const struct {
+	const char *name;
+	const char *accepted; /* the values whose meaning ovlfs has */
+	const char *instead;  /* what ovlfs does, for the refusal */
+} kernel_features[] = {
+    {"index", "off",
+     "it works as index=off: copying up one name of a lower hard link splits it from the "
+     "others"},
+    {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
+    {"metacopy", "off", "it works as metacopy=off: copy-up copies the data too"},
+    /* ovlfs reads no overlay.redirect, so "off" is the kernel's off without
+     * redirect_always_follow: nofollow. */
+    {"redirect_dir", "off|nofollow",
+     "it works as redirect_dir=nofollow: it renames a directory by copying it up whole and "
+     "follows no redirect"},
+    /* One st_dev (FUSE's): st_ino is composed as xino's in any case (README). */
+    {"xino", "off|auto|on", NULL},
+    {"uuid", "on|off|null|auto", NULL},
+};
+
+static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
-	(void)o;
-	/* ovlfs renames directories without redirects, which is what "off" asks. */
-	if (strcmp(value, "off"))
-		return parse_fail(st,
-				  "option 'redirect_dir=%s' is not supported by ovlfs (only "
-				  "redirect_dir=off)",
-				  value);
+	if (choice_index(o->values, value) < 0)
+		return parse_fail(st, "invalid value '%s' for option '%s' (expected one of: %s)",
+				  value, o->name, o->values);
+	for (size_t i = 0; i < sizeof(kernel_features) / sizeof(kernel_features[0]); i++) {
+		if (strcmp(kernel_features[i].name, o->name))
+			continue;
+		if (choice_index(kernel_features[i].accepted, value) < 0)
+			return parse_fail(st, "option '%s=%s' is not supported by ovlfs yet (%s)",
+					  o->name, value, kernel_features[i].instead);
+	}
+	/* As the kernel's uuid=off: origin records carry a null UUID and only such are read. */
+	if (!strcmp(o->name, "uuid"))
+		st->cfg->params.origin_uuid_off = !strcmp(value, "off");
 	return OVL_ARGS_OK;
 }
 
@@ -187,6 +217,24 @@ const struct opt_spec opt_table[] = {
      "0: '.wh.*' names are plain names, as on the kernel overlayfs (to build image layers "
      "inside the mount); 1 (default): OCI whiteouts, hidden and honoured",
      SETS_01(params.no_oci_whiteouts, true)},
+    /* The kernel overlayfs's features (kernel_features above). */
+    {"index", SEC_OVERLAY, "off only: a lower hard link copied up by one name splits",
+     CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
+    {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
+     CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
+    {"metacopy", SEC_OVERLAY, "off only: copy-up copies the data too",
+     CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
+    {"redirect_dir", SEC_OVERLAY,
+     "off or nofollow only: directories are renamed by copying them up whole; no redirect is "
+     "followed",
+     CALLS(opt_kernel_feature, FORM_VALUE, "on|follow|nofollow|off")},
+    {"xino", SEC_OVERLAY,
+     "accepted; st_ino is always composed as xino does (one st_dev for every layer)",
+     CALLS(opt_kernel_feature, FORM_VALUE, "off|auto|on")},
+    {"uuid", SEC_OVERLAY,
+     "off: copy-up origin records carry a null UUID, and only such are read (others: the "
+     "layer's UUID, the default)",
+     CALLS(opt_kernel_feature, FORM_VALUE, "on|off|null|auto")},
 
     /* Ownership as the mount shows it (src/engine/idmap.c, owner.c). */
     {"uidmapping", SEC_OWNER, NULL, CALLS(opt_owner, FORM_VALUE, "DISK:SHOWN:LEN[:...]")},
@@ -231,10 +279,8 @@ const struct opt_spec opt_table[] = {
     {"timeout", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
     {"fast_ino", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
     {"static_nlink", SEC_IGNORED, NULL, IGNORED(FORM_BARE)},
-    {"redirect_dir", SEC_IGNORED, NULL, CALLS(opt_redirect_dir, FORM_VALUE, "off")},
     {"context", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
     {"fast_ino_check", SEC_IGNORED, NULL, IGNORED(FORM_VALUE)},
-    {"xino", SEC_IGNORED, NULL, IGNORED_UNLESS("off|auto|on")},
     {"noxattrs", SEC_IGNORED, "noxattrs=1: not supported yet",
      CALLS(opt_noxattrs, FORM_EITHER, "0")},
     /*

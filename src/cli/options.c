@@ -211,7 +211,7 @@ int add_fuse_opt(struct parse_state *st, const char *name, const char *value)
 }
 
 /* The index of v among the '|'-separated choices, or -1. */
-static int choice_index(const char *choices, const char *v)
+int choice_index(const char *choices, const char *v)
 {
 	size_t vl = strlen(v);
 	const char *p = choices;

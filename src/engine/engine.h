@@ -63,6 +63,9 @@ struct ovl_fs_params {
 	/* -o oci_whiteouts=0: `.wh.*` names are plain names, as on the kernel overlayfs (no
 	 * OCI whiteouts read, none written; whiteout=file is then refused). */
 	bool no_oci_whiteouts;
+	/* -o uuid=off, as the kernel's: new origin records (origin.c) carry a null UUID, and
+	 * only records with a null UUID are decoded. */
+	bool origin_uuid_off;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

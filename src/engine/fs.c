@@ -142,6 +142,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->noatime = p->noatime;
 	fs->nodiratime = p->nodiratime;
 	fs->oci_whiteouts = !p->no_oci_whiteouts;
+	fs->origin_uuid_off = p->origin_uuid_off;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->warn = p->warn;
@@ -159,6 +160,10 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 		while ((1 << fs->xino_bits) < fs->ndevs)
 			fs->xino_bits++;
 		fs->next_private_ino = 2;
+		/* uuid=off needs every layer on one filesystem, as the kernel's, which falls
+		 * back to uuid=on otherwise (overlayfs/super.c, ovl_fill_super). */
+		if (fs->ndevs > 1)
+			fs->origin_uuid_off = false;
 	}
 	if (!err && fs->has_upper && !fs->readonly)
 		err = open_workdir(fs, p->workdir);

@@ -28,6 +28,7 @@
 #define PT_WRITEBACK_CACHE (1u << 16)
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, bit 37 of the 64-bit flags */
 #define PT_FLAGS2_ALLOW_MMAP (1u << 4)	/* FUSE_DIRECT_IO_ALLOW_MMAP, bit 36 (Linux 6.6+) */
+#define PT_FLAGS2_NO_EXPORT (1u << 6)	/* FUSE_NO_EXPORT_SUPPORT, bit 38 (Linux 6.9+) */
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
 #define PT_MIN_MINOR 40
 
@@ -114,6 +115,7 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 					(flags2 & PT_FLAGS2_PASSTHROUGH);
 		fe->dev.kernel_allows_mmap =
 		    (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_ALLOW_MMAP);
+		fe->dev.kernel_no_export = (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_NO_EXPORT);
 	}
 	return n;
 }
@@ -142,7 +144,8 @@ static ssize_t send_patched(struct ovl_frontend *fe, int fd, const struct iovec 
 /* Whether the INIT reply needs fix_init. */
 static bool init_to_fix(const struct ovl_frontend *fe)
 {
-	return (fe->dev.kernel_offers && fe->dev.offer_passthrough) || fe->dev.kernel_allows_mmap;
+	return (fe->dev.kernel_offers && fe->dev.offer_passthrough) || fe->dev.kernel_allows_mmap ||
+	       fe->dev.kernel_no_export;
 }
 
 /* arg: the frontend. */
@@ -157,6 +160,12 @@ static void fix_init(char *out, size_t len, void *arg)
 	 * kernel overlayfs; their reads and writes flush and drop the mapped pages first. */
 	if (fe->dev.kernel_allows_mmap)
 		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_ALLOW_MMAP);
+	/* Our node ids die with FORGET, so a file handle could not be decoded later: the kernel
+	 * then encodes only FIDs (fanotify), as the kernel overlayfs does with nfs_export=off,
+	 * and name_to_handle_at without AT_HANDLE_FID fails with EOPNOTSUPP (fs/fuse/inode.c,
+	 * process_init_reply: fuse_export_fid_operations). */
+	if (fe->dev.kernel_no_export)
+		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_NO_EXPORT);
 	if (!fe->dev.kernel_offers || !fe->dev.offer_passthrough ||
 	    (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
 		return;

@@ -124,7 +124,12 @@ static void test_help_version(struct tally *t)
 	    "writeback=",
 	    "noacl",
 	    "static_nlink",
-	    "redirect_dir=off",
+	    "index=on|off",
+	    "nfs_export=on|off",
+	    "metacopy=on|off",
+	    "redirect_dir=on|follow|nofollow|off",
+	    "xino=off|auto|on",
+	    "uuid=on|off|null|auto",
 	    "context=",
 	    "sync=",
 	    "fast_ino_check=",
@@ -248,6 +253,7 @@ int main(void)
 	test_flags(&t);
 	test_ignored(&t);
 	test_unsupported(&t);
+	test_kernel_features(&t);
 	test_owner_opts(&t);
 	test_fuse_opts(&t);
 	test_escapes(&t);

@@ -33,6 +33,7 @@ void test_basic(struct tally *t);
 void test_flags(struct tally *t);
 void test_ignored(struct tally *t);
 void test_unsupported(struct tally *t);
+void test_kernel_features(struct tally *t);
 void test_owner_opts(struct tally *t);
 void test_fuse_opts(struct tally *t);
 void test_escapes(struct tally *t);

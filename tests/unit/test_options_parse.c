@@ -198,6 +198,13 @@ void test_ignored(struct tally *t)
 	    "noacl",
 	    "static_nlink",
 	    "redirect_dir=off",
+	    "redirect_dir=nofollow",
+	    "index=off",
+	    "nfs_export=off",
+	    "metacopy=off",
+	    "uuid=on",
+	    "uuid=null",
+	    "uuid=auto",
 	    "context=system_u:object_r:x:s0",
 	    "sync=0",
 	    "fast_ino_check=1",
@@ -355,8 +362,6 @@ void test_unsupported(struct tally *t)
 		   "lowerdir=/l,noxattrs=1", "/m");
 	EXPECT_ERR(t, "option 'noxattrs' is not supported by ovlfs yet", "-o",
 		   "lowerdir=/l,noxattrs", "/m");
-	EXPECT_ERR(t, "option 'redirect_dir=on' is not supported by ovlfs (only redirect_dir=off)",
-		   "-o", "lowerdir=/l,redirect_dir=on", "/m");
 	EXPECT_ERR(t, "lowerdir '/a::/b': data-only lower layers ('::') are not supported by ovlfs",
 		   "-o", "lowerdir=/a::/b", "/m");
 	EXPECT_ERR(t,
@@ -538,5 +543,77 @@ void test_parse_errors(struct tally *t)
 		CHECK_STR(t, cfg.lowerdirs[0], "/l0");
 		CHECK_STR(t, cfg.lowerdirs[499], "/l499");
 	}
+	ovl_config_free(&cfg);
+}
+
+/* The kernel overlayfs's feature options: each value the kernel knows, accepted where ovlfs
+ * has its meaning, refused with what ovlfs does instead where not. */
+void test_kernel_features(struct tally *t)
+{
+	static const char *const accepted[] = {
+	    "index=off",
+	    "nfs_export=off",
+	    "metacopy=off",
+	    "redirect_dir=off",
+	    "redirect_dir=nofollow",
+	    "xino=off",
+	    "xino=auto",
+	    "xino=on",
+	    "uuid=on",
+	    "uuid=null",
+	    "uuid=auto",
+	};
+	static const struct {
+		const char *opt, *want;
+	} refused[] = {
+	    {"index=on", "option 'index=on' is not supported by ovlfs yet (it works as index=off: "
+			 "copying up one name of a lower hard link splits it from the others)"},
+	    {"nfs_export=on", "option 'nfs_export=on' is not supported by ovlfs yet (it works as "
+			      "nfs_export=off: no file handle of the mount can be opened)"},
+	    {"metacopy=on", "option 'metacopy=on' is not supported by ovlfs yet (it works as "
+			    "metacopy=off: copy-up copies the data too)"},
+	    {"redirect_dir=on",
+	     "option 'redirect_dir=on' is not supported by ovlfs yet (it works as "
+	     "redirect_dir=nofollow: it renames a directory by copying it up whole and follows no "
+	     "redirect)"},
+	    {"redirect_dir=follow",
+	     "option 'redirect_dir=follow' is not supported by ovlfs yet (it works as "
+	     "redirect_dir=nofollow: it renames a directory by copying it up whole and follows no "
+	     "redirect)"},
+	    {"index=yes", "invalid value 'yes' for option 'index' (expected one of: on|off)"},
+	    {"nfs_export=1", "invalid value '1' for option 'nfs_export' (expected one of: on|off)"},
+	    {"metacopy=", "invalid value '' for option 'metacopy' (expected one of: on|off)"},
+	    {"redirect_dir=no", "invalid value 'no' for option 'redirect_dir' (expected one of: "
+				"on|follow|nofollow|off)"},
+	    {"uuid=yes",
+	     "invalid value 'yes' for option 'uuid' (expected one of: on|off|null|auto)"},
+	    {"uuid", "option 'uuid' requires a value (uuid=...)"},
+	};
+	struct ovl_config cfg;
+	char err[512], o[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		expect_ignored(t, accepted[i], __LINE__);
+		snprintf(o, sizeof(o), "lowerdir=/l,%s", accepted[i]);
+		rc = PARSE(&cfg, err, "-o", o, "/m");
+		check(t, rc == OVL_ARGS_OK && !cfg.params.origin_uuid_off, accepted[i], __LINE__);
+		ovl_config_free(&cfg);
+	}
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(o, sizeof(o), "lowerdir=/l,%s", refused[i].opt);
+		EXPECT_ERR(t, refused[i].want, "-o", o, "/m");
+	}
+
+	/* uuid=off: null UUIDs in origin records; the last uuid= wins, as with mount(8). */
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uuid=off", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.origin_uuid_off);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uuid=off,uuid=auto", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.origin_uuid_off);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uuid=null,uuid=off", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.origin_uuid_off);
 	ovl_config_free(&cfg);
 }
