@@ -128,3 +128,34 @@ def test_bad_redirects_as_kernel(tmp_path):
             out["keep"] = (m / "keep").read_text()
             res[side] = out
     assert res["ovlfs"] == res["kernel"], res
+
+
+def test_nofollow_refuses_as_kernel(tmp_path):
+    """redirect_dir=nofollow: a directory carrying a redirect is refused (EPERM)."""
+    res = {}
+    for side in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / side, [LOWER, LOWER2])
+        with ls.kernel(mnt=tmp_path / f"{side}-k", extra_opts=KERNEL_REDIRECT) as m:
+            _kernel_renames(m)
+        opts = ("index=off", "redirect_dir=nofollow", "metacopy=off")
+        mount = ls.kernel(mnt=tmp_path / f"{side}-m", extra_opts=opts) if side == "kernel" \
+            else ls.ovlfs(mnt=tmp_path / f"{side}-m", extra_opts=("redirect_dir=nofollow",))
+        with mount as m:
+            res[side] = {d: helpers.errno_result(lambda: sorted(os.listdir(m / d)))
+                         for d in ("a2", "newdir/b2", "newdir", "keep")}
+    assert res["ovlfs"] == res["kernel"], res
+    assert res["kernel"]["a2"] == "EPERM"
+
+
+def test_uuid_off_writes_null_uuids(tmp_path):
+    """uuid=off, as the kernel's: origin records carry a null UUID, and numbers still last."""
+    ls = helpers.build_layers(tmp_path / "l", [LOWER])
+    with ls.ovlfs(mnt=tmp_path / "m1", extra_opts=("uuid=off",)) as m:
+        before = os.lstat(m / "keep").st_ino
+        os.chmod(m / "keep", 0o600)
+    value = os.getxattr(ls.upper / "keep", "trusted.overlay.origin")
+    assert value[1] == 0xFB and value[5:21] == bytes(16)
+    with ls.ovlfs(mnt=tmp_path / "m2", extra_opts=("uuid=off",)) as m:
+        assert os.lstat(m / "keep").st_ino == before
+    with ls.kernel(mnt=tmp_path / "mk", extra_opts=("uuid=off",) + wh.KERNEL_OPTS) as m:
+        assert os.lstat(m / "keep").st_ino == before

@@ -56,11 +56,11 @@ static const struct {
      "others"},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
     {"metacopy", "off", "it works as metacopy=off: copy-up copies the data too"},
-    /* ovlfs reads no overlay.redirect, so "off" is the kernel's off without
-     * redirect_always_follow: nofollow. */
-    {"redirect_dir", "off|nofollow",
-     "it works as redirect_dir=nofollow: it renames a directory by copying it up whole and "
-     "follows no redirect"},
+    /* ovlfs follows redirects (redirect.c) but writes none yet; "off" is the kernel's off
+     * with redirect_always_follow (Debian's and most distributions' default): follow. */
+    {"redirect_dir", "off|follow|nofollow",
+     "it works as redirect_dir=follow: it renames a directory by copying it up whole, and "
+     "follows the redirects a kernel wrote"},
     /* One st_dev (FUSE's): st_ino is composed as xino's in any case (README). */
     {"xino", "off|auto|on", NULL},
     {"uuid", "on|off|null|auto", NULL},
@@ -81,6 +81,9 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 	/* As the kernel's uuid=off: origin records carry a null UUID and only such are read. */
 	if (!strcmp(o->name, "uuid"))
 		st->cfg->params.origin_uuid_off = !strcmp(value, "off");
+	/* nofollow: a directory carrying a redirect is refused (EPERM), as the kernel does. */
+	if (!strcmp(o->name, "redirect_dir"))
+		st->cfg->params.redirect_nofollow = !strcmp(value, "nofollow");
 	return OVL_ARGS_OK;
 }
 
@@ -225,8 +228,8 @@ const struct opt_spec opt_table[] = {
     {"metacopy", SEC_OVERLAY, "off only: copy-up copies the data too",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"redirect_dir", SEC_OVERLAY,
-     "off or nofollow only: directories are renamed by copying them up whole; no redirect is "
-     "followed",
+     "off, follow or nofollow: directories are renamed by copying them up whole; redirects a "
+     "kernel wrote are followed, except with nofollow",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|follow|nofollow|off")},
     {"xino", SEC_OVERLAY,
      "accepted; st_ino is always composed as xino does (one st_dev for every layer)",

@@ -66,6 +66,8 @@ struct ovl_fs_params {
 	/* -o uuid=off, as the kernel's: new origin records (origin.c) carry a null UUID, and
 	 * only records with a null UUID are decoded. */
 	bool origin_uuid_off;
+	/* -o redirect_dir=nofollow: a directory carrying overlay.redirect is refused (EPERM). */
+	bool redirect_nofollow;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

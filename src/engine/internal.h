@@ -171,8 +171,11 @@ struct ovl_fs {
 	bool file_whiteouts;
 	bool oci_whiteouts;    /* `.wh.*` names are OCI markers (else plain names) */
 	bool origin_decodable; /* file handles decode here (CAP_DAC_READ_SEARCH): origin.c */
-	bool origin_uuid_off;  /* -o uuid=off: origin records with a null UUID (origin.c) */
-	bool read_trusted;     /* trusted.* is readable (privileged) */
+	bool origin_uuid_off;
+	bool redirect_nofollow;
+	/* -o redirect_dir=nofollow (redirect.c) */ /* -o uuid=off: origin records with a null
+						       UUID (origin.c) */
+	bool read_trusted;			    /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;

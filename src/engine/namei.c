@@ -176,13 +176,17 @@ static char *redirected_path(struct lookup *lk, int i, int *err)
 }
 
 /* A merging directory may carry a redirect: the layers below hold it elsewhere. */
-static int note_redirect(struct lookup *lk, int layer, int dfd, const char *name)
+static int note_redirect(struct lookup *lk, int i, int dfd, const char *name)
 {
+	int layer = lk->pl[i].layer;
 	char buf[PATH_MAX];
 	int r;
 
 	if (layer >= lk->fs->nlayers - 1)
 		return 0; /* nothing below to redirect to */
+	/* Not following, the kernel looks no further than the parent's layers. */
+	if (lk->fs->redirect_nofollow && i >= lk->n - 1)
+		return 0;
 	r = ovl_read_redirect(lk->fs, dfd, name, buf, sizeof(buf));
 	if (r == OVL_REDIRECT_RELATIVE) {
 		char *rel = strdup(buf);
@@ -217,7 +221,7 @@ static int merge_dir(struct lookup *lk, int i, int dfd)
 	err = add_dirlayer(lk->f, lk->pl[i].layer,
 			   op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i), path);
 	if (!err && lk->merging)
-		err = note_redirect(lk, lk->pl[i].layer, dfd, lk->lname);
+		err = note_redirect(lk, i, dfd, lk->lname);
 	return err;
 }
 

@@ -40,6 +40,9 @@
 _Static_assert(FH_HEADER + MAX_HANDLE_SZ <= 255, "the length byte holds any handle");
 _Static_assert(OVL_ORIGIN_MAX >= FH_HEADER + MAX_HANDLE_SZ, "a value fits its buffer");
 
+/* uuid=off: records carry this, and only such are read (the kernel's rule). */
+static const unsigned char null_uuid[16];
+
 #ifndef FS_IOC_GETFSUUID
 struct fsuuid2 {
 	uint8_t len;
@@ -140,7 +143,7 @@ ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *n
 	buf[2] = (unsigned char)(FH_HEADER + h.fh.handle_bytes);
 	buf[3] = FH_FLAG_CPU_ENDIAN;
 	buf[4] = (unsigned char)h.fh.handle_type;
-	memcpy(buf + 5, fs->layers[layer].uuid, 16);
+	memcpy(buf + 5, fs->origin_uuid_off ? null_uuid : fs->layers[layer].uuid, 16);
 	memcpy(buf + FH_HEADER, h.fh.f_handle, h.fh.handle_bytes);
 	return FH_HEADER + h.fh.handle_bytes;
 }
@@ -179,7 +182,7 @@ static int decode(struct ovl_fs *fs, const unsigned char *buf, struct stat *st, 
 		bool seen = false;
 		for (int j = fs->has_upper ? 1 : 0; j < i; j++)
 			seen |= fs->layers[j].dev == l->dev;
-		if (seen || memcmp(l->uuid, buf + 5, 16) != 0)
+		if (seen || memcmp(fs->origin_uuid_off ? null_uuid : l->uuid, buf + 5, 16) != 0)
 			continue;
 		if (l->uuid_shared && !(fs->has_upper && l->dev == fs->layers[0].dev))
 			continue;

@@ -63,6 +63,12 @@ int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf,
 		ovl_warn(fs, "invalid redirect of %s (\"%s\"): not followed", name, buf);
 		return err;
 	}
+	if (fs->redirect_nofollow) {
+		/* Following can expose what the lower layer's modes would not (the kernel's
+		 * reason for the option): refused, as the kernel refuses it. */
+		ovl_warn(fs, "refusing to follow the redirect of %s (redirect_dir=nofollow)", name);
+		return -EPERM;
+	}
 	atomic_store(&fs->redirects_seen, true);
 	if (buf[0] != '/')
 		return OVL_REDIRECT_RELATIVE;

@@ -555,6 +555,7 @@ void test_kernel_features(struct tally *t)
 	    "nfs_export=off",
 	    "metacopy=off",
 	    "redirect_dir=off",
+	    "redirect_dir=follow",
 	    "redirect_dir=nofollow",
 	    "xino=off",
 	    "xino=auto",
@@ -574,12 +575,8 @@ void test_kernel_features(struct tally *t)
 			    "metacopy=off: copy-up copies the data too)"},
 	    {"redirect_dir=on",
 	     "option 'redirect_dir=on' is not supported by ovlfs yet (it works as "
-	     "redirect_dir=nofollow: it renames a directory by copying it up whole and follows no "
-	     "redirect)"},
-	    {"redirect_dir=follow",
-	     "option 'redirect_dir=follow' is not supported by ovlfs yet (it works as "
-	     "redirect_dir=nofollow: it renames a directory by copying it up whole and follows no "
-	     "redirect)"},
+	     "redirect_dir=follow: it renames a directory by copying it up whole, and follows the "
+	     "redirects a kernel wrote)"},
 	    {"index=yes", "invalid value 'yes' for option 'index' (expected one of: on|off)"},
 	    {"nfs_export=1", "invalid value '1' for option 'nfs_export' (expected one of: on|off)"},
 	    {"metacopy=", "invalid value '' for option 'metacopy' (expected one of: on|off)"},
