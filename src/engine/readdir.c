@@ -28,12 +28,11 @@ struct name_set {
 };
 #define HIDDEN ((size_t)-1)
 
+/* The names of one listing: an open-addressing set, built and dropped in one merge (the
+ * chained ovl_htab would cost a node per name), hashed with the daemon's one hash. */
 static size_t hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return (size_t)(h ^ (h >> 31));
+	return (size_t)ovl_hash_str(0, s);
 }
 
 static struct slot *set_find(struct name_set *set, const char *name)
