@@ -132,7 +132,9 @@ static int serve(struct ovl_config *cfg, struct ovl_frontend *fe)
 	    .threaded = cfg->threaded,
 	    .writeback = cfg->writeback,
 	    .acl = !cfg->noacl,
-	    .passthrough = cfg->passthrough,
+	    /* Under -o noatime, no passthrough: the kernel reads through a backing file of its
+	     * own (fs/fuse/passthrough.c), which would move the upper file's atime. */
+	    .passthrough = cfg->passthrough && !cfg->params.noatime,
 	    .uring = cfg->uring,
 	    .mounted = mounted,
 	    .stopping = stopping,
