@@ -146,3 +146,31 @@ def test_bad_origin_records_are_ignored(layerset, tmp_path):
         for rel in ("file", "d/sub/g", "d/moved"):
             assert ids[0][rel][0] == os.lstat(up / rel).st_ino, rel
         assert (m / "file").read_text() == "a file\nmore\n"
+
+
+def test_layers_on_two_filesystems_as_kernel_xino(tmpfs, tmp_path):
+    """A lower layer on tmpfs under an upper on the root filesystem: inode numbers collide
+    between the two; the filesystem's index in the top bits (the kernel's xino=on) keeps
+    every (st_dev, st_ino) unique, the same as the kernel's, and across copy-up and remount
+    (the origin names the tmpfs object with tmpfs's UUID)."""
+    low = helpers.build_layer(tmpfs("lower") / "l", LOWER)
+    up = helpers.build_layer(tmp_path / "upper", UPPER)
+    work = tmp_path / "work"
+    work.mkdir()
+    ls = helpers.LayerSet(tmp_path, [low], up, work)
+    with ls.kernel(mnt=tmp_path / "mk", extra_opts=wh.KERNEL_OPTS + ("xino=on",)) as m:
+        kernel = _ids(m)
+    with ls.ovlfs(mnt=tmp_path / "m1") as m:
+        before = _ids(m)
+        _changes(m)
+        during = _ids(m)
+    with ls.ovlfs(mnt=tmp_path / "m2") as m:
+        remounted = _ids(m)
+    assert before[0] == kernel[0]
+    for ids, who in ((before, "before"), (during, "after copy-up"), (remounted, "remounted")):
+        _check_consistent(ids, who)
+        # (link1 and link2 are one object until one name is copied up)
+        numbers = [ino for path, (ino, _) in ids[0].items() if path != "link2"]
+        assert len(numbers) == len(set(numbers)), f"{who}: two objects share a number"
+    assert remounted[0] == during[0]
+    assert during[0]["file"] == before[0]["file"]
