@@ -175,12 +175,27 @@ static char *redirected_path(struct lookup *lk, int i, int *err)
 	return p;
 }
 
+/* *dst becomes the first keep bytes of prefix followed by tail (keep 0: tail alone); the
+ * old *dst is freed after, so prefix may point into it. */
+static int replace_str(char **dst, const char *prefix, size_t keep, const char *tail)
+{
+	char *n = malloc(keep + strlen(tail) + 1);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n, prefix, keep);
+	strcpy(n + keep, tail);
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
 /* A merging directory may carry a redirect: the layers below hold it elsewhere. */
 static int note_redirect(struct lookup *lk, int i, int dfd, const char *name)
 {
 	int layer = lk->pl[i].layer;
 	char buf[PATH_MAX];
-	int r;
+	int r, err;
 
 	if (layer >= lk->fs->nlayers - 1)
 		return 0; /* nothing below to redirect to */
@@ -189,18 +204,12 @@ static int note_redirect(struct lookup *lk, int i, int dfd, const char *name)
 		return 0;
 	r = ovl_read_redirect(lk->fs, dfd, name, buf, sizeof(buf));
 	if (r == OVL_REDIRECT_RELATIVE) {
-		char *rel = strdup(buf);
-		if (!rel)
-			return -ENOMEM;
-		free(lk->rel);
-		lk->rel = rel;
-		lk->lname = rel;
+		if ((err = replace_str(&lk->rel, buf, 0, buf)))
+			return err;
+		lk->lname = lk->rel;
 	} else if (r == OVL_REDIRECT_ABSOLUTE) {
-		char *abs = strdup(buf);
-		if (!abs)
-			return -ENOMEM;
-		free(lk->abs);
-		lk->abs = abs;
+		if ((err = replace_str(&lk->abs, buf, 0, buf)))
+			return err;
 		lk->abs_layer = layer;
 		lk->done = true; /* the parent's layers no longer apply: follow_absolute */
 	}
@@ -233,22 +242,12 @@ static int follow_nested(struct lookup *lk, int layer, int fd)
 	    layer < lk->fs->nlayers - 1 ? ovl_read_redirect(lk->fs, fd, ".", buf, sizeof(buf)) : 0;
 
 	if (r == OVL_REDIRECT_RELATIVE) {
-		char *slash = strrchr(lk->abs, '/');
-		size_t dir = slash ? (size_t)(slash - lk->abs) + 1 : 0;
-		char *abs = malloc(dir + strlen(buf) + 1);
-		if (!abs)
-			return -ENOMEM;
-		memcpy(abs, lk->abs, dir);
-		strcpy(abs + dir, buf);
-		free(lk->abs);
-		lk->abs = abs;
-	} else if (r == OVL_REDIRECT_ABSOLUTE) {
-		char *abs = strdup(buf);
-		if (!abs)
-			return -ENOMEM;
-		free(lk->abs);
-		lk->abs = abs;
+		const char *slash = strrchr(lk->abs, '/');
+		return replace_str(&lk->abs, lk->abs, slash ? (size_t)(slash - lk->abs) + 1 : 0,
+				   buf);
 	}
+	if (r == OVL_REDIRECT_ABSOLUTE)
+		return replace_str(&lk->abs, buf, 0, buf);
 	return r < 0 ? r : 0;
 }
 
