@@ -180,6 +180,25 @@ static void keep_kernel_mtime(fuse_req_t req, struct ovl_file *file)
 		(void)ovl_file_keep_kernel_mtime(fs_of(req), file);
 }
 
+/* After a WRITE of n bytes (or -errno): what it changed beyond the data, then the reply.
+ * A write-back of cached pages (writepage) carries the kernel's times; any other write is
+ * the caller's, under the setuid rule (the kernel applies that itself only to writes into
+ * its page cache, never to direct I/O). */
+static void reply_written(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file, ssize_t n,
+			  bool writepage)
+{
+	if (n > 0 && writepage)
+		keep_kernel_mtime(req, file);
+	if (n > 0 && !writepage)
+		drop_setid(req, ino, file);
+	if (n > 0)
+		inval_aliases(req, ino);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
 static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 			 struct fuse_bufvec *in, off_t off, bool writepage)
 {
@@ -195,16 +214,7 @@ static void direct_write(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 		n = ovl_write_buffered(fs_of(req), file, buf, (size_t)n, off);
 	else if (n >= 0)
 		n = ovl_write(fs_of(req), file, buf, (size_t)n, off);
-	if (n > 0 && writepage)
-		keep_kernel_mtime(req, file);
-	if (n > 0 && !writepage)
-		drop_setid(req, ino, file); /* the kernel does not for direct I/O */
-	if (n > 0)
-		inval_aliases(req, ino);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_write(req, (size_t)n);
+	reply_written(req, ino, file, n, writepage);
 	free(buf);
 }
 
@@ -251,16 +261,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t 
 	out.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&out, in, 0);
 	ovl_file_put_fd(file);
-	if (n > 0 && fi->writepage)
-		keep_kernel_mtime(req, file);
-	if (n > 0 && !fi->writepage)
-		drop_setid(req, ino, file); /* done already unless the file is direct_io */
-	if (n > 0)
-		inval_aliases(req, ino);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_write(req, (size_t)n);
+	reply_written(req, ino, file, n, fi->writepage);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
