@@ -142,3 +142,54 @@ def test_export_bad_redirects(tmp_path):
     assert r.returncode == 0, r.stderr
     with tarfile.open(tmp_path / "o.tar") as t:
         assert sorted(t.getnames()) == ["x", f"x/{OPQ}", "x/u"]
+
+
+
+def test_diff_redirected_dirs(tmp_path):
+    """A renamed directory is reported as export writes it: whole at its new path, each entry
+    A (C where the new path shows something below), what the lower layers hold at the new
+    path and the merged contents do not is D; the old path is one D. The view the kernel
+    showed holds exactly the A and C paths below each renamed directory."""
+    ls, shown, _ = _make(tmp_path, _renames, REDIRECT)
+    got = diff(ls.upper, *ls.lowers)
+    assert got == [
+        "D /a", "A /a2", "A /a2/f", "A /a2/low1", "A /a2/new", "A /a2/sub", "A /a2/sub/g",
+        "D /b", "D /c", "A /d_out", "A /d_out/z", "A /fresh", "A /fresh/c3", "A /fresh/c3/y",
+        "D /m", "A /m2", "A /m2/n", "A /m2/o", "A /m2/o/p", "C /newdir", "A /newdir/b2",
+        "A /newdir/b2/w", "A /newdir/b2/x"], got
+    for d in ("a2", "newdir/b2", "fresh/c3", "m2", "d_out"):
+        inside = sorted(p for p in shown if p.startswith(d + "/"))
+        listed = sorted(ln[3:] for ln in got if ln[3:].startswith(d + "/"))
+        assert inside == listed, (d, inside, listed)
+
+
+def test_diff_redirect_over_a_lower_dir(tmp_path):
+    """A directory renamed over a path the lower layers hold: C, and the lower entries there
+    that the moved contents do not hold are D (the layer is opaque there)."""
+    ls = helpers.build_layers(tmp_path / "l", [{"src": {"s": "s", "both": "1"},
+                                                "dst": {"t": "t", "both": "2"}}, {}])
+    with ls.kernel(extra_opts=REDIRECT) as m:
+        os.rename(m / "dst", m / "tmp")  # the kernel refuses a rename over a non-empty dir
+        os.rename(m / "src", m / "dst")
+        os.rename(m / "tmp", m / "dst" / "old")
+    got = diff(ls.upper, *ls.lowers)
+    assert got == ["C /dst", "C /dst/both", "A /dst/old", "A /dst/old/both", "A /dst/old/t",
+                   "A /dst/s", "D /dst/t", "D /src"], got
+
+
+def test_diff_metacopy(tmp_path):
+    """A metacopy file is C at its path; renamed, its new path is A and the old one D."""
+    ls, _, _ = _make(tmp_path, _metacopies, METACOPY)
+    assert diff(ls.upper, *ls.lowers) == ["C /big", "C /dd", "C /dd/inner", "D /mv", "A /mv2"]
+    # the upper alone: the kernel marked every copy-up with overlay.origin
+    assert diff(ls.upper) == ["C /big", "C /dd", "C /dd/inner", "D /mv", "C /mv2"]
+    # and without that mark a metacopy file is still a change: its data is below
+    os.removexattr(ls.upper / "big", "trusted.overlay.origin")
+    assert "C /big" in diff(ls.upper)
+
+
+def test_diff_bad_redirect(tmp_path):
+    ls = helpers.build_layers(tmp_path / "l", [LOWER0, LOWER1], {"x": {"u": "u"}})
+    os.setxattr(ls.upper / "x", "trusted.overlay.redirect", b"/a/../..")
+    line = one_error_line(run("diff", ls.upper, *ls.lowers))
+    assert "invalid redirect" in line and "/x" in line, line
