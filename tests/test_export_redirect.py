@@ -193,3 +193,17 @@ def test_diff_bad_redirect(tmp_path):
     os.setxattr(ls.upper / "x", "trusted.overlay.redirect", b"/a/../..")
     line = one_error_line(run("diff", ls.upper, *ls.lowers))
     assert "invalid redirect" in line and "/x" in line, line
+
+
+def test_export_with_lowers_of_a_plain_upper_is_unchanged(tmp_path):
+    """Lower layers change nothing for an upper without redirects or metacopy files."""
+    ls = helpers.build_layers(tmp_path / "l", [LOWER0, LOWER1])
+    with ls.kernel(extra_opts=REDIRECT) as m:
+        (m / "a" / "f").write_text("changed\n")
+        os.unlink(m / "b" / "x")
+        os.mkdir(m / "n")
+        (m / "n" / "f").write_text("n\n")
+    r1 = run("export", ls.upper, "-o", tmp_path / "1.tar")
+    r2 = run("export", ls.upper, *ls.lowers, "-o", tmp_path / "2.tar")
+    assert r1.returncode == r2.returncode == 0, (r1.stderr, r2.stderr)
+    assert (tmp_path / "1.tar").read_bytes() == (tmp_path / "2.tar").read_bytes()

@@ -778,17 +778,18 @@ int ovl_export_main(int argc, char **argv)
 		} else if (!strcmp(a, "--")) {
 			dashdash = true;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			free(lowers);
 			return fputs(export_usage, stdout) < 0 || fflush(stdout) ? 1 : 0;
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			if (++i == argc)
-				return usage_error("%s needs a file name", a);
+				return free(lowers), usage_error("%s needs a file name", a);
 			out_name = argv[i];
 		} else if (!strncmp(a, "-o", 2)) {
 			out_name = a + 2;
 		} else if (!strcmp(a, "-z") || !strcmp(a, "--gzip")) {
 			gzip = true;
 		} else {
-			return usage_error("unknown option '%s'", a);
+			return free(lowers), usage_error("unknown option '%s'", a);
 		}
 	}
 	if (!upper) {
