@@ -10,7 +10,7 @@
 /* The help before the mount options; those are listed from opt_table (print_help). */
 static const char usage_head[] =
     "usage: ovlfs [OPTIONS] [SOURCE] MOUNTPOINT\n"
-    "       ovlfs export UPPERDIR [-o FILE|-] [-z]   (an upper layer as an OCI layer tar)\n"
+    "       ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z]  (an OCI layer tar)\n"
     "       ovlfs diff UPPERDIR [LOWERDIR...]       (its changes: A|C|D /path)\n"
     "\n"
     "SOURCE is accepted (mount.fuse3 passes one) and ignored.\n"

@@ -7,7 +7,8 @@
  * Without lower layers the upper alone decides: a whiteout is D; an object carrying
  * overlay.origin (written at copy-up by the kernel) is C; so is a directory that is opaque
  * (made over a deleted name) or holds a whiteout or a C entry (its path must exist below);
- * anything else is A. */
+ * anything else is A. A directory the kernel renamed (overlay.redirect) is reported as
+ * export writes it: whole at its new path (walk_merged); a metacopy file is C. */
 #include "subcommands.h"
 #include "layer_walk.h"
 #include "cli/log.h"
@@ -32,29 +33,10 @@ struct change {
 struct differ {
 	const char *upper;
 	bool have_lowers;
+	struct lw_stack roots; /* the lower layers' roots, top first */
 	struct change *ch;
 	size_t n, cap;
 };
-
-/* A merged lower directory: the layers' directories of one path, top first. */
-struct lower_dir {
-	int fd;
-	bool xwh; /* marked opaque="x": may hold xattr whiteouts */
-};
-
-struct lset {
-	struct lower_dir *d;
-	size_t n;
-};
-
-static void lset_free(struct lset *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		close(l->d[i].fd);
-	free(l->d);
-	l->d = NULL;
-	l->n = 0;
-}
 
 /* path: relative to the upper layer ("" or "/a/b"); name: "" or an entry in it */
 static int fail(struct differ *x, const char *path, const char *name, const char *what, int r)
@@ -79,46 +61,18 @@ static int add_change(struct differ *x, char kind, const char *dir, const char *
 	return 0;
 }
 
-/* Looks `name` up in the merged lower directory l, as ovlfs's lookup does: 0 absent (or
- * whited out), 1 a non-directory, 2 a directory (*out: its merged layers). -errno on error. */
-static int lower_lookup(const struct lset *l, const char *name, struct lset *out)
+/* Looks `name` (or the upper directory's redirect rd) up below the merged lower directory
+ * l as the mount's lookup does: 0 absent (or whited out), 1 a non-directory, 2 a directory
+ * (*out: its merged layers). -errno on error. */
+static int lower_lookup(const struct differ *x, const struct lw_stack *l, const char *name,
+			const char *rd, struct lw_stack *out)
 {
-	int kind = 0;
+	struct lw_found f;
+	int kind = lw_lookup(l, &x->roots, name, rd, false, &f);
 
-	out->d = NULL;
-	out->n = 0;
-	for (size_t i = 0; i < l->n; i++) {
-		struct stat st;
-		if (fstatat(l->d[i].fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT || errno == ENAMETOOLONG)
-				continue;
-			lset_free(out);
-			return -errno;
-		}
-		if (ovl_is_whiteout_stat(&st) ||
-		    (l->d[i].xwh && lw_is_xwhiteout(l->d[i].fd, name, &st)))
-			break;
-		if (!S_ISDIR(st.st_mode)) {
-			/* a non-directory is the object on top; below a directory it ends the merge
-			 */
-			if (!kind)
-				kind = 1;
-			break;
-		}
-		struct lower_dir *nd = realloc(out->d, (out->n + 1) * sizeof(*nd));
-		int fd = nd ? lw_open_dir(l->d[i].fd, name) : -ENOMEM;
-		if (nd)
-			out->d = nd;
-		if (fd < 0) {
-			lset_free(out);
-			return fd;
-		}
-		int op = lw_lower_opaque(l->d[i].fd, name);
-		out->d[out->n++] = (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
-		kind = 2;
-		if (op == OVL_OPAQUE_YES)
-			break;
-	}
+	*out = f.dirs;
+	f.dirs = (struct lw_stack){0};
+	lw_found_free(&f);
 	return kind;
 }
 
@@ -142,7 +96,7 @@ static int cmp_entry(const void *a, const void *b)
 
 /* Reports D for every name visible in the merged lower directory l that the upper
  * directory d does not hold as an object (d hides them all: it or an ancestor is opaque). */
-static int report_hidden(struct differ *x, const struct lset *l, const struct lw_dir *d,
+static int report_hidden(struct differ *x, const struct lw_stack *l, const struct lw_dir *d,
 			 const char *dir)
 {
 	struct lname *all = NULL;
@@ -195,6 +149,188 @@ static int report_hidden(struct differ *x, const struct lset *l, const struct lw
 	return r;
 }
 
+/* The upper directory's redirect, checked: 0 (*rd NULL: none, else owned) or -1 reported. */
+static int read_redirect(struct differ *x, int dfd, const char *dir, const char *name, char **rd)
+{
+	int r = lw_read_redirect(dfd, name, rd);
+
+	if (r == -EINVAL) {
+		ovl_log(LOG_ERR,
+			"diff: invalid redirect on '%s%s/%s' (empty, a \"..\" or empty "
+			"component, or too long): refused",
+			x->upper, dir, name);
+		return -1;
+	}
+	return r < 0 ? fail(x, dir, name, "read the redirect of", r) : 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted, distinct names of every directory of the stack. 0 or -errno. */
+static int stack_names(const struct lw_stack *l, char ***out, size_t *nout)
+{
+	char **all = NULL;
+	size_t n = 0, k, w = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < l->n && !r; i++) {
+		char **names, **na;
+		if ((r = lw_list_names(l->d[i].fd, &names, &k)) < 0)
+			break;
+		if (!(na = realloc(all, (n + k + 1) * sizeof(*na)))) {
+			lw_free_names(names, k);
+			r = -ENOMEM;
+			break;
+		}
+		all = na;
+		memcpy(all + n, names, k * sizeof(*names));
+		n += k;
+		free(names);
+	}
+	if (r) {
+		lw_free_names(all, n);
+		return r;
+	}
+	if (n)
+		qsort(all, n, sizeof(*all), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (w && !strcmp(all[i], all[w - 1]))
+			free(all[i]);
+		else
+			all[w++] = all[i];
+	}
+	*out = all;
+	*nout = w;
+	return 0;
+}
+
+/* Whether the upper directory d holds name as an object or a whiteout in either form. */
+static bool upper_has(const struct lw_dir *d, const char *name, bool object_only)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		if (d->e[i].kind == LW_OBJECT && !strcmp(d->e[i].name, name))
+			return true;
+		if (!object_only && d->e[i].kind == LW_WHITEOUT && !strcmp(d->e[i].hidden, name))
+			return true;
+	}
+	return false;
+}
+
+/* Inside a redirected directory, written whole at its new path as export writes it: the
+ * upper directory dfd (-1: none) over the lower directory it came from (content), compared
+ * with what the lower layers hold at the new path (at): each entry of the merged contents
+ * is C if its path is visible there, else A; what `at` holds beyond them is D. */
+static int walk_merged(struct differ *x, int dfd, const struct lw_stack *content,
+		       const struct lw_stack *at, const char *dir)
+{
+	struct lw_dir d = {0};
+	char **names = NULL, **shown = NULL;
+	size_t nn = 0, ns = 0;
+	int r = dfd >= 0 ? lw_read_upper_dir(dfd, &d) : 0;
+
+	if (r)
+		return fail(x, dir, "", "read the directory", r);
+	if (!d.opaque && (r = stack_names(content, &names, &nn)) < 0) {
+		lw_dir_free(&d);
+		return fail(x, dir, "", "read the lower layers' directory of", r);
+	}
+	shown = calloc(d.n + nn + 1, sizeof(*shown));
+	if (!shown)
+		r = fail(x, dir, "", "walk", -ENOMEM);
+	/* the merged entries: the upper's objects, then what shows from below */
+	for (size_t i = 0; i < d.n + nn && !r; i++) {
+		bool up = i < d.n;
+		const char *name = up ? d.e[i].name : names[i - d.n];
+		struct lw_stack cs = {0}, as = {0};
+		char *sub = NULL, *rd = NULL;
+		int ck = 0, ak, cfd = -1;
+
+		if (up && d.e[i].kind != LW_OBJECT)
+			continue;
+		if (!up && upper_has(&d, name, false))
+			continue;
+		if (up && S_ISDIR(d.e[i].st.st_mode) && !d.opaque)
+			r = read_redirect(x, dfd, dir, name, &rd);
+		if (!r && (up ? S_ISDIR(d.e[i].st.st_mode) && !d.opaque : true))
+			ck = lower_lookup(x, content, name, rd, &cs);
+		free(rd);
+		if (r || ck < 0) {
+			r = r ? r : fail(x, dir, name, "look up below", ck);
+			break;
+		}
+		if (!up && ck == 0)
+			continue; /* whited out below */
+		shown[ns++] = (char *)name;
+		if ((ak = lower_lookup(x, at, name, NULL, &as)) < 0) {
+			lw_stack_free(&cs);
+			r = fail(x, dir, name, "look up below", ak);
+			break;
+		}
+		if (up ? S_ISDIR(d.e[i].st.st_mode) : ck == 2) {
+			if (up && (cfd = lw_open_dir(dfd, name)) < 0)
+				r = fail(x, dir, name, "open", cfd);
+			else if (asprintf(&sub, "%s/%s", dir, name) < 0)
+				r = fail(x, dir, name, "walk", -ENOMEM);
+			else
+				r = walk_merged(x, cfd, &cs, &as, sub);
+			free(sub);
+			if (cfd >= 0)
+				close(cfd);
+		}
+		lw_stack_free(&cs);
+		lw_stack_free(&as);
+		if (!r)
+			r = add_change(x, ak > 0 ? 'C' : 'A', dir, name);
+	}
+	if (!r && at->n) { /* the new path hides what the lower layers hold there */
+		char **below;
+		size_t nb;
+		if ((r = stack_names(at, &below, &nb)) < 0) {
+			r = fail(x, dir, "", "read the lower layers' directory of", r);
+		} else {
+			if (ns)
+				qsort(shown, ns, sizeof(*shown), cmp_str);
+			for (size_t i = 0; i < nb && !r; i++) {
+				struct lw_stack as = {0};
+				if (ns && bsearch(&below[i], shown, ns, sizeof(*shown), cmp_str))
+					continue;
+				int ak = lower_lookup(x, at, below[i], NULL, &as);
+				lw_stack_free(&as);
+				if (ak < 0)
+					r = fail(x, dir, below[i], "look up below", ak);
+				else if (ak > 0)
+					r = add_change(x, 'D', dir, below[i]);
+			}
+			lw_free_names(below, nb);
+		}
+	}
+	free(shown);
+	lw_free_names(names, nn);
+	lw_dir_free(&d);
+	return r;
+}
+
+/* A redirected directory name at dir (its upper directory open at cfd, at: the lower layers
+ * at its new path): its contents are those below at the redirect rd, resolved from the
+ * parent's lower directory l (a relative rd) or the layer roots. */
+static int walk_redirected(struct differ *x, int cfd, const struct lw_stack *l, bool hidden,
+			   const char *name, const char *rd, const struct lw_stack *at,
+			   const char *sub)
+{
+	struct lw_stack content = {0}, none = {0};
+	/* below an opaque directory a relative redirect finds nothing, as in the kernel */
+	int k = lower_lookup(x, hidden && rd[0] != '/' ? &none : l, name, rd, &content);
+
+	if (k < 0)
+		return fail(x, sub, "", "look up the redirect of", k);
+	int r = walk_merged(x, cfd, &content, at, sub);
+	lw_stack_free(&content);
+	return r;
+}
+
 static bool has_origin(int dfd, const char *name)
 {
 	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
@@ -204,7 +340,7 @@ static bool has_origin(int dfd, const char *name)
 /* The upper directory open at dfd, at path `dir` ("" for the root), over the merged lower
  * directory l. hidden: an ancestor is opaque. *below: (without lowers) whether its contents
  * show that the directory exists below. *opaque: its own mark. */
-static int walk(struct differ *x, int dfd, const char *dir, const struct lset *l, bool hidden,
+static int walk(struct differ *x, int dfd, const char *dir, const struct lw_stack *l, bool hidden,
 		bool *below, bool *opaque)
 {
 	struct lw_dir d;
@@ -217,47 +353,59 @@ static int walk(struct differ *x, int dfd, const char *dir, const struct lset *l
 	hidden = hidden || d.opaque;
 	for (size_t i = 0; i < d.n && !r; i++) {
 		const struct lw_entry *e = &d.e[i];
-		struct lset cl = {0};
+		struct lw_stack cl = {0};
 		int kind = 0;
 
 		if (e->kind == LW_WHITEOUT) {
 			*below = true;
 			if (!x->have_lowers)
 				r = add_change(x, 'D', dir, e->hidden);
-			else if (!hidden && (kind = lower_lookup(l, e->hidden, &cl)) > 0)
+			else if (!hidden && (kind = lower_lookup(x, l, e->hidden, NULL, &cl)) > 0)
 				r = add_change(x, 'D', dir, e->hidden);
 			else if (kind < 0)
 				r = fail(x, dir, e->hidden, "look up below", kind);
-			lset_free(&cl);
+			lw_stack_free(&cl);
 			continue;
 		}
 		if (e->kind != LW_OBJECT)
 			continue;
-		if (x->have_lowers && (kind = lower_lookup(l, e->name, &cl)) < 0) {
+		if (x->have_lowers && (kind = lower_lookup(x, l, e->name, NULL, &cl)) < 0) {
 			r = fail(x, dir, e->name, "look up below", kind);
 			break;
 		}
-		bool changed = x->have_lowers ? kind > 0 : has_origin(dfd, e->name);
+		bool changed = x->have_lowers
+				   ? kind > 0
+				   : has_origin(dfd, e->name) ||
+					 (S_ISREG(e->st.st_mode) && lw_is_metacopy(dfd, e->name));
 		if (S_ISDIR(e->st.st_mode)) {
-			char *sub;
+			char *sub, *rd = NULL;
 			bool cbelow = false, copaque = false;
 			int cfd = lw_open_dir(dfd, e->name);
 			if (cfd < 0) {
-				lset_free(&cl);
+				lw_stack_free(&cl);
 				r = fail(x, dir, e->name, "open", cfd);
+				break;
+			}
+			if (x->have_lowers && (r = read_redirect(x, dfd, dir, e->name, &rd)) < 0) {
+				close(cfd);
+				lw_stack_free(&cl);
 				break;
 			}
 			if (asprintf(&sub, "%s/%s", dir, e->name) < 0) {
 				r = fail(x, dir, e->name, "walk", -ENOMEM);
+			} else if (rd) {
+				r = walk_redirected(x, cfd, l, hidden, e->name, rd, &cl, sub);
+				free(sub);
 			} else {
 				r = walk(x, cfd, sub, &cl, hidden, &cbelow, &copaque);
 				free(sub);
 			}
+			free(rd);
 			close(cfd);
 			if (!x->have_lowers)
 				changed = changed || cbelow || copaque;
 		}
-		lset_free(&cl);
+		lw_stack_free(&cl);
 		if (!r) {
 			r = add_change(x, changed ? 'C' : 'A', dir, e->name);
 			*below = *below || changed;
@@ -279,7 +427,7 @@ static int cmp_change(const void *a, const void *b)
 int ovl_diff_main(int argc, char **argv)
 {
 	struct differ x = {0};
-	struct lset roots = {0};
+	struct lw_stack roots = {0};
 	const char *upper = NULL;
 	bool dashdash = false, below, opaque;
 	int ufd = -1, r = 0;
@@ -294,7 +442,7 @@ int ovl_diff_main(int argc, char **argv)
 		if (!dashdash && !strcmp(a, "--")) {
 			dashdash = true;
 		} else if (!dashdash && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
-			lset_free(&roots);
+			lw_stack_free(&roots);
 			return fputs(diff_usage, stdout) < 0 || fflush(stdout) ? 1 : 0;
 		} else if (!dashdash && a[0] == '-' && a[1]) {
 			ovl_log(LOG_ERR,
@@ -318,8 +466,9 @@ int ovl_diff_main(int argc, char **argv)
 				break;
 			}
 			int op = lw_lower_opaque(fd, ".");
-			roots.d[roots.n++] =
-			    (struct lower_dir){.fd = fd, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
+			roots.d[roots.n] = (struct lw_ldir){
+			    .fd = fd, .layer = roots.n, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
+			roots.n++;
 		}
 	}
 	if (!r && !upper) {
@@ -341,6 +490,7 @@ int ovl_diff_main(int argc, char **argv)
 	}
 	x.upper = upper;
 	x.have_lowers = roots.n > 0;
+	x.roots = roots;
 	if (!r)
 		r = walk(&x, ufd, "", &roots, false, &below, &opaque);
 	if (!r) {
@@ -362,7 +512,7 @@ int ovl_diff_main(int argc, char **argv)
 	for (size_t i = 0; i < x.n; i++)
 		free(x.ch[i].path);
 	free(x.ch);
-	lset_free(&roots);
+	lw_stack_free(&roots);
 	if (ufd >= 0)
 		close(ufd);
 	return r ? 1 : 0;

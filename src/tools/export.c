@@ -1,7 +1,11 @@
-/* `ovlfs export UPPERDIR [-o FILE|-] [-z]`: an upper layer as an OCI image layer tarball.
- * Entries in sorted order (reproducible output); whiteouts in every form become `.wh.<name>`,
- * opaque directories get a `.wh..wh..opq` entry first; overlay-private xattrs are left out
- * and a caller's escaped trusted.overlay.overlay.X is written as trusted.overlay.X. */
+/* `ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z]`: an upper layer as an OCI image
+ * layer tarball. Entries in sorted order (reproducible output); whiteouts in every form
+ * become `.wh.<name>`, opaque directories get a `.wh..wh..opq` entry first; overlay-private
+ * xattrs are left out and a caller's escaped trusted.overlay.overlay.X is written as
+ * trusted.overlay.X. The kernel's redirected directories (overlay.redirect: the contents
+ * stay in the lower layers at the old path) are written whole at their new path, opaque;
+ * metacopy files (overlay.metacopy) get their data from below. Both need the lower layers,
+ * and without them are refused. */
 #include "subcommands.h"
 #include "layer_walk.h"
 #include "cli/log.h"
@@ -10,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +23,10 @@
 #include <unistd.h>
 
 static const char export_usage[] =
-    "usage: ovlfs export UPPERDIR [-o FILE|-] [-z]\n"
+    "usage: ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z]\n"
     "Writes the upper layer UPPERDIR as an OCI layer tarball (POSIX tar) to FILE or to\n"
-    "standard output. -z compresses it with gzip.\n";
+    "standard output. -z compresses it with gzip. The lower layers (top first) are needed\n"
+    "when UPPERDIR holds redirected directories or metacopy files.\n";
 
 struct link_slot {
 	dev_t dev;
@@ -36,6 +42,7 @@ struct exporter {
 	ino_t out_ino;
 	bool out_is_file;
 	struct link_slot *links; /* first path of each multiply-linked inode */
+	struct lw_stack roots;	 /* the lower layers' roots, top first (none: not given) */
 	size_t nlinks, links_cap;
 };
 
@@ -93,6 +100,11 @@ static int link_lookup(struct exporter *x, const struct stat *st, const char *pa
 	x->links[h].ino = st->st_ino;
 	x->nlinks++;
 	return 0;
+}
+
+static int cmp_names_export(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int cmp_xattr(const void *a, const void *b)
@@ -187,21 +199,27 @@ static int read_xattrs(int dfd, const char *name, struct tar_xattr **out, size_t
 	return 0;
 }
 
-/* Copies the data of regular file dfd/name, exactly st->st_size bytes. */
-static int write_content(struct exporter *x, int dfd, const char *name, const char *path,
-			 const struct stat *st)
+/* Copies the data of a regular file, exactly size bytes: from fd when >= 0 (a metacopy
+ * file's data below), else from dfd/name, checked to be the object st describes. */
+static int write_content(struct exporter *x, int dfd, const char *name, int fd, const char *path,
+			 const struct stat *st, uint64_t size)
 {
 	static char buf[128 * 1024];
-	uint64_t left = (uint64_t)st->st_size;
+	uint64_t left = size;
 	struct stat fst;
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	bool own = fd < 0;
 	int r = 0;
 
-	if (fd < 0)
-		return in_fail(x, path, "open", -errno);
-	if (fstat(fd, &fst) < 0 || fst.st_ino != st->st_ino || !S_ISREG(fst.st_mode)) {
-		close(fd);
-		return in_fail(x, path, "read", -ESTALE);
+	if (own) {
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			return in_fail(x, path, "open", -errno);
+		if (fstat(fd, &fst) < 0 || fst.st_ino != st->st_ino || !S_ISREG(fst.st_mode)) {
+			close(fd);
+			return in_fail(x, path, "read", -ESTALE);
+		}
+	} else if (lseek(fd, 0, SEEK_SET) < 0) {
+		return in_fail(x, path, "read the data below of", -errno);
 	}
 	while (left && !r) {
 		ssize_t n = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf));
@@ -216,19 +234,19 @@ static int write_content(struct exporter *x, int dfd, const char *name, const ch
 		else
 			left -= (uint64_t)n;
 	}
-	close(fd);
+	if (own)
+		close(fd);
 	if (!r && (r = tar_end_entry(x->tw)) < 0)
 		r = out_fail(x, r);
 	return r;
 }
 
-static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size_t cap);
-
-/* One object of the layer: header, data, and for a directory what it holds. */
-static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, char *path,
-			 size_t plen, size_t cap)
+/* One object: its header (metadata and xattrs of dfd/name) and a regular file's data, from
+ * datafd when >= 0. A directory's contents are the caller's. 1: left out (the archive
+ * itself, a socket, a later name of a hard link), 0 written, -1 failed. */
+static int export_object(struct exporter *x, int dfd, const char *name, const struct stat *st,
+			 int datafd, const char *path)
 {
-	const struct stat *st = &e->st;
 	struct tar_entry t = {.path = path,
 			      .mode = st->st_mode & 07777,
 			      .uid = st->st_uid,
@@ -238,11 +256,11 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 	int r;
 
 	if (st->st_dev == x->out_dev && st->st_ino == x->out_ino && x->out_is_file)
-		return 0; /* the archive being written */
+		return 1; /* the archive being written */
 	if (S_ISSOCK(st->st_mode)) {
 		ovl_log(LOG_WARNING, "export: '%s/%s' is a socket, which tar cannot hold: left out",
 			x->upper, path);
-		return 0;
+		return 1;
 	}
 	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
 		const char *first;
@@ -253,12 +271,18 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 			t.linkname = first;
 			if ((r = tar_write_header(x->tw, &t)) < 0)
 				return out_fail(x, r);
-			return 0;
+			return 1;
 		}
 	}
 	if (S_ISREG(st->st_mode)) {
+		struct stat dst;
 		t.type = TAR_REG;
 		t.size = (uint64_t)st->st_size;
+		if (datafd >= 0) { /* a metacopy file: the size is the data's */
+			if (fstat(datafd, &dst) < 0)
+				return in_fail(x, path, "stat the data below of", -errno);
+			t.size = (uint64_t)dst.st_size;
+		}
 	} else if (S_ISDIR(st->st_mode)) {
 		t.type = TAR_DIR;
 	} else if (S_ISLNK(st->st_mode)) {
@@ -267,7 +291,7 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 		t.type = TAR_SYMLINK;
 		if (!(target = malloc(sz)))
 			return out_fail(x, -ENOMEM);
-		n = readlinkat(dfd, e->name, target, sz);
+		n = readlinkat(dfd, name, target, sz);
 		if (n < 0 || (size_t)n >= sz) {
 			free(target);
 			return in_fail(x, path, "read the symlink", n < 0 ? -errno : -ESTALE);
@@ -281,10 +305,10 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 	} else if (S_ISFIFO(st->st_mode)) {
 		t.type = TAR_FIFO;
 	} else {
-		return 0;
+		return 1;
 	}
 	struct tar_xattr *xa;
-	r = read_xattrs(dfd, e->name, &xa, &t.nxattrs);
+	r = read_xattrs(dfd, name, &xa, &t.nxattrs);
 	if (r) {
 		free(target);
 		return in_fail(x, path, "read the xattrs of", r);
@@ -296,21 +320,15 @@ static int export_object(struct exporter *x, int dfd, const struct lw_entry *e, 
 	if (r < 0)
 		return out_fail(x, r);
 	if (t.type == TAR_REG)
-		return write_content(x, dfd, e->name, path, st);
-	if (t.type == TAR_DIR) {
-		int cfd = lw_open_dir(dfd, e->name);
-		if (cfd < 0)
-			return in_fail(x, path, "open", cfd);
-		r = export_dir(x, cfd, path, plen, cap);
-		close(cfd);
-	}
-	return r;
+		return write_content(x, dfd, name, datafd, path, st, t.size);
+	return 0;
 }
 
 /* What a directory's listing turns into: its entries renamed as they go into the layer. */
 struct item {
 	char *out;		  /* name in the layer */
-	const struct lw_entry *e; /* NULL: the opaque marker without a `.wh..wh..opq` entry */
+	const struct lw_entry *e; /* an upper entry, or NULL: */
+	struct lw_found *lf;	  /* an object of the lower layers only (merged directories) */
 };
 
 static int cmp_items(const void *a, const void *b)
@@ -337,13 +355,158 @@ static int write_marker(struct exporter *x, const char *path, const struct stat 
 	return 0;
 }
 
-static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size_t cap)
+/* Without the lower layers, a record export would have to resolve below. */
+static int need_lowers(struct exporter *x, const char *what, const char *path)
 {
-	struct lw_dir d;
+	ovl_log(LOG_ERR, "%s holds %s (/%s): give the lower layers", x->upper, what, path);
+	return -1;
+}
+
+static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, bool merged,
+		       bool opq_first, char *path, size_t plen, size_t cap);
+
+static int cmp_entry_name(const void *a, const void *b)
+{
+	return strcmp(((const struct lw_entry *)a)->name, ((const struct lw_entry *)b)->name);
+}
+
+/* Whether the upper directory d holds name as an object or a whiteout in either form. */
+static bool upper_has(const struct lw_dir *d, const char *name)
+{
+	struct lw_entry key = {.name = (char *)name};
+	char wh[sizeof(OVL_WH_PREFIX) + NAME_MAX];
+	const struct lw_entry *e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_name);
+
+	if (e && (e->kind == LW_OBJECT || e->kind == LW_WHITEOUT))
+		return true;
+	snprintf(wh, sizeof(wh), OVL_WH_PREFIX "%s", name);
+	key.name = wh;
+	e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_name);
+	return e && e->kind == LW_WHITEOUT;
+}
+
+/* The names of the lower layers' merged directory `low` that the upper directory d (NULL:
+ * none) neither holds nor whites out, looked up, added to items. 0 or -errno. */
+static int add_lower_items(struct exporter *x, const struct lw_stack *low, const struct lw_dir *d,
+			   struct item **items, size_t *n)
+{
+	char **all = NULL;
+	size_t na = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < low->n && !r; i++) {
+		char **names;
+		size_t k;
+		if ((r = lw_list_names(low->d[i].fd, &names, &k)) < 0)
+			break;
+		char **nn = realloc(all, (na + k + 1) * sizeof(*nn));
+		if (!nn) {
+			lw_free_names(names, k);
+			r = -ENOMEM;
+			break;
+		}
+		all = nn;
+		memcpy(all + na, names, k * sizeof(*names));
+		na += k;
+		free(names);
+	}
+	if (!r && na)
+		qsort(all, na, sizeof(*all), cmp_names_export);
+	const char *prev = NULL; /* the names moved into items stay alive there */
+	for (size_t i = 0; i < na && !r; i++) {
+		if (prev && !strcmp(all[i], prev))
+			continue;
+		prev = all[i];
+		if (d && upper_has(d, all[i]))
+			continue;
+		struct lw_found *f = calloc(1, sizeof(*f));
+		if (!f) {
+			r = -ENOMEM;
+			break;
+		}
+		int kind = lw_lookup(low, &x->roots, all[i], NULL, false, f);
+		if (kind <= 0) {
+			lw_found_free(f);
+			free(f);
+			r = kind;
+			continue;
+		}
+		struct item *ni = realloc(*items, (*n + 1) * sizeof(*ni));
+		if (!ni) {
+			lw_found_free(f);
+			free(f);
+			r = -ENOMEM;
+			break;
+		}
+		*items = ni;
+		ni[*n] = (struct item){.out = all[i], .lf = f};
+		all[i] = NULL;
+		(*n)++;
+	}
+	for (size_t i = 0; i < na; i++)
+		free(all[i]);
+	free(all);
+	return r;
+}
+
+/* An upper entry's place below: its redirect (checked) and what the lower layers hold for
+ * it. metacopy: a metacopy file, whose data is wanted. 0 or -1 (reported). */
+static int upper_below(struct exporter *x, int dfd, const struct lw_entry *e,
+		       const struct lw_stack *low, bool metacopy, const char *path,
+		       bool *redirected, struct lw_found *f)
+{
+	char *rd = NULL;
+	int r = lw_read_redirect(dfd, e->name, &rd);
+
+	memset(f, 0, sizeof(*f));
+	f->pfd = f->datafd = -1;
+	*redirected = r > 0;
+	if (r == -EINVAL) {
+		ovl_log(LOG_ERR,
+			"export: invalid redirect on '%s/%s' (empty, a \"..\" or empty "
+			"component, or too long): refused",
+			x->upper, path);
+		return -1;
+	}
+	if (r < 0)
+		return in_fail(x, path, "read the redirect of", r);
+	if (!x->roots.n) {
+		free(rd);
+		if (metacopy)
+			return need_lowers(x, "metacopy files", path);
+		return *redirected && S_ISDIR(e->st.st_mode)
+			   ? need_lowers(x, "redirected directories", path)
+			   : 0;
+	}
+	r = lw_lookup(low, &x->roots, e->name, S_ISDIR(e->st.st_mode) || metacopy ? rd : NULL,
+		      metacopy, f);
+	free(rd);
+	if (r < 0)
+		return in_fail(x, path, "look up below", r);
+	if (metacopy && f->datafd < 0) {
+		ovl_log(LOG_ERR,
+			"export: the data of the metacopy file '%s/%s' is not in the "
+			"lower layers",
+			x->upper, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The upper directory dfd (-1: none) at path over the lower layers' merged directory low.
+ * Not merged: the layer's own entries, whiteouts as `.wh.` files. merged (inside a
+ * redirected directory, written whole): the upper's entries over low's, whiteouts applied.
+ * opq_first: a `.wh..wh..opq` entry first (a redirected directory hides what the lower
+ * image holds at its new path). */
+static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, bool merged,
+		       bool opq_first, char *path, size_t plen, size_t cap)
+{
+	struct lw_dir d = {0};
 	struct item *items;
 	const struct stat *opq_st = NULL;
+	struct stat dst;
 	size_t n = 0;
-	int r = lw_read_upper_dir(dfd, &d);
+	int r = dfd >= 0 ? lw_read_upper_dir(dfd, &d) : 0;
 
 	if (r)
 		return in_fail(x, plen ? path : ".", "read the directory", r);
@@ -356,7 +519,7 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 		const struct lw_entry *e = &d.e[i];
 		if (e->kind == LW_OPQ_MARK)
 			opq_st = &e->st;
-		if (e->kind == LW_WHITEOUT) {
+		if (e->kind == LW_WHITEOUT && !merged) {
 			if (asprintf(&items[n].out, OVL_WH_PREFIX "%s", e->hidden) < 0)
 				r = -ENOMEM;
 			else
@@ -368,16 +531,17 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 				items[n++].e = e;
 		}
 	}
+	if (!r && merged && !d.opaque && low->n)
+		r = add_lower_items(x, low, dfd >= 0 ? &d : NULL, &items, &n);
 	if (r) {
-		r = out_fail(x, r);
+		r = r == -ENOMEM ? out_fail(x, r) : in_fail(x, plen ? path : ".", "merge", r);
 		goto out;
 	}
 	qsort(items, n, sizeof(*items), cmp_items);
 	/* The opaque marker goes first: consumers apply it before the layer's entries. */
-	if (d.opaque) {
-		struct stat dst;
+	if ((d.opaque && !merged) || opq_first) {
 		if (!opq_st) { /* a mark, not an entry: the directory's owner and time */
-			if (fstat(dfd, &dst) < 0) {
+			if (fstat(dfd >= 0 ? dfd : low->d[0].fd, &dst) < 0) {
 				r = in_fail(x, plen ? path : ".", "stat", -errno);
 				goto out;
 			}
@@ -390,7 +554,9 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 	}
 	for (size_t i = 0; i < n && !r; i++) {
 		const struct lw_entry *e = items[i].e;
+		struct lw_found *lf = items[i].lf, uf;
 		size_t len = strlen(items[i].out);
+		bool redirected = false;
 		if (i && !strcmp(items[i].out, items[i - 1].out))
 			continue; /* `x` as char 0/0 and `.wh.x` both: one whiteout */
 		if (plen + len + 2 > cap) {
@@ -399,15 +565,52 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 		}
 		snprintf(path + plen, cap - plen, "%s%s", plen ? "/" : "", items[i].out);
 		size_t clen = plen + len + (plen ? 1 : 0);
-		if (e->kind == LW_WHITEOUT)
+		if (e && e->kind == LW_WHITEOUT) {
 			r = write_marker(x, path, &e->st, e->st.st_mode & 07777);
-		else
-			r = export_object(x, dfd, e, path, clen, cap);
+			continue;
+		}
+		if (lf) { /* from the lower layers: a directory's metadata is its top layer's */
+			bool dir = lf->dirs.n > 0;
+			r = export_object(x, dir ? lf->dirs.d[0].fd : lf->pfd, dir ? "." : lf->name,
+					  &lf->st, lf->datafd, path);
+			if (r == 0 && dir)
+				r = export_tree(x, -1, &lf->dirs, true, false, path, clen, cap);
+			r = r > 0 ? 0 : r;
+			continue;
+		}
+		bool mc = S_ISREG(e->st.st_mode) && lw_is_metacopy(dfd, e->name);
+		if (!S_ISDIR(e->st.st_mode) && !mc) {
+			r = export_object(x, dfd, e->name, &e->st, -1, path);
+			r = r > 0 ? 0 : r;
+			continue;
+		}
+		if ((r = upper_below(x, dfd, e, low, mc, path, &redirected, &uf)))
+			continue;
+		r = export_object(x, dfd, e->name, &e->st, uf.datafd, path);
+		if (r == 0 && S_ISDIR(e->st.st_mode)) {
+			int cfd = lw_open_dir(dfd, e->name);
+			if (cfd < 0) {
+				r = in_fail(x, path, "open", cfd);
+			} else {
+				/* below a redirect the directory is written whole */
+				bool m = merged || redirected;
+				r = export_tree(x, cfd, &uf.dirs, m, redirected && !merged, path,
+						clen, cap);
+				close(cfd);
+			}
+		}
+		r = r > 0 ? 0 : r;
+		lw_found_free(&uf);
 	}
 out:
 	path[plen] = '\0';
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(items[i].out);
+		if (items[i].lf) {
+			lw_found_free(items[i].lf);
+			free(items[i].lf);
+		}
+	}
 	free(items);
 	lw_dir_free(&d);
 	return r;
@@ -511,12 +714,40 @@ static int close_output(const char *name, struct output *o, bool ok)
 	return r;
 }
 
+/* The lower layers' roots, top first: what redirects and metacopy files are resolved in. */
+static int open_lowers(struct exporter *x, const char **lowers, size_t n)
+{
+	x->roots.d = calloc(n + 1, sizeof(*x->roots.d));
+	if (!x->roots.d) {
+		ovl_log(LOG_ERR, "export: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int fd = open(lowers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOTDIR)
+				ovl_log(LOG_ERR, "export: the lower layer '%s' is not a directory",
+					lowers[i]);
+			else
+				ovl_log(LOG_ERR, "export: cannot open the lower layer '%s': %s",
+					lowers[i], strerror(errno));
+			lw_stack_free(&x->roots);
+			return -1;
+		}
+		int op = lw_lower_opaque(fd, ".");
+		x->roots.d[x->roots.n++] =
+		    (struct lw_ldir){.fd = fd, .layer = i, .xwh = op == OVL_OPAQUE_XWHITEOUTS};
+	}
+	return 0;
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), fmt, arg);
-	ovl_log(LOG_ERR, "export: %s (usage: ovlfs export UPPERDIR [-o FILE|-] [-z])", msg);
+	ovl_log(LOG_ERR, "export: %s (usage: ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z])",
+		msg);
 	return 1;
 }
 
@@ -529,32 +760,48 @@ int ovl_export_main(int argc, char **argv)
 	char *path, *quoted = NULL;
 	int ufd, r;
 	const size_t cap = 1 << 16;
+	const char **lowers = calloc((size_t)argc, sizeof(*lowers));
+	size_t nlowers = 0;
+
+	if (!lowers) {
+		ovl_log(LOG_ERR, "export: out of memory");
+		return 1;
+	}
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (dashdash || a[0] != '-' || !a[1]) {
 			if (upper)
-				return usage_error("unexpected argument '%s'", a);
-			upper = a;
+				lowers[nlowers++] = a;
+			else
+				upper = a;
 		} else if (!strcmp(a, "--")) {
 			dashdash = true;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			free(lowers);
 			return fputs(export_usage, stdout) < 0 || fflush(stdout) ? 1 : 0;
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			if (++i == argc)
-				return usage_error("%s needs a file name", a);
+				return free(lowers), usage_error("%s needs a file name", a);
 			out_name = argv[i];
 		} else if (!strncmp(a, "-o", 2)) {
 			out_name = a + 2;
 		} else if (!strcmp(a, "-z") || !strcmp(a, "--gzip")) {
 			gzip = true;
 		} else {
-			return usage_error("unknown option '%s'", a);
+			return free(lowers), usage_error("unknown option '%s'", a);
 		}
 	}
-	if (!upper)
+	if (!upper) {
+		free(lowers);
 		return usage_error("%s", "no upper directory given");
+	}
 	x.upper = upper;
+	if (open_lowers(&x, lowers, nlowers) < 0) {
+		free(lowers);
+		return 1;
+	}
+	free(lowers);
 	ufd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (ufd < 0) {
 		if (errno == ENOTDIR)
@@ -562,6 +809,7 @@ int ovl_export_main(int argc, char **argv)
 		else
 			ovl_log(LOG_ERR, "export: cannot open the upper layer '%s': %s", upper,
 				strerror(errno));
+		lw_stack_free(&x.roots);
 		return 1;
 	}
 	if (out_name && strcmp(out_name, "-")) {
@@ -578,6 +826,7 @@ int ovl_export_main(int argc, char **argv)
 		close_output(out_name, &o, false);
 		close(ufd);
 		free(quoted);
+		lw_stack_free(&x.roots);
 		return 1;
 	}
 	struct stat ost;
@@ -591,7 +840,7 @@ int ovl_export_main(int argc, char **argv)
 	if (r < 0)
 		r = out_fail(&x, r);
 	if (!r)
-		r = export_dir(&x, ufd, path, 0, cap);
+		r = export_tree(&x, ufd, &x.roots, false, false, path, 0, cap);
 	if (!r) {
 		r = tar_writer_finish(x.tw);
 		if (r < 0)
@@ -604,6 +853,7 @@ int ovl_export_main(int argc, char **argv)
 	for (size_t i = 0; i < x.links_cap; i++)
 		free(x.links[i].path);
 	free(x.links);
+	lw_stack_free(&x.roots);
 	if (close_output(out_name, &o, r == 0) < 0)
 		r = -1;
 	free(quoted);

@@ -232,3 +232,302 @@ void lw_dir_free(struct lw_dir *d)
 	free(d->e);
 	memset(d, 0, sizeof(*d));
 }
+
+void lw_stack_free(struct lw_stack *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->d[i].fd);
+	free(s->d);
+	s->d = NULL;
+	s->n = 0;
+}
+
+void lw_found_free(struct lw_found *f)
+{
+	lw_stack_free(&f->dirs);
+	if (f->pfd >= 0)
+		close(f->pfd);
+	if (f->datafd >= 0)
+		close(f->datafd);
+	free(f->name);
+	f->pfd = f->datafd = -1;
+	f->name = NULL;
+}
+
+static bool bad_component(const char *s, size_t len)
+{
+	return len == 0 || len > NAME_MAX || (len == 1 && s[0] == '.') ||
+	       (len == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/* The kernel's rules for a redirect's value; ".." would leave the layer, so it is refused
+ * here rather than looked up. */
+static bool valid_redirect(const char *v, size_t len)
+{
+	if (len == 0 || len >= PATH_MAX || strlen(v) != len)
+		return false;
+	if (v[0] != '/')
+		return !strchr(v, '/') && !bad_component(v, len);
+	for (const char *s = v; *s == '/';) {
+		const char *next = strchrnul(s + 1, '/');
+		if (bad_component(s + 1, (size_t)(next - s - 1)))
+			return false;
+		s = next;
+	}
+	return true;
+}
+
+int lw_read_redirect(int dfd, const char *name, char **out)
+{
+	static const char *const names[] = {OVL_XATTR_PREFIX OVL_X_REDIRECT,
+					    OVL_UXATTR_PREFIX OVL_X_REDIRECT};
+	char *v;
+	size_t len;
+
+	*out = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		int r = lw_getxattr_alloc(dfd, name, names[i], &v, &len);
+		if (r == -ENODATA || r == -ENOTSUP)
+			continue;
+		if (r == -E2BIG || r == -ERANGE)
+			return -EINVAL;
+		if (r)
+			return r;
+		char *s = realloc(v, len + 1);
+		if (!s) {
+			free(v);
+			return -ENOMEM;
+		}
+		s[len] = '\0';
+		if (!valid_redirect(s, len)) {
+			free(s);
+			return -EINVAL;
+		}
+		*out = s;
+		return 1;
+	}
+	return 0;
+}
+
+bool lw_is_metacopy(int dfd, const char *name)
+{
+	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_METACOPY, NULL, 0) >= 0 ||
+	       lw_getxattr(dfd, name, OVL_UXATTR_PREFIX OVL_X_METACOPY, NULL, 0) >= 0;
+}
+
+/* Where the lookup stands in one layer: the directory holding the last component. */
+enum step { STEP_ABSENT, STEP_STOP, STEP_FOUND };
+
+/* Walks the absolute path `abs` ("/a/b") in the layer root rfd to the directory holding its
+ * last component: *pfd (owned) and *last. Components are opened one at a time, never
+ * through a symlink. An intermediate whiteout or non-directory ends the lookup (STEP_STOP);
+ * an intermediate opaque directory ends it after this layer (*stop_after). */
+static int walk_abs(int rfd, bool xwh, const char *abs, int *pfd, const char **last,
+		    bool *stop_after)
+{
+	int fd = dup(rfd);
+	const char *s = abs + 1;
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		const char *next = strchrnul(s, '/');
+		if (!*next) {
+			*pfd = fd;
+			*last = s;
+			return STEP_FOUND;
+		}
+		char comp[NAME_MAX + 1];
+		struct stat st;
+		memcpy(comp, s, (size_t)(next - s));
+		comp[next - s] = '\0';
+		if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			int e = errno;
+			close(fd);
+			return e == ENOENT || e == ENAMETOOLONG ? STEP_ABSENT : -e;
+		}
+		if (!S_ISDIR(st.st_mode) || ovl_is_whiteout_stat(&st) ||
+		    (xwh && lw_is_xwhiteout(fd, comp, &st))) {
+			close(fd);
+			return STEP_STOP;
+		}
+		int op = lw_lower_opaque(fd, comp);
+		int cfd = lw_open_dir(fd, comp);
+		close(fd);
+		if (cfd < 0)
+			return cfd;
+		if (op == OVL_OPAQUE_YES)
+			*stop_after = true;
+		xwh = op == OVL_OPAQUE_XWHITEOUTS;
+		fd = cfd;
+		s = next + 1;
+	}
+}
+
+/* A relative redirect replaces the last component of the name looked up. */
+static int apply_redirect(char **cur, const char *redirect)
+{
+	char *n;
+
+	if (redirect[0] == '/' || (*cur)[0] != '/') {
+		n = strdup(redirect);
+	} else {
+		const char *slash = strrchr(*cur, '/');
+		if (asprintf(&n, "%.*s/%s", (int)(slash - *cur), *cur, redirect) < 0)
+			n = NULL;
+	}
+	if (!n)
+		return -ENOMEM;
+	free(*cur);
+	*cur = n;
+	return 0;
+}
+
+static int push_dir(struct lw_stack *s, int fd, size_t layer, bool xwh)
+{
+	struct lw_ldir *nd = realloc(s->d, (s->n + 1) * sizeof(*nd));
+
+	if (!nd) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->d = nd;
+	s->d[s->n++] = (struct lw_ldir){.fd = fd, .layer = layer, .xwh = xwh};
+	return 0;
+}
+
+int lw_lookup(const struct lw_stack *parent, const struct lw_stack *roots, const char *name,
+	      const char *redirect, bool metacopy, struct lw_found *f)
+{
+	char *cur = strdup(redirect ? redirect : name);
+	size_t nlayers = roots->n, pi = 0;
+	int kind = 0, r = 0;
+	bool stop = false;
+
+	memset(f, 0, sizeof(*f));
+	f->pfd = f->datafd = -1;
+	if (!cur)
+		return -ENOMEM;
+	for (size_t layer = 0; layer < nlayers && !stop && !r; layer++) {
+		bool xwh, stop_after = false, last_layer = layer + 1 == nlayers;
+		const char *last = NULL;
+		int pfd = -1;
+		struct stat st;
+
+		if (cur[0] == '/') {
+			xwh = roots->d[layer].xwh;
+			r = walk_abs(roots->d[layer].fd, xwh, cur, &pfd, &last, &stop_after);
+			if (r == STEP_ABSENT) {
+				r = 0;
+				continue;
+			}
+			if (r == STEP_STOP) {
+				r = 0;
+				break;
+			}
+			if (r < 0)
+				break;
+			r = 0;
+		} else {
+			while (pi < parent->n && parent->d[pi].layer < layer)
+				pi++;
+			if (pi == parent->n || parent->d[pi].layer != layer)
+				continue;
+			if ((pfd = dup(parent->d[pi].fd)) < 0) {
+				r = -errno;
+				break;
+			}
+			xwh = parent->d[pi].xwh;
+			last = cur;
+		}
+		if (fstatat(pfd, last, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT && errno != ENAMETOOLONG)
+				r = -errno;
+			close(pfd);
+			stop = stop_after;
+			continue;
+		}
+		if (ovl_is_whiteout_stat(&st) || (xwh && lw_is_xwhiteout(pfd, last, &st))) {
+			close(pfd);
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (kind == 1 || metacopy) { /* a directory below a non-directory: hidden */
+				close(pfd);
+				break;
+			}
+			int op = lw_lower_opaque(pfd, last);
+			int cfd = lw_open_dir(pfd, last);
+			char *rd = NULL;
+			if (cfd >= 0 && !last_layer && op != OVL_OPAQUE_YES)
+				r = lw_read_redirect(pfd, last, &rd);
+			close(pfd);
+			if (cfd < 0) {
+				r = cfd;
+				break;
+			}
+			if (kind == 0)
+				f->st = st;
+			kind = 2;
+			if (r >= 0)
+				r = push_dir(&f->dirs, cfd, layer, op == OVL_OPAQUE_XWHITEOUTS);
+			else
+				close(cfd);
+			if (!r && rd)
+				r = apply_redirect(&cur, rd);
+			free(rd);
+			stop = op == OVL_OPAQUE_YES || stop_after;
+			continue;
+		}
+		if (kind == 2 || (metacopy && !S_ISREG(st.st_mode))) {
+			close(pfd);
+			break;
+		}
+		bool mc = S_ISREG(st.st_mode) && !last_layer && lw_is_metacopy(pfd, last);
+		if (kind == 0 && !metacopy) {
+			kind = 1;
+			f->st = st;
+			if (!(f->name = strdup(last))) {
+				close(pfd);
+				r = -ENOMEM;
+				break;
+			}
+			f->pfd = pfd;
+			if (!mc)
+				break;
+			if ((pfd = dup(pfd)) < 0) {
+				r = -errno;
+				break;
+			}
+			metacopy = true;
+		}
+		if (!mc) { /* the data of the metacopy chain */
+			int fd = openat(pfd, last,
+					O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+			close(pfd);
+			if (fd < 0)
+				r = -errno;
+			else
+				f->datafd = fd;
+			if (!kind)
+				kind = 1;
+			break;
+		}
+		/* one more metacopy: its own absolute redirect says where the data is */
+		char *rd = NULL;
+		r = lw_read_redirect(pfd, last, &rd);
+		close(pfd);
+		if (r > 0 && rd[0] == '/')
+			r = apply_redirect(&cur, rd);
+		else if (r > 0)
+			r = 0;
+		free(rd);
+		stop = stop_after;
+	}
+	free(cur);
+	if (r < 0) {
+		lw_found_free(f);
+		return r;
+	}
+	return kind;
+}

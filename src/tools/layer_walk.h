@@ -55,4 +55,44 @@ int lw_lower_opaque(int dfd, const char *name);
 /* A kernel 6.7+ xattr whiteout: zero-size regular file with trusted.overlay.whiteout. */
 bool lw_is_xwhiteout(int dfd, const char *name, const struct stat *st);
 
+/* The lower layers' directories of one path, top first, as a mount merges them. */
+struct lw_ldir {
+	int fd;
+	size_t layer; /* 0: the top lower layer */
+	bool xwh;     /* marked opaque="x": may hold xattr whiteouts */
+};
+
+struct lw_stack {
+	struct lw_ldir *d;
+	size_t n;
+};
+
+void lw_stack_free(struct lw_stack *s);
+
+/* The redirect of dfd/name (overlay.redirect, trusted or user), checked as the kernel checks
+ * it: NUL-terminated in *out (free it) and 1; 0 if none; -EINVAL for an invalid one (empty,
+ * a '/' in a relative one, an empty, "." or ".." component, longer than PATH_MAX). */
+int lw_read_redirect(int dfd, const char *name, char **out);
+/* Whether dfd/name carries overlay.metacopy (trusted or user). */
+bool lw_is_metacopy(int dfd, const char *name);
+
+struct lw_found {
+	struct lw_stack dirs; /* a directory: its merged layers */
+	int pfd;	      /* a non-directory: its directory (owned, -1 if none) */
+	char *name;	      /* and its name there */
+	struct stat st;	      /* the object on top */
+	int datafd;	      /* a metacopy file: its data, open (owned), else -1 */
+};
+
+/* Looks up `name` below the merged lower directory `parent` as the kernel's lookup does:
+ * whiteouts, opaque directories, xattr whiteouts and redirects in the lower layers are
+ * followed; `redirect` (an upper directory's, or a metacopy file's, checked) replaces the
+ * name, an absolute one resolved from `roots` (every layer's root, top first). metacopy:
+ * the upper object is a metacopy file whose data is wanted (f->datafd). Every path is walked
+ * one component at a time beneath the layer roots, never through a symlink. 0 absent,
+ * 1 a non-directory, 2 a directory, -errno. lw_found_free frees *f in every case. */
+int lw_lookup(const struct lw_stack *parent, const struct lw_stack *roots, const char *name,
+	      const char *redirect, bool metacopy, struct lw_found *f);
+void lw_found_free(struct lw_found *f);
+
 #endif
