@@ -10,6 +10,7 @@
 #include "layer_walk.h"
 #include "cli/log.h"
 #include "tar_writer.h"
+#include "archive_out.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -616,104 +617,6 @@ out:
 	return r;
 }
 
-/* Where the archive goes: stdout, an existing non-regular file (a device, a pipe) written in
- * place, or a temporary file beside FILE renamed over it once complete. */
-struct output {
-	int fd;
-	char *tmp; /* the temporary name, NULL when writing in place */
-};
-
-static int open_output(const char *name, struct output *o)
-{
-	struct stat st;
-	char *copy, *dir, *base;
-	mode_t mask;
-
-	o->tmp = NULL;
-	o->fd = -1;
-	if (!name || !strcmp(name, "-")) {
-		if (isatty(STDOUT_FILENO)) {
-			ovl_log(LOG_ERR, "export: refusing to write a tar archive to a terminal "
-					 "(use -o FILE or a pipe)");
-			return -1;
-		}
-		o->fd = STDOUT_FILENO;
-		return 0;
-	}
-	if (stat(name, &st) == 0 && S_ISDIR(st.st_mode)) {
-		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
-			strerror(EISDIR));
-		return -1;
-	}
-	if (stat(name, &st) == 0 && !S_ISREG(st.st_mode)) {
-		o->fd = open(name, O_WRONLY | O_TRUNC | O_CLOEXEC);
-		if (o->fd < 0) {
-			ovl_log(LOG_ERR, "export: cannot open '%s': %s", name, strerror(errno));
-			return -1;
-		}
-		return 0;
-	}
-	if (!(copy = strdup(name)) || !(dir = strdup(name))) {
-		free(copy);
-		ovl_log(LOG_ERR, "export: out of memory");
-		return -1;
-	}
-	base = basename(copy);
-	if (asprintf(&o->tmp, "%s/.%s.XXXXXX", dirname(dir), base) < 0)
-		o->tmp = NULL;
-	free(copy);
-	free(dir);
-	if (!o->tmp) {
-		ovl_log(LOG_ERR, "export: out of memory");
-		return -1;
-	}
-	o->fd = mkostemp(o->tmp, O_CLOEXEC);
-	if (o->fd < 0) {
-		ovl_log(LOG_ERR, "export: cannot create '%s': %s", name, strerror(errno));
-		free(o->tmp);
-		o->tmp = NULL;
-		return -1;
-	}
-	/* mkstemp makes it 0600; an archive gets the usual 0666 less the umask */
-	mask = umask(0);
-	umask(mask);
-	if (fchmod(o->fd, 0666 & ~mask) < 0) {
-		ovl_log(LOG_ERR, "export: cannot set the mode of '%s': %s", o->tmp,
-			strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* Success: the temporary file becomes FILE. Failure: it is removed. 0 or -1. */
-static int close_output(const char *name, struct output *o, bool ok)
-{
-	int r = 0;
-
-	if (o->tmp && ok && fsync(o->fd) < 0) {
-		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
-			strerror(errno));
-		ok = false;
-	}
-	if (o->fd >= 0 && o->fd != STDOUT_FILENO && close(o->fd) < 0 && ok) {
-		ovl_log(LOG_ERR, "export: cannot write the archive to '%s': %s", name,
-			strerror(errno));
-		ok = false;
-	}
-	if (o->tmp && ok && rename(o->tmp, name) < 0) {
-		ovl_log(LOG_ERR, "export: cannot rename '%s' to '%s': %s", o->tmp, name,
-			strerror(errno));
-		ok = false;
-	}
-	if (o->tmp && !ok && unlink(o->tmp) < 0)
-		ovl_log(LOG_ERR, "export: cannot remove '%s': %s", o->tmp, strerror(errno));
-	free(o->tmp);
-	o->tmp = NULL;
-	if (!ok)
-		r = -1;
-	return r;
-}
-
 /* The lower layers' roots, top first: what redirects and metacopy files are resolved in. */
 static int open_lowers(struct exporter *x, const char **lowers, size_t n)
 {
@@ -756,7 +659,7 @@ int ovl_export_main(int argc, char **argv)
 	const char *upper = NULL, *out_name = NULL;
 	bool gzip = false, dashdash = false;
 	struct exporter x = {0};
-	struct output o;
+	struct ovl_archive_out o;
 	char *path, *quoted = NULL;
 	int ufd, r;
 	const size_t cap = 1 << 16;
@@ -822,8 +725,8 @@ int ovl_export_main(int argc, char **argv)
 	} else {
 		x.out_name = "standard output";
 	}
-	if (open_output(out_name, &o) < 0) {
-		close_output(out_name, &o, false);
+	if (ovl_archive_open(out_name, &o) < 0) {
+		ovl_archive_close(out_name, &o, false);
 		close(ufd);
 		free(quoted);
 		lw_stack_free(&x.roots);
@@ -854,7 +757,7 @@ int ovl_export_main(int argc, char **argv)
 		free(x.links[i].path);
 	free(x.links);
 	lw_stack_free(&x.roots);
-	if (close_output(out_name, &o, r == 0) < 0)
+	if (ovl_archive_close(out_name, &o, r == 0) < 0)
 		r = -1;
 	free(quoted);
 	return r ? 1 : 0;
