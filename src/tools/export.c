@@ -343,8 +343,20 @@ static int export_dir(struct exporter *x, int dfd, char *path, size_t plen, size
 	struct item *items;
 	const struct stat *opq_st = NULL;
 	size_t n = 0;
-	int r = lw_read_upper_dir(dfd, &d);
+	int r;
 
+	/* A directory renamed with redirect_dir=on holds only its changes; the rest is at its
+	 * old path below, which an OCI layer cannot say: refused rather than lost. */
+	if (lw_getxattr(dfd, ".", OVL_XATTR_PREFIX OVL_X_REDIRECT, NULL, 0) >= 0 ||
+	    lw_getxattr(dfd, ".", OVL_UXATTR_PREFIX OVL_X_REDIRECT, NULL, 0) >= 0) {
+		ovl_log(LOG_ERR,
+			"export: '%s/%s' is a directory renamed with redirect_dir=on "
+			"(overlay.redirect): an OCI layer cannot express it (rename with "
+			"-o redirect_dir=off to copy directories instead)",
+			x->upper, plen ? path : ".");
+		return -1;
+	}
+	r = lw_read_upper_dir(dfd, &d);
 	if (r)
 		return in_fail(x, plen ? path : ".", "read the directory", r);
 	items = calloc(d.n + 1, sizeof(*items));
