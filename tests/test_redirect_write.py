@@ -136,6 +136,7 @@ def test_redirect_values(tmp_path):
     path into another, kept on later renames; not opaque; a whiteout at the old name."""
     ls = helpers.build_layers(tmp_path, [LOWER, LOWER2])
     with ls.ovlfs() as m:
+        ino = {n: os.stat(m / n).st_ino for n in ("d", "other")}
         os.rename(m / "d", m / "d2")
         os.rename(m / "other", m / "elsewhere")
         os.mkdir(m / "n")
@@ -144,6 +145,12 @@ def test_redirect_values(tmp_path):
         assert sorted(os.listdir(m / "d3")) == ["f", "h1", "h2", "sub", "w"]
         assert sorted(os.listdir(m / "n" / "o2")) == ["o", "p"]
         assert os.stat(m / "d3" / "h1").st_nlink == 2
+        # the same directories: their numbers kept, and readdir's d_ino is stat's
+        assert {n: os.stat(m / p).st_ino for n, p in (("d", "d3"), ("other", "n/o2"))} == ino
+        for parent in (m, m / "n"):
+            with os.scandir(parent) as it:
+                for e in it:
+                    assert e.inode() == os.lstat(e.path).st_ino, e.path
     up = ls.upper
     assert os.getxattr(up / "d3", REDIRECT) == b"d"
     assert os.getxattr(up / "n" / "o2", REDIRECT) == b"/other"

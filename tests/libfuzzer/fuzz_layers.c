@@ -422,6 +422,7 @@ static int open_fs(struct ovl_fs **fs)
 	    .nlower = g.nlower,
 	    .upperdir = g.has_upper ? g.upper : NULL,
 	    .workdir = g.has_upper ? g.work : NULL,
+	    .redirect_write = g.redirect_write,
 	};
 
 	for (int i = 0; i < g.nlower; i++)
