@@ -119,7 +119,7 @@ def test_unknown_mount_option(env, tmp_path, extra):
 # (the kernel takes the same ones), the others are refused saying what ovlfs does instead.
 KERNEL_FEATURES_ACCEPTED = ("index=off", "nfs_export=off", "metacopy=off",
                             "redirect_dir=nofollow", "redirect_dir=off", "xino=off", "xino=on",
-                            "redirect_dir=follow", "uuid=null", "uuid=auto", "uuid=on",
+                            "redirect_dir=follow", "redirect_dir=on", "uuid=null", "uuid=auto", "uuid=on",
                             "uuid=off")
 
 
@@ -137,7 +137,6 @@ def test_kernel_feature_options_accepted(env):
     ("index=on", "index=off"),
     ("nfs_export=on", "nfs_export=off"),
     ("metacopy=on", "metacopy=off"),
-    ("redirect_dir=on", "redirect_dir=follow"),
 ])
 def test_kernel_feature_not_supported(env, tmp_path, opt, instead):
     rc, _, err = run_ovlfs([*opts(env["l1"], env["upper"], env["work"], "," + opt),

@@ -17,10 +17,9 @@ the divergence is real), and `ovlfs` gives ovlfs's full expected results, visibl
 upper tree (write_helpers.tree notation) explicitly; `moved` maps a source path to where
 ovlfs moved it: the kernel's view of the unmoved source must equal ovlfs's view at the
 destination (metadata kept by the directory copy-up).
-Section D numbers of doc/semantics.md are in the scenario names (dNN_...). Not here: D15
-(redirect_dir=on: ovlfs writes no redirects), D39 (st_ino cannot be compared between two
-mounts; test_write.py checks it is stable), D51 (lowerdir escaping, a command-line matter),
-D56 (inotify)."""
+Section D numbers of doc/semantics.md are in the scenario names (dNN_...). Not here: D39
+(st_ino cannot be compared between two mounts; test_write.py checks it is stable), D51
+(lowerdir escaping, a command-line matter), D56 (inotify)."""
 import os
 import time
 
@@ -47,6 +46,21 @@ def S(name, lowers, steps, upper=None, rw=True, post=None, kernel=None, ovlfs=No
       moved=None):
     SCENARIOS.append(dict(name=name, lowers=lowers, steps=steps, upper=upper, rw=rw, post=post,
                           kernel=kernel, ovlfs=ovlfs, moved=moved))
+
+
+# A lower or merged directory renamed: with -o redirect_dir=off ovlfs copies it up whole where
+# the kernel says EXDEV (the scenario's stated expectations); by default (redirect_dir=on)
+# it writes a redirect as the kernel mounted with redirect_dir=on does: compared with that
+# kernel in a second scenario, "<name>_redirect".
+KERNEL_REDIRECT = ("index=off", "redirect_dir=on", "metacopy=off")
+DIR_RENAMES = []
+
+
+def SD(name, lowers, steps, **kw):
+    S(name, lowers, steps, **kw)
+    SCENARIOS[-1]["oopts"] = ("redirect_dir=off",)
+    DIR_RENAMES.append(dict(SCENARIOS[-1], name=name + "_redirect", kernel=None, ovlfs=None,
+                            moved=None, oopts=(), kopts=KERNEL_REDIRECT))
 
 
 # ------------------------------------------------------------ D1-D4: lookup and whiteouts
@@ -78,13 +92,13 @@ S("d11_rmdir_lower_chr_1_3", [{"d": {"null": Chr(1, 3)}, "e": {"x": "x"}}],
   [("rmdir", "d"), ("ls", "d"), ("unlink", "e/x"), ("mknod", "e/n", "c", 1, 3),
    ("rmdir", "e"), ("unlink", "e/n"), ("rmdir", "e"), ("ls", "")])
 # ------------------------------------------------------------ D12-D22: rename
-S("d12_rename_lower_dir", [{"d": {"x": "x", "s": {"y": "y"}}, "other": "o"}],
+SD("d12_rename_lower_dir", [{"d": {"x": "x", "s": {"y": "y"}}, "other": "o"}],
   [("rename", "d", "e"), ("ls", "e"), ("read", "e/s/y"), ("stat", "d"), ("ls", "")],
   kernel={0: "EXDEV"}, moved={"d": "e"},
   ovlfs=dict(results=[0, ["s", "x"], "y", "ENOENT", ["e", "other"]],
              visible={"e": "D", "e/x": "x", "e/s": "D", "e/s/y": "y", "other": "o"},
              upper={"d": "W", "e": "D:opaque", "e/x": "x", "e/s": "D", "e/s/y": "y"}))
-S("d13_chmod_lower_dir_then_rename", [{"d": {"x": "x"}}],
+SD("d13_chmod_lower_dir_then_rename", [{"d": {"x": "x"}}],
   [("chmod", "d", 0o700), ("rename", "d", "e"), ("ls", "e"), ("stat", "d")],
   kernel={1: "EXDEV"}, moved={"d": "e"},
   ovlfs=dict(results=[0, 0, ["x"], "ENOENT"], visible={"e": "D", "e/x": "x"},
@@ -251,7 +265,7 @@ S("exchange_mixed", [{"a": "A", "d": {"x": "x"}}],
    ("read", "a"), ("read", "u"), ("rename", "u", "nothere", RENAME_EXCHANGE),
    ("rename", "e", "a", RENAME_EXCHANGE), ("ls", "a"), ("read", "e"), ("ls", "")],
   upper={"u": "U"})
-S("exchange_lower_dirs", [{"d1": {"x": "x"}, "d2": {"y": "y"}}],
+SD("exchange_lower_dirs", [{"d1": {"x": "x"}, "d2": {"y": "y"}}],
   [("rename", "d1", "d2", RENAME_EXCHANGE), ("ls", "d1"), ("ls", "d2")],
   kernel={0: "EXDEV"},
   ovlfs=dict(results=[0, ["y"], ["x"]], visible={"d1": "D", "d1/y": "y", "d2": "D", "d2/x": "x"},
@@ -317,7 +331,7 @@ S("rename_pure_upper_dir_into_merged", [{"m": {"x": "x"}, "q": {}}],
   [("mkdir", "n"), ("creat", "n/f", b"f"), ("rename", "n", "m/n"), ("ls", "m/n"),
    ("rename", "m/n", "q/n"), ("ls", "q/n"), ("ls", "q"), ("ls", "m")],
   upper={"m": {"u": "u"}})
-S("rename_merged_dir", [{"d": {"x": "X", "y": "Y", "s": {"deep": "D"}}}],
+SD("rename_merged_dir", [{"d": {"x": "X", "y": "Y", "s": {"deep": "D"}}}],
   [("rename", "d", "e"), ("ls", "e"), ("read", "e/x"), ("stat", "e/y"), ("ls", "e/s"),
    ("stat", "d"), ("ls", "")],
   upper={"d": {"u": "U", "y": W()}}, kernel={0: "EXDEV"}, moved={"d": "e"},
@@ -326,18 +340,18 @@ S("rename_merged_dir", [{"d": {"x": "X", "y": "Y", "s": {"deep": "D"}}}],
              # no whiteout (e/y) inside the opaque e: the kernel would list it (rule 19)
              upper={"d": "W", "e": "D:opaque", "e/u": "U", "e/x": "X", "e/s": "D",
                     "e/s/deep": "D"}))
-S("rename_lower_dir_into_other_dir", [{"a": {"f": "F"}, "b": {"c": {}}}],
+SD("rename_lower_dir_into_other_dir", [{"a": {"f": "F"}, "b": {"c": {}}}],
   [("rename", "a", "b/c/a"), ("ls", "b/c/a"), ("read", "b/c/a/f"), ("ls", "")],
   kernel={0: "EXDEV"}, moved={"a": "b/c/a"},
   ovlfs=dict(results=[0, ["f"], "F", ["b"]],
              visible={"b": "D", "b/c": "D", "b/c/a": "D", "b/c/a/f": "F"},
              upper={"a": "W", "b": "D", "b/c": "D", "b/c/a": "D:opaque", "b/c/a/f": "F"}))
-S("rename_lower_dir_over_empty_lower_dir", [{"a": {"f": "F"}, "e": {}}],
+SD("rename_lower_dir_over_empty_lower_dir", [{"a": {"f": "F"}, "e": {}}],
   [("rename", "a", "e"), ("ls", "e"), ("ls", "")],
   kernel={0: "EXDEV"}, moved={"a": "e"},
   ovlfs=dict(results=[0, ["f"], ["e"]], visible={"e": "D", "e/f": "F"},
              upper={"a": "W", "e": "D:opaque", "e/f": "F"}))
-S("rename_dir_copied_up_by_create", [{"d": {"x": "x"}}],
+SD("rename_dir_copied_up_by_create", [{"d": {"x": "x"}}],
   [("creat", "d/n", b"n"), ("rename", "d", "e"), ("ls", "e"), ("rmdir", "e")],
   kernel={1: "EXDEV"}, moved=None,
   ovlfs=dict(results=[1, 0, ["n", "x"], "ENOTEMPTY"], visible={"e": "D", "e/n": "n", "e/x": "x"},
@@ -398,6 +412,9 @@ S("truncate_extend_and_ftruncate", [{"a": "abc"}],
 
 
 def _by_name():
+    if DIR_RENAMES:
+        SCENARIOS.extend(DIR_RENAMES)
+        DIR_RENAMES.clear()
     names = [s["name"] for s in SCENARIOS]
     assert len(names) == len(set(names)), "duplicate scenario names"
     return SCENARIOS
@@ -437,10 +454,10 @@ def test_scenario(tmp_path, sc):
     kset, oset = build(tmp_path / "k", sc), build(tmp_path / "o", sc)
     steps = sc["steps"]
 
-    with kset.kernel(extra_opts=KERNEL_OPTS) as km:
+    with kset.kernel(extra_opts=sc.get("kopts", KERNEL_OPTS)) as km:
         kres = run_steps(km, steps, t0)
         kvis, klinks = visible_snapshot(km, t0), link_groups(km)
-    with oset.ovlfs() as om:
+    with oset.ovlfs(extra_opts=sc.get("oopts", ())) as om:
         ores = run_steps(om, steps, t0)
         ovis, olinks, otree = visible_snapshot(om, t0), link_groups(om), tree(om)
     assert not work_leftovers(oset.work), f"stray entries in work/work: {work_leftovers(oset.work)}"

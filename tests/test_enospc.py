@@ -180,9 +180,10 @@ def test_copy_up_after_the_upper_fs_filled_up_and_was_freed(layers, tmpfs, big_l
 
 @pytest.mark.skipif(BACKEND == "kernel", reason="the kernel answers EXDEV")
 def test_directory_rename_that_does_not_fit(layers, tmpfs):
+    """The copying rename (redirect_dir=off) runs out of space: nothing changes."""
     a, b = os.urandom(3 * MiB), os.urandom(3 * MiB)
     ls = _small_upper(layers, tmpfs, [{"dir": {"a": a, "b": b}, "small": "s"}])
-    with mount(ls) as m:
+    with mount(ls, ovlfs_opts=("redirect_dir=off",)) as m:
         expect_errno(errno.ENOSPC, os.rename, m / "dir", m / "moved")
         expect_errno(errno.ENOENT, os.stat, m / "moved")
         assert sorted(os.listdir(m / "dir")) == ["a", "b"]
@@ -196,6 +197,19 @@ def test_directory_rename_that_does_not_fit(layers, tmpfs):
                 assert read(ls.upper / p) == {"dir/a": a, "dir/b": b}.get(p), f"upper {p}: {v}"
             assert p in ("dir", "dir/a", "dir/b"), f"stray upper entry {p}"
         _still_serving(ls, m)
+
+
+@pytest.mark.skipif(BACKEND == "kernel", reason="KERNEL_OPTS has redirect_dir=off: EXDEV")
+def test_directory_rename_with_redirect_fits(layers, tmpfs):
+    """The default rename (redirect_dir=on) copies nothing below: it fits where the copy
+    did not, and the directory shows all it held."""
+    a, b = os.urandom(3 * MiB), os.urandom(3 * MiB)
+    ls = _small_upper(layers, tmpfs, [{"dir": {"a": a, "b": b}, "small": "s"}])
+    with mount(ls) as m:
+        os.rename(m / "dir", m / "moved")
+        assert (read(m / "moved/a"), read(m / "moved/b")) == (a, b)
+        assert sorted(os.listdir(m)) == ["moved", "small"]
+    assert is_whiteout(ls.upper / "dir") and os.listdir(ls.upper / "moved") == []
 
 
 def test_out_of_inodes_keeps_whiteouts(layers, tmpfs):

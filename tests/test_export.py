@@ -200,12 +200,30 @@ def change_through_mount(m):
     return renamed
 
 
+def test_export_of_a_redirected_directory_needs_the_lowers(layers, tmp_path):
+    """redirect_dir=on (the default) leaves a renamed directory's contents at its old path
+    below: without the lower layers the export fails rather than lose them, with them it
+    writes the directory whole (tests/test_export_redirect.py has the details)."""
+    ls = layers([{"d": {"f": "F"}}])
+    with ls.ovlfs() as m:
+        os.rename(m / "d", m / "e")
+    line = one_error_line(run("export", ls.upper, "-o", tmp_path / "l.tar"))
+    assert "holds redirected directories" in line and "give the lower layers" in line, line
+    assert not (tmp_path / "l.tar").exists()
+    r = run("export", ls.upper, *ls.lowers, "-o", tmp_path / "l.tar")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(tmp_path / "l.tar") as t:
+        names = t.getnames()
+    assert "e/f" in names and ".wh.d" in names, names
+
+
 @pytest.mark.parametrize("backend", ["ovlfs", pytest.param("kernel", marks=needs_kernel_overlay)])
 def test_export_applies_to_the_merged_view(layers, tmp_path, backend):
     """An upper written by ovlfs, and one written by the kernel overlayfs (origin and impure
     marks, whiteouts hard-linked to one inode), each applied over the lower it was made on."""
     ls = layers([LOWER])
-    with (ls.ovlfs() if backend == "ovlfs" else ls.kernel()) as m:
+    # Directories renamed by copying (an OCI layer cannot express a redirect).
+    with (ls.ovlfs(extra_opts=("redirect_dir=off",)) if backend == "ovlfs" else ls.kernel()) as m:
         renamed = change_through_mount(m)
         merged = view(m)
         merged_links = os.stat(m / "link_src").st_ino == os.stat(m / "etc/hardlink").st_ino

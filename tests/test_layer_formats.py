@@ -142,7 +142,7 @@ def test_rmdir_and_rename_over_wh_files(layers):
     ls = layers([{"d": {"x": "x"}, "s": "s", "t": {"y": ""}, "m": {"y": "y", "z": "z"}}],
                 {"d": {".wh.x": ""}, "t": {".wh.y": ""}, "m": {".wh.y": ""}})
     with ls.ovlfs() as mnt:
-        os.rename(mnt / "m", mnt / "n")  # copied up, opaque: its .wh. files are purged
+        os.rename(mnt / "m", mnt / "n")  # copied up alone, redirected: its .wh. files stay
         assert names(mnt / "n") == ["z"]
         assert names(mnt / "d") == []
         os.rmdir(mnt / "d")
@@ -152,8 +152,14 @@ def test_rmdir_and_rename_over_wh_files(layers):
         assert names(mnt / "t") == []
     assert is_whiteout(ls.upper / "d")
     assert opaque_of(ls.upper / "t") == b"y"
-    assert names(ls.upper / "n") == ["z"] and opaque_of(ls.upper / "n") == b"y"
+    assert names(ls.upper / "n") == [".wh.y"] and opaque_of(ls.upper / "n") is None
+    assert os.getxattr(ls.upper / "n", "trusted.overlay.redirect") == b"m"
     assert is_whiteout(ls.upper / "m")
+    with ls.ovlfs(extra_opts=["redirect_dir=off"]) as mnt:  # the copying rename
+        os.rename(mnt / "n", mnt / "n2")
+        assert names(mnt / "n2") == ["z"]
+    # copied up, opaque: its .wh. files are purged
+    assert names(ls.upper / "n2") == ["z"] and opaque_of(ls.upper / "n2") == b"y"
 
 
 def test_user_overlay_marks_need_userxattr(layers):

@@ -714,12 +714,18 @@ def test_rename_onto_merged_directory_that_is_empty(layers):
     assert up["t"] == "D:opaque" or "t/x" in up, "the lower t/x could show through"
 
 
+# These rename a lower or merged directory by copying it (-o redirect_dir=off);
+# test_redirect_write.py has the default, redirect_dir=on, against the kernel.
+COPY_DIRS = ("redirect_dir=off",)
+
+
 @ovlfs_only
+
 def test_rename_lower_directory(layers):
     ls = layers(lowers=[{"d": Dir({"x": File("x", mode=0o600, uid=3, mtime=T + 1),
                                    "s": Dir({"y": "y", "l": Symlink("../x")}, mode=0o700)},
                                   mode=0o750, uid=5, mtime=T + 2)}])
-    with mount(ls) as m:
+    with mount(ls, ovlfs_opts=COPY_DIRS) as m:
         os.rename(m / "d", m / "e")
         expect_errno(errno.ENOENT, os.stat, m / "d")
         assert sorted(os.listdir(m)) == ["e"]
@@ -736,7 +742,7 @@ def test_rename_lower_directory(layers):
 def test_rename_merged_directory(layers):
     ls = layers(lowers=[{"d": {"x": "X", "gone": "G", "s": {"y": "y"}}}, {"d": {"z": "Z"}}],
                 upper={"d": {"u": "U", "gone": Whiteout()}})
-    with mount(ls) as m:
+    with mount(ls, ovlfs_opts=COPY_DIRS) as m:
         os.rename(m / "d", m / "e")
         assert sorted(os.listdir(m / "e")) == ["s", "u", "x", "z"]
         expect_errno(errno.ENOENT, os.stat, m / "e/gone")
@@ -753,7 +759,7 @@ def test_rename_merged_directory(layers):
 @ovlfs_only
 def test_rename_lower_directory_into_another(layers):
     ls = layers(lowers=[{"a": {"f": "F"}, "b": {"c": {"old": "o"}}}])
-    with mount(ls) as m:
+    with mount(ls, ovlfs_opts=COPY_DIRS) as m:
         os.rename(m / "a", m / "b/c/a")
         assert os.listdir(m) == ["b"] and sorted(os.listdir(m / "b/c")) == ["a", "old"]
         expect_errno(errno.EINVAL, os.rename, m / "b", m / "b/c/a/b")

@@ -231,12 +231,13 @@ def allocated(path):
 
 # --------------------------------------------------------------------------- mounting
 
-def mount(ls, mnt=None):
-    """The mount under test for a LayerSet: ovlfs, or the kernel's overlayfs when
-    OVLFS_WRITE_BACKEND=kernel (to check a test's expectations against the reference)."""
+def mount(ls, mnt=None, ovlfs_opts=()):
+    """The mount under test for a LayerSet: ovlfs (with ovlfs_opts), or the kernel's
+    overlayfs when OVLFS_WRITE_BACKEND=kernel (to check a test's expectations against the
+    reference)."""
     if BACKEND == "kernel":
         return ls.kernel(mnt=mnt, extra_opts=KERNEL_OPTS)
-    return ls.ovlfs(mnt=mnt)
+    return ls.ovlfs(mnt=mnt, extra_opts=ovlfs_opts)
 
 
 @contextlib.contextmanager

@@ -56,11 +56,9 @@ static const struct {
      "others"},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
     {"metacopy", "off", "it works as metacopy=off: copy-up copies the data too"},
-    /* ovlfs follows redirects (redirect.c) but writes none yet; "off" is the kernel's off
-     * with redirect_always_follow (Debian's and most distributions' default): follow. */
-    {"redirect_dir", "off|follow|nofollow",
-     "it works as redirect_dir=follow: it renames a directory by copying it up whole, and "
-     "follows the redirects a kernel wrote"},
+    /* Every value has its meaning; "off" is the kernel's off with redirect_always_follow
+     * (Debian's and most distributions' default): follow. */
+    {"redirect_dir", "on|off|follow|nofollow", NULL},
     /* One st_dev (FUSE's): st_ino is composed as xino's in any case (README). */
     {"xino", "off|auto|on", NULL},
     {"uuid", "on|off|null|auto", NULL},
@@ -81,9 +79,12 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 	/* As the kernel's uuid=off: origin records carry a null UUID and only such are read. */
 	if (!strcmp(o->name, "uuid"))
 		st->cfg->params.origin_uuid_off = !strcmp(value, "off");
-	/* nofollow: a directory carrying a redirect is refused (EPERM), as the kernel does. */
-	if (!strcmp(o->name, "redirect_dir"))
+	/* on: a merged directory is renamed with a redirect; the others copy it up whole;
+	 * nofollow: a directory carrying a redirect is refused (EPERM), as the kernel does. */
+	if (!strcmp(o->name, "redirect_dir")) {
+		st->cfg->params.redirect_write = !strcmp(value, "on");
 		st->cfg->params.redirect_nofollow = !strcmp(value, "nofollow");
+	}
 	return OVL_ARGS_OK;
 }
 
@@ -228,8 +229,9 @@ const struct opt_spec opt_table[] = {
     {"metacopy", SEC_OVERLAY, "off only: copy-up copies the data too",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"redirect_dir", SEC_OVERLAY,
-     "off, follow or nofollow: directories are renamed by copying them up whole; redirects a "
-     "kernel wrote are followed, except with nofollow",
+     "on (default): a merged or lower directory is renamed by copying up it alone and "
+     "recording its old path (overlay.redirect); off, follow or nofollow: by copying it up "
+     "whole; redirects are followed, except with nofollow",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|follow|nofollow|off")},
     {"xino", SEC_OVERLAY,
      "accepted; st_ino is always composed as xino does (one st_dev for every layer)",

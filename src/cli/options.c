@@ -564,7 +564,9 @@ int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, siz
 	int ret;
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->passthrough = true; /* where the kernel and the daemon's privileges allow */
+	/* passthrough where the kernel and the daemon's privileges allow; redirect_dir=on */
+	cfg->passthrough = true;
+	cfg->params.redirect_write = true;
 	if (errlen)
 		err[0] = '\0';
 	st.remount = asks_remount(argc, argv);

@@ -671,6 +671,8 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 	err = check_removable(fs, parent, name, dir, &f);
 	if (!err)
 		err = removal_allowed(fs, parent, name, &f);
+	if (!err) /* whether the removal leaves a whiteout */
+		err = ovl_name_below(fs, parent, name, &f, &f.below);
 	if (!err)
 		pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
 	if (!err && pdfd < 0)

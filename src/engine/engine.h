@@ -68,6 +68,10 @@ struct ovl_fs_params {
 	bool origin_uuid_off;
 	/* -o redirect_dir=nofollow: a directory carrying overlay.redirect is refused (EPERM). */
 	bool redirect_nofollow;
+	/* -o redirect_dir=on (the front end's default), as the kernel's: a merged or lower
+	 * directory renames in O(1), copied up alone and given an overlay.redirect to where its
+	 * lower layers hold it. Off: it is copied up whole and made opaque. */
+	bool redirect_write;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

@@ -42,6 +42,9 @@
 #define OVL_X_UPPER "upper"	  /* an index entry: file handle of the upper object */
 #define OVL_X_UUID "uuid"	  /* the upper root: the overlay's own uuid */
 #define OVL_X_REDIRECT "redirect" /* a renamed merged directory: its path below */
+/* The longest absolute redirect the kernel writes (its redirect_max module parameter's
+ * default): a longer one makes it copy the directory up whole instead, as ovlfs does. */
+#define OVL_REDIRECT_MAX 256
 #define OVL_X_METACOPY "metacopy" /* a copy-up of metadata only: the data stays below */
 #define OVL_X_PROTATTR "protattr" /* immutable and append-only flags, kept off the inode */
 

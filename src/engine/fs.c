@@ -144,6 +144,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->oci_whiteouts = !p->no_oci_whiteouts;
 	fs->origin_uuid_off = p->origin_uuid_off;
 	fs->redirect_nofollow = p->redirect_nofollow;
+	fs->redirect_write = p->redirect_write;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->warn = p->warn;

@@ -173,6 +173,7 @@ struct ovl_fs {
 	bool origin_decodable; /* file handles decode here (CAP_DAC_READ_SEARCH): origin.c */
 	bool origin_uuid_off;
 	bool redirect_nofollow;
+	bool redirect_write; /* -o redirect_dir=on: directory renames write redirects (rename.c) */
 	/* -o redirect_dir=nofollow (redirect.c) */ /* -o uuid=off: origin records with a null
 						       UUID (origin.c) */
 	bool read_trusted;			    /* trusted.* is readable (privileged) */
@@ -214,6 +215,18 @@ struct ovl_file {
  * from the layer root, without the leading '/'), -EINVAL or -EACCES (invalid: logged). */
 enum { OVL_REDIRECT_RELATIVE = 1, OVL_REDIRECT_ABSOLUTE = 2 };
 int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size);
+/* The raw overlay.redirect of upper directory dirfd/name into buf (NUL-terminated): its
+ * length, 0 if none, or -errno. */
+int ovl_get_redirect_raw(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size);
+/* *below (set from f: the found object has layers below) becomes whether the parent's
+ * lower layers hold name itself, as the kernel's ovl_lower_positive asks before leaving a
+ * whiteout: a directory found through a redirect has its layers below under another name.
+ * Preconditions: the rename lock. */
+struct ovl_found;
+int ovl_name_below(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		   const struct ovl_found *f, bool *below);
+/* Sets the overlay.redirect of upper directory dirfd/name to value. */
+int ovl_write_redirect(struct ovl_fs *fs, int dirfd, const char *name, const char *value);
 
 /* Frees an array of dirlayers with the paths it owns. */
 void ovl_dirlayers_free(struct ovl_dirlayer *dl, int n);

@@ -248,17 +248,30 @@ static int identity_fixup(struct ovl_fs *fs, struct ovl_node *node, struct merge
 	bool impure = false;
 	int fd = -1;
 
+	/* Any upper directory may carry a redirect (even before one was followed). */
+	bool redirects = fs->nlayers > 1;
+
 	for (size_t i = 0; i < m->n_upper; i++) {
 		struct ovl_dirent *e = &m->ents[i];
 		bool merged_dir = e->type == DT_DIR && m->below && m->below[i] != BELOW_NONE &&
 				  m->below[i] != BELOW_STOP;
-		if (fd < 0 && (merged_dir || e->type != DT_DIR)) {
+		if (fd < 0 && (merged_dir || e->type != DT_DIR || redirects)) {
 			fd = ovl_open_in_layer(fs, node, 0, O_PATH | O_DIRECTORY);
 			if (fd < 0)
 				return fd == -ENOENT || fd == -ENOTDIR ? 0 : fd;
 			impure = fs->nlayers > 1 && ovl_is_impure(fs, fd);
 		}
-		if (merged_dir) {
+		char rd[PATH_MAX];
+		if (redirects && e->type == DT_DIR &&
+		    ovl_get_redirect_raw(fs, fd, e->name, rd, sizeof(rd)) > 0) {
+			/* A redirected directory merges what is elsewhere below, not the same
+			 * name: its number is the one its lookup finds there. */
+			struct ovl_found f = {0};
+			if (ovl_find(fs, node, e->name, OVL_FIND_IDENTITY, &f) == 0 && f.top >= 0 &&
+			    f.ino)
+				e->ino = f.ino;
+			ovl_found_free(&f);
+		} else if (merged_dir) {
 			if (ovl_dir_opaque(fs, fd, e->name, true) != OVL_OPAQUE_YES)
 				e->ino = m->below[i];
 		} else if (impure && e->type != DT_DIR) {

@@ -5,11 +5,17 @@
  * name in the same parent ("b") for a rename within a directory. Lookup then continues
  * in the layers below at that path (namei.c), and walks in those layers start from it
  * (layer.c). Every path is resolved beneath the layer root like any other walk.
+ * Written by rename.c with redirect_dir=on, as the kernel writes it.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 static const char *redirect_xattr(const struct ovl_fs *fs)
 {
@@ -74,4 +80,76 @@ int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf,
 		return OVL_REDIRECT_RELATIVE;
 	memmove(buf, buf + 1, (size_t)n); /* from the layer root, as every walk goes */
 	return OVL_REDIRECT_ABSOLUTE;
+}
+
+int ovl_get_redirect_raw(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size)
+{
+	int n = ovl_getxattr_at(dirfd, name, redirect_xattr(fs), buf, size - 1);
+
+	if (n == -ENODATA || n == -EOPNOTSUPP)
+		return 0;
+	if (n < 0)
+		return n;
+	buf[n] = '\0';
+	return strlen(buf) == (size_t)n ? n : -EINVAL;
+}
+
+int ovl_write_redirect(struct ovl_fs *fs, int dirfd, const char *name, const char *value)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsetxattr(fd, redirect_xattr(fs), value, strlen(value), 0) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Whether the parent's lower layers hold the name itself, whiteouts aside: a redirected
+ * directory has layers below (f->below) under another name. Preconditions: the rename
+ * lock. */
+static int name_in_lower_parent(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	struct ovl_dirlayer *dl;
+	int n = ovl_node_dirlayers(parent, &dl), found = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && !found; i++) {
+		struct stat st;
+		if (fs->layers[dl[i].layer].is_upper)
+			continue;
+		int pfd = ovl_open_in_layer(fs, parent, dl[i].layer, O_PATH | O_DIRECTORY);
+		if (pfd == -ENOENT || pfd == -ENOTDIR)
+			continue;
+		if (pfd < 0) {
+			found = pfd;
+		} else if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			found = ovl_is_whiteout_stat(&st) ? -ENOENT : 1;
+		} else if (errno != ENOENT) {
+			found = -errno;
+		} else if (fs->oci_whiteouts) {
+			found = ovl_has_wh_file(pfd, name) > 0 ? -ENOENT : 0;
+		}
+		if (pfd >= 0)
+			close(pfd);
+	}
+	free(dl);
+	return found == -ENOENT ? 0 : found;
+}
+
+int ovl_name_below(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		   const struct ovl_found *f, bool *below)
+{
+	/* Only a directory found through a redirect has layers below under another name. */
+	if (!*below || !S_ISDIR(f->st.st_mode) || !fs->layers[f->top].is_upper ||
+	    !atomic_load(&fs->redirects_seen))
+		return 0;
+	int r = name_in_lower_parent(fs, parent, name);
+	if (r < 0)
+		return r;
+	*below = r > 0;
+	return 0;
 }

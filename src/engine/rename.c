@@ -1,9 +1,12 @@
 /*
  * rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE). Non-directories are copied up
- * and renamed on upper. Directories always rename, as in gVisor: a merged or lower
- * directory is copied up with all its descendants, made opaque and renamed; a directory
- * already entirely in upper is just renamed. A whiteout is left where the source name
- * exists below. Runs with the rename lock held for writing: nothing else moves meanwhile.
+ * and renamed on upper. Directories always rename. With redirect_dir=on (the front end's
+ * default), as the kernel's: a merged or lower directory is copied up alone, given an
+ * overlay.redirect naming where its lower layers hold it, and renamed; it stays merged.
+ * Otherwise (redirect_dir=off, a redirect too long), as in gVisor: it is
+ * copied up with all its descendants, made opaque and renamed. A directory already
+ * entirely in upper is just renamed. A whiteout is left where the source name exists
+ * below. Runs with the rename lock held for writing: nothing else moves meanwhile.
  */
 #include "internal.h"
 
@@ -205,7 +208,16 @@ struct side {
 	const char *name;
 	struct ovl_found f;
 	struct ovl_node *node; /* looked up for the rename, forgotten after */
-	bool was_pure_upper;   /* a directory entirely in upper: its subtree needs no update */
+	bool below;	       /* the name exists below: moving it away leaves a whiteout */
+	/* redirect_dir=on: this directory moves with a redirect (plan_redirect). */
+	bool redirect;
+	char *redirect_value; /* to write; NULL: the one it has stays valid */
+	struct old_path {
+		int layer;
+		char *path; /* its path there before the move; after it, what it replaced */
+	} * old;
+	int nold;
+	bool was_pure_upper; /* a directory entirely in upper: its subtree needs no update */
 };
 
 /* The kernel's may_delete and may_create rules: no immutable or append-only object moves
@@ -356,6 +368,99 @@ static int check_rename(struct rename_ctx *r)
 	return err;
 }
 
+/* The overlay.redirect a moved directory needs, as the kernel computes it: kept if it has
+ * one that stays valid (absolute, or relative and the directory stays in its parent);
+ * else its old name within one parent, its absolute path below ("/a/b") into another.
+ * Also notes the directory's path in each lower layer, which the node takes after the
+ * move. No plan (s->redirect false) where the kernel would copy the directory up whole:
+ * an absolute redirect longer than OVL_REDIRECT_MAX. Preconditions: the rename lock
+ * written. */
+static int plan_redirect(struct rename_ctx *r, struct side *s)
+{
+	struct ovl_fs *fs = r->fs;
+	struct ovl_node *node = s->node;
+	bool samedir = r->src.parent == r->dst.parent, upper;
+	char buf[PATH_MAX + 1];
+	int layers[OVL_MAX_LAYERS], nl = 0, n = 0, err = 0;
+
+	/* OCI layers (whiteout=file) are for tools that know no redirect, and the kernel
+	 * refuses redirects with userxattr (a mount of such layers would answer EPERM for
+	 * the moved directory): both rename by copying, as with redirect_dir=off. */
+	if (!fs->redirect_write || fs->file_whiteouts || fs->userxattr || !node ||
+	    !S_ISDIR(s->f.st.st_mode) || s->was_pure_upper)
+		return 0;
+	pthread_spin_lock(&node->lock);
+	upper = fs->layers[node->top].is_upper;
+	for (int i = 0; i < node->ndirlayers && nl < OVL_MAX_LAYERS; i++)
+		if (!fs->layers[node->dirlayers[i].layer].is_upper)
+			layers[nl++] = node->dirlayers[i].layer;
+	pthread_spin_unlock(&node->lock);
+	if (nl == 0)
+		return 0;
+	if (upper) {
+		int pfd = ovl_open_in_layer(fs, s->parent, 0, O_PATH | O_DIRECTORY);
+		n = pfd < 0 ? pfd : ovl_get_redirect_raw(fs, pfd, s->name, buf, sizeof(buf));
+		if (pfd >= 0)
+			close(pfd);
+		if (n < 0 && n != -ERANGE && n != -EINVAL)
+			return n;
+		n = n < 0 ? 0 : n; /* one ovlfs cannot read is replaced */
+	}
+	if (n > 0 && (samedir || buf[0] == '/')) {
+		s->redirect_value = NULL;
+	} else if (samedir) {
+		s->redirect_value = strdup(s->name);
+		if (!s->redirect_value)
+			return -ENOMEM;
+	} else {
+		buf[0] = '/';
+		err = ovl_node_layer_path(fs, node, layers[0], buf + 1, sizeof(buf) - 1);
+		if (err == -ENAMETOOLONG || (!err && strlen(buf) > OVL_REDIRECT_MAX))
+			return 0;
+		if (err)
+			return err;
+		s->redirect_value = strdup(buf);
+		if (!s->redirect_value)
+			return -ENOMEM;
+	}
+	s->old = calloc((size_t)nl, sizeof(*s->old));
+	err = s->old ? 0 : -ENOMEM;
+	for (int i = 0; i < nl && !err; i++) {
+		err = ovl_node_layer_path(fs, node, layers[i], buf, sizeof(buf));
+		s->old[i].layer = layers[i];
+		s->old[i].path = err ? NULL : strdup(buf);
+		if (!err && !s->old[i].path)
+			err = -ENOMEM;
+		s->nold = i + 1;
+	}
+	if (err == -ENAMETOOLONG)
+		err = 0; /* copied instead */
+	else if (!err)
+		s->redirect = true;
+	return err;
+}
+
+/* A directory alone goes up, and its redirect on it; where that cannot be written, as the
+ * kernel falls back on EXDEV, it is copied up whole instead. */
+static int prepare_redirected(struct ovl_fs *fs, struct side *s, struct ovl_node *newparent)
+{
+	int err = ovl_copy_up_locked(fs, s->node, false);
+
+	if (!err && s->redirect_value) {
+		int pfd = ovl_open_in_layer(fs, s->parent, 0, O_PATH | O_DIRECTORY);
+		int w = pfd < 0 ? pfd : ovl_write_redirect(fs, pfd, s->name, s->redirect_value);
+		if (pfd >= 0)
+			close(pfd);
+		if (w) {
+			ovl_warn(fs, "cannot set the redirect of %s (%s): copying it up whole",
+				 s->name, strerror(-w));
+			s->redirect = false;
+			err = prepare_dir(fs, s->node, newparent);
+		}
+	}
+	return err;
+}
+
 /* Everything the rename moves goes to upper first: the parents, the source (a directory
  * with all it holds), and on an exchange the target. */
 static int copy_up_sides(struct rename_ctx *r)
@@ -368,10 +473,14 @@ static int copy_up_sides(struct rename_ctx *r)
 	err = ovl_copy_up_locked(fs, src->parent, false);
 	if (!err)
 		err = ovl_copy_up_locked(fs, dst->parent, false);
-	if (!err)
+	if (!err && src->redirect)
+		err = prepare_redirected(fs, src, dst->parent);
+	else if (!err)
 		err = sdir ? prepare_dir(fs, src->node, dst->parent)
 			   : ovl_copy_up_locked(fs, src->node, false);
-	if (!err && (r->flags & RENAME_EXCHANGE))
+	if (!err && (r->flags & RENAME_EXCHANGE) && dst->redirect)
+		err = prepare_redirected(fs, dst, src->parent);
+	else if (!err && (r->flags & RENAME_EXCHANGE))
 		err = S_ISDIR(dst->f.st.st_mode) ? prepare_dir(fs, dst->node, src->parent)
 						 : ovl_copy_up_locked(fs, dst->node, false);
 	if (!err && !(r->flags & RENAME_EXCHANGE) && dst->f.top == 0 && S_ISDIR(dst->f.st.st_mode))
@@ -398,10 +507,10 @@ static int rename_on_upper(struct rename_ctx *r)
 		 * name exists below, and nothing hidden shows in between. */
 		if (renameat2(spfd, src->name, dpfd, dst->name, RENAME_EXCHANGE) < 0)
 			err = -errno;
-		else if (!lower_has_name(fs, &src->f) && unlinkat(spfd, src->name, 0) < 0)
+		else if (!src->below && unlinkat(spfd, src->name, 0) < 0)
 			err = -errno;
 	} else {
-		unsigned rflags = lower_has_name(fs, &src->f) ? RENAME_WHITEOUT : 0;
+		unsigned rflags = src->below ? RENAME_WHITEOUT : 0;
 		/* A .wh. file can be made first: until the source goes, its name wins. */
 		if (rflags && fs->file_whiteouts) {
 			err = ovl_make_whiteout(fs, spfd, src->name, false);
@@ -423,9 +532,42 @@ static int rename_on_upper(struct rename_ctx *r)
 	return err;
 }
 
+/* A redirected directory finds its lower layers at its old paths there (its descendants
+ * by way of it); the paths it had go to s->old, freed with it. Preconditions: the rename
+ * lock written. */
+static void keep_lower_paths(struct ovl_fs *fs, struct side *s)
+{
+	struct ovl_node *n = s->node;
+
+	if (!s->redirect)
+		return;
+	atomic_store(&fs->redirects_seen, true); /* before any walk goes by the paths */
+	pthread_spin_lock(&n->lock);
+	for (int i = 0; i < n->ndirlayers; i++) {
+		for (int j = 0; j < s->nold; j++) {
+			if (n->dirlayers[i].layer != s->old[j].layer)
+				continue;
+			char *p = n->dirlayers[i].path;
+			n->dirlayers[i].path = s->old[j].path;
+			s->old[j].path = p;
+		}
+	}
+	pthread_spin_unlock(&n->lock);
+}
+
+static void side_free(struct side *s)
+{
+	free(s->redirect_value);
+	for (int i = 0; i < s->nold; i++)
+		free(s->old[i].path);
+	free(s->old);
+}
+
 /* The node table follows what happened on disk. */
 static void update_nodes(struct rename_ctx *r)
 {
+	keep_lower_paths(r->fs, &r->src);
+	keep_lower_paths(r->fs, &r->dst);
 	if (r->flags & RENAME_EXCHANGE) {
 		exchange_nodes(r);
 	} else {
@@ -436,16 +578,25 @@ static void update_nodes(struct rename_ctx *r)
 		}
 		ovl_node_move(r->fs, r->src.node, r->dst.parent, r->dst.name);
 	}
-	if (!r->src.was_pure_upper)
+	if (!r->src.was_pure_upper && !r->src.redirect)
 		make_subtree_upper(r->fs, r->src.node);
-	if ((r->flags & RENAME_EXCHANGE) && !r->dst.was_pure_upper)
+	if ((r->flags & RENAME_EXCHANGE) && !r->dst.was_pure_upper && !r->dst.redirect)
 		make_subtree_upper(r->fs, r->dst.node);
 }
 
 static int apply_rename(struct rename_ctx *r)
 {
-	int err = copy_up_sides(r);
+	struct side *src = &r->src;
+	int err = 0;
 
+	src->below = lower_has_name(r->fs, &src->f);
+	err = ovl_name_below(r->fs, src->parent, src->name, &src->f, &src->below);
+	if (!err)
+		err = plan_redirect(r, src);
+	if (!err && (r->flags & RENAME_EXCHANGE))
+		err = plan_redirect(r, &r->dst);
+	if (!err)
+		err = copy_up_sides(r);
 	if (!err)
 		err = rename_on_upper(r);
 	if (!err)
@@ -456,6 +607,8 @@ static int apply_rename(struct rename_ctx *r)
 static void rename_finish(struct rename_ctx *r)
 {
 	ovl_orphan_free(r->keep);
+	side_free(&r->src);
+	side_free(&r->dst);
 	if (r->src.node)
 		ovl_forget(r->fs, r->src.node, 1);
 	if (r->dst.node)

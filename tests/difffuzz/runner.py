@@ -81,6 +81,11 @@ class Pair(contextlib.AbstractContextManager):
         self.ovlfs_opts = tuple(o for o in (ovlfs_opts if ovlfs_opts is not None else
                                             os.environ.get("OVLFS_FUZZ_OPTS", "")).split(",")
                                 if o)
+        # The model (model.py) copies directories as redirect_dir=off does, the kernel's
+        # KERNEL_OPTS: ovlfs renames them so too unless told otherwise. (With redirect_dir=on
+        # the kernel also marks new directories in merged ones opaque, which ovlfs does not.)
+        if not any(o.startswith("redirect_dir=") for o in self.ovlfs_opts):
+            self.ovlfs_opts = ("redirect_dir=off",) + self.ovlfs_opts
         self.stack = contextlib.ExitStack()
         self.notes = {}  # step index -> modelled difference applied
         self.index = 0

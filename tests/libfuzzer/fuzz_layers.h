@@ -25,6 +25,7 @@ struct fz_state {
 	char upper[PATH_MAX], work[PATH_MAX], decoy[PATH_MAX];
 	int nlower;
 	bool has_upper;
+	bool redirect_write; /* -o redirect_dir=on (most inputs) or off */
 	bool verbose;
 };
 extern struct fz_state g;

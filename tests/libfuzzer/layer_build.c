@@ -364,6 +364,7 @@ void fz_build(struct fz_reader *rd)
 
 	g.nlower = 1 + (int)(hdr % 3);
 	g.has_upper = ((hdr >> 2) & 7) != 7;
+	g.redirect_write = ((hdr >> 5) & 3) != 3;
 	xmkdir(g.it);
 	for (int i = 0; i < g.nlower; i++)
 		xmkdir(g.lower[i]);

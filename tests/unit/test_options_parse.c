@@ -554,6 +554,7 @@ void test_kernel_features(struct tally *t)
 	    "index=off",
 	    "nfs_export=off",
 	    "metacopy=off",
+	    "redirect_dir=on",
 	    "redirect_dir=off",
 	    "redirect_dir=follow",
 	    "redirect_dir=nofollow",
@@ -573,10 +574,6 @@ void test_kernel_features(struct tally *t)
 			      "nfs_export=off: no file handle of the mount can be opened)"},
 	    {"metacopy=on", "option 'metacopy=on' is not supported by ovlfs yet (it works as "
 			    "metacopy=off: copy-up copies the data too)"},
-	    {"redirect_dir=on",
-	     "option 'redirect_dir=on' is not supported by ovlfs yet (it works as "
-	     "redirect_dir=follow: it renames a directory by copying it up whole, and follows the "
-	     "redirects a kernel wrote)"},
 	    {"index=yes", "invalid value 'yes' for option 'index' (expected one of: on|off)"},
 	    {"nfs_export=1", "invalid value '1' for option 'nfs_export' (expected one of: on|off)"},
 	    {"metacopy=", "invalid value '' for option 'metacopy' (expected one of: on|off)"},
@@ -602,6 +599,20 @@ void test_kernel_features(struct tally *t)
 		snprintf(o, sizeof(o), "lowerdir=/l,%s", refused[i].opt);
 		EXPECT_ERR(t, refused[i].want, "-o", o, "/m");
 	}
+
+	/* redirect_dir=on, the default, writes redirects; off, follow and nofollow do not. */
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.redirect_write && !cfg.params.redirect_nofollow);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,redirect_dir=off", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.redirect_write && !cfg.params.redirect_nofollow);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,redirect_dir=nofollow", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && !cfg.params.redirect_write && cfg.params.redirect_nofollow);
+	ovl_config_free(&cfg);
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,redirect_dir=follow,redirect_dir=on", "/m");
+	CHECK(t, rc == OVL_ARGS_OK && cfg.params.redirect_write);
+	ovl_config_free(&cfg);
 
 	/* uuid=off: null UUIDs in origin records; the last uuid= wins, as with mount(8). */
 	rc = PARSE(&cfg, err, "-o", "lowerdir=/l,uuid=off", "/m");
