@@ -120,7 +120,7 @@ def test_unknown_mount_option(env, tmp_path, extra):
 KERNEL_FEATURES_ACCEPTED = ("index=off", "nfs_export=off", "metacopy=off",
                             "redirect_dir=nofollow", "redirect_dir=off", "xino=off", "xino=on",
                             "redirect_dir=follow", "uuid=null", "uuid=auto", "uuid=on",
-                            "uuid=off")
+                            "uuid=off", "metacopy=on")
 
 
 def test_kernel_feature_options_accepted(env):
@@ -136,7 +136,6 @@ def test_kernel_feature_options_accepted(env):
 @pytest.mark.parametrize("opt,instead", [
     ("index=on", "index=off"),
     ("nfs_export=on", "nfs_export=off"),
-    ("metacopy=on", "metacopy=off"),
     ("redirect_dir=on", "redirect_dir=follow"),
 ])
 def test_kernel_feature_not_supported(env, tmp_path, opt, instead):

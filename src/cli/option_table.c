@@ -55,7 +55,8 @@ static const struct {
      "it works as index=off: copying up one name of a lower hard link splits it from the "
      "others"},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
-    {"metacopy", "off", "it works as metacopy=off: copy-up copies the data too"},
+    /* on: metacopy files a kernel wrote are served (copy-up still copies the data). */
+    {"metacopy", "on|off", NULL},
     /* ovlfs follows redirects (redirect.c) but writes none yet; "off" is the kernel's off
      * with redirect_always_follow (Debian's and most distributions' default): follow. */
     {"redirect_dir", "off|follow|nofollow",
@@ -84,6 +85,9 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 	/* nofollow: a directory carrying a redirect is refused (EPERM), as the kernel does. */
 	if (!strcmp(o->name, "redirect_dir"))
 		st->cfg->params.redirect_nofollow = !strcmp(value, "nofollow");
+	/* off: a file carrying overlay.metacopy is refused (EPERM), as the kernel does. */
+	if (!strcmp(o->name, "metacopy"))
+		st->cfg->params.metacopy = !strcmp(value, "on");
 	return OVL_ARGS_OK;
 }
 
@@ -225,7 +229,9 @@ const struct opt_spec opt_table[] = {
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
-    {"metacopy", SEC_OVERLAY, "off only: copy-up copies the data too",
+    {"metacopy", SEC_OVERLAY,
+     "on: files the kernel copied up metadata-only are read from the data below (off: refused, "
+     "EPERM); ovlfs's own copy-up copies the data",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"redirect_dir", SEC_OVERLAY,
      "off, follow or nofollow: directories are renamed by copying them up whole; redirects a "

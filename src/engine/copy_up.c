@@ -66,7 +66,7 @@ static int copy_range(int in, int out, off_t off, off_t end)
 
 /* Data: a reflink where the filesystem has one, else the data extents only, so that
  * holes stay holes. */
-static int copy_data(int in, int out, const struct stat *st)
+int ovl_copy_data(int in, int out, const struct stat *st)
 {
 	off_t size = st->st_size;
 	static atomic_bool no_reflink; /* learnt once: most filesystems here have none */
@@ -259,9 +259,23 @@ static int create_temp(struct copy_up *c)
 
 static int copy_temp_data(struct copy_up *c)
 {
+	struct stat dst;
+
 	if (c->tmp_fd < 0 || c->truncate)
 		return 0;
-	return copy_data(c->src_fd, c->tmp_fd, &c->st);
+	/* A lower metacopy file (a composefs stub): its data is the data file's. */
+	int dfd = ovl_node_data_open(c->fs, c->node, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (dfd == -ENODATA)
+		return ovl_copy_data(c->src_fd, c->tmp_fd, &c->st);
+	if (dfd < 0)
+		return dfd;
+	int err = fstat(dfd, &dst) < 0 ? -errno : 0;
+	if (!err) {
+		dst.st_size = c->st.st_size; /* the stub's size is the file's */
+		err = ovl_copy_data(dfd, c->tmp_fd, &dst);
+	}
+	close(dfd);
+	return err;
 }
 
 /* xattrs, owner, mode and times, in that order. */
@@ -426,6 +440,7 @@ static int move_into_place(struct copy_up *c)
 		restore_times(c->upper_dirfd, &c->parent_st);
 		if (!err)
 			err = node_now_upper(node);
+		ovl_metacopy_set(fs, node, -1, NULL); /* the copy holds the data now */
 		keep_ino(c);
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
@@ -483,8 +498,10 @@ int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 
 	if (!fs->has_upper || fs->readonly)
 		return -EROFS;
+	/* An upper metacopy file gets its data: every caller is about to change the file,
+	 * and a stub moved or linked elsewhere would lose the data below its path. */
 	if (ovl_node_is_upper(fs, node))
-		return 0;
+		return node->type == S_IFREG ? ovl_copy_up_data_locked(fs, node) : 0;
 	if (node->unlinked)
 		return -ESTALE;
 	if (node->parent) {

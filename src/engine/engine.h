@@ -68,6 +68,12 @@ struct ovl_fs_params {
 	bool origin_uuid_off;
 	/* -o redirect_dir=nofollow: a directory carrying overlay.redirect is refused (EPERM). */
 	bool redirect_nofollow;
+	/* -o metacopy=on: a file carrying overlay.metacopy is served with the data of the file
+	 * below it (else refused, EPERM, as the kernel). */
+	bool metacopy;
+	/* The last ndata of lowerdirs are data-only layers (lowerdir=a::d): only the data of
+	 * metacopy files redirected into them is read there. */
+	int ndata;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

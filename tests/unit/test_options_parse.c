@@ -554,6 +554,7 @@ void test_kernel_features(struct tally *t)
 	    "index=off",
 	    "nfs_export=off",
 	    "metacopy=off",
+	    "metacopy=on",
 	    "redirect_dir=off",
 	    "redirect_dir=follow",
 	    "redirect_dir=nofollow",
@@ -571,8 +572,6 @@ void test_kernel_features(struct tally *t)
 			 "copying up one name of a lower hard link splits it from the others)"},
 	    {"nfs_export=on", "option 'nfs_export=on' is not supported by ovlfs yet (it works as "
 			      "nfs_export=off: no file handle of the mount can be opened)"},
-	    {"metacopy=on", "option 'metacopy=on' is not supported by ovlfs yet (it works as "
-			    "metacopy=off: copy-up copies the data too)"},
 	    {"redirect_dir=on",
 	     "option 'redirect_dir=on' is not supported by ovlfs yet (it works as "
 	     "redirect_dir=follow: it renames a directory by copying it up whole, and follows the "
