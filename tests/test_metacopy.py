@@ -6,8 +6,11 @@ file as the kernel does (the stub's metadata, the data file's content and st_blo
 copies the data up before changing it; without the option it refuses the file (EPERM) as
 the kernel does, never showing the stub's zeros.
 """
+import contextlib
 import errno
+import hashlib
 import os
+import subprocess
 
 import pytest
 
@@ -111,3 +114,93 @@ def test_without_metacopy_refused_as_kernel(metacopied, tmp_path):
         log = m.log()
     assert ours == kernel
     assert "metacopy" in log
+
+
+# A composefs-style stack: a metadata layer whose regular files are empty sparse stubs
+# (overlay.metacopy, and an absolute overlay.redirect to a content-addressed object) over a
+# data-only layer holding the objects, mounted with lowerdir=meta::data.
+OBJECTS = {"hello": "hello from the object store\n", "big": "x" * 70000 + "tail\n",
+           "same": "shared object\n"}
+
+
+def _object_path(content):
+    h = hashlib.sha256(content.encode()).hexdigest()
+    return h[:2], h[2:]
+
+
+def _build_composefs(base):
+    meta, data = base / "meta", base / "data"
+    (meta / "etc").mkdir(parents=True)
+    (meta / "usr" / "bin").mkdir(parents=True)
+    data.mkdir()
+    (data / "not-a-name").write_text("data layer names are never looked up\n")
+    files = {"etc/hello": "hello", "usr/bin/big": "big", "usr/bin/same1": "same",
+             "etc/same2": "same"}
+    for rel, obj in files.items():
+        content = OBJECTS[obj]
+        d, name = _object_path(content)
+        (data / d).mkdir(exist_ok=True)
+        (data / d / name).write_text(content)
+        stub = meta / rel
+        with open(stub, "wb") as f:
+            f.truncate(len(content.encode()))
+        os.chmod(stub, 0o755 if "bin" in rel else 0o644)
+        os.setxattr(stub, "trusted.overlay.metacopy", b"")
+        os.setxattr(stub, "trusted.overlay.redirect", f"/{d}/{name}".encode())
+    (meta / "etc" / "inline").write_text("a small file kept in the metadata layer\n")
+    os.symlink("hello", meta / "etc" / "link")
+    for p in [meta, *meta.rglob("*")]:
+        os.utime(p, (1600000000, 1600000000), follow_symlinks=False)
+    return meta, data, files
+
+
+@contextlib.contextmanager
+def _kernel_data_only(meta, data, mnt, upper=None, work=None):
+    mnt.mkdir(parents=True, exist_ok=True)
+    o = f"lowerdir={meta}::{data}"
+    o += f",upperdir={upper},workdir={work}" if upper else ",ro"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", o, str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        helpers.unmount(mnt, fuse=False)
+
+
+def test_data_only_layers_as_kernel(tmp_path):
+    meta, data, files = _build_composefs(tmp_path)
+    with _kernel_data_only(meta, data, tmp_path / "mk") as k:
+        shown = helpers.snapshot(k, dir_nlink=False)
+        kblocks = os.lstat(k / "usr/bin/big").st_blocks
+        khidden = helpers.errno_result(lambda: os.lstat(k / "not-a-name"))
+    assert khidden == "ENOENT"
+    with helpers.mount_ovlfs([f"{meta}::{data}"], mnt=tmp_path / "mo") as m:
+        ours = helpers.snapshot(m, dir_nlink=False)
+        for rel, obj in files.items():
+            assert (m / rel).read_text() == OBJECTS[obj]
+        assert os.lstat(m / "usr/bin/big").st_blocks == kblocks
+        assert helpers.errno_result(lambda: os.lstat(m / "not-a-name")) == "ENOENT"
+        assert sorted(os.listdir(m)) == ["etc", "usr"]
+    helpers.assert_same_tree(shown, ours)
+    # The kernel's 6.8+ form: the data-only layer as an option of its own.
+    with helpers.mount_ovlfs([meta], extra_opts=[f"datadir+={data}"], mnt=tmp_path / "mo2") as m:
+        helpers.assert_same_tree(shown, helpers.snapshot(m, dir_nlink=False))
+
+
+def test_data_only_layers_with_upper(tmp_path):
+    meta, data, files = _build_composefs(tmp_path)
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    before = helpers.snapshot(data)
+    with helpers.mount_ovlfs([f"{meta}::{data}"], upper, work, mnt=tmp_path / "mo") as m:
+        with open(m / "etc/hello", "a") as f:
+            f.write("appended\n")
+        os.chmod(m / "usr/bin/big", 0o700)  # a copy-up of a stub: the object's data with it
+        assert (m / "etc/hello").read_text() == OBJECTS["hello"] + "appended\n"
+        assert (m / "usr/bin/big").read_text() == OBJECTS["big"]
+        assert (m / "etc/same2").read_text() == OBJECTS["same"]
+    assert helpers.snapshot(data) == before  # the objects are never written
+    with _kernel_data_only(meta, data, tmp_path / "mk", upper, work) as k:
+        assert (k / "etc/hello").read_text() == OBJECTS["hello"] + "appended\n"
+        assert (k / "usr/bin/big").read_text() == OBJECTS["big"]
+        assert os.stat(k / "usr/bin/big").st_mode & 0o777 == 0o700

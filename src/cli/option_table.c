@@ -33,6 +33,11 @@ static int opt_lowerdir(struct parse_state *st, const struct opt_spec *o, const 
 	return parse_lowerdir(st, value);
 }
 
+static int opt_layer_append(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	return parse_layer_append(st, value, !strcmp(o->name, "datadir+"));
+}
+
 static int opt_debug(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
 	(void)o;
@@ -175,8 +180,14 @@ _Static_assert(OVL_WHITEOUT_AUTO == 0 && OVL_WHITEOUT_CHARDEV == 1 && OVL_WHITEO
  * and the code that reads it.
  */
 const struct opt_spec opt_table[] = {
-    {"lowerdir", SEC_OVERLAY, "lower layers, top first (required; '\\:' is a literal colon)",
+    {"lowerdir", SEC_OVERLAY,
+     "lower layers, top first (required; '\\:' is a literal colon; '::' starts the data-only "
+     "layers)",
      CALLS(opt_lowerdir, FORM_VALUE, "DIR[:DIR...]"), .raw = true},
+    {"lowerdir+", SEC_OVERLAY, "one more lower layer, below those given so far",
+     CALLS(opt_layer_append, FORM_VALUE, "DIR")},
+    {"datadir+", SEC_OVERLAY, "one more data-only layer, below every lower layer",
+     CALLS(opt_layer_append, FORM_VALUE, "DIR")},
     {"upperdir", SEC_OVERLAY, "writable layer (needs workdir)", SETS_PATH(upperdir, "DIR")},
     {"workdir", SEC_OVERLAY, "scratch directory on the same mount as upperdir",
      SETS_PATH(workdir, "DIR")},
