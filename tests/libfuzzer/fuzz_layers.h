@@ -25,6 +25,8 @@ struct fz_state {
 	char upper[PATH_MAX], work[PATH_MAX], decoy[PATH_MAX];
 	int nlower;
 	bool has_upper;
+	bool metacopy; /* -o metacopy=on */
+	int ndata;     /* the last lower layers that are data-only */
 	bool verbose;
 };
 extern struct fz_state g;
