@@ -204,3 +204,46 @@ def test_data_only_layers_with_upper(tmp_path):
         assert (k / "etc/hello").read_text() == OBJECTS["hello"] + "appended\n"
         assert (k / "usr/bin/big").read_text() == OBJECTS["big"]
         assert os.stat(k / "usr/bin/big").st_mode & 0o777 == 0o700
+
+
+def _meta_changes(m):
+    os.chmod(m / "big", 0o600)
+    os.chown(m / "small", 1000, 1000)
+    os.utime(m / "d" / "f", (1000000, 2000000))
+    os.setxattr(m / "keep", "user.note", b"kept")
+
+
+def _stub_record(upper):
+    out = {}
+    for p in ("big", "small", "d/f", "keep"):
+        try:
+            mark = os.getxattr(upper / p, "trusted.overlay.metacopy")
+        except OSError as e:
+            mark = errno.errorcode[e.errno]
+        out[p] = (mark, os.lstat(upper / p).st_size, os.lstat(upper / p).st_blocks < 64)
+    return out
+
+
+def test_ovlfs_copies_metadata_only_as_kernel(tmp_path):
+    """With metacopy=on a metadata change leaves the same stubs as the kernel's, and the
+    kernel reads ovlfs's stubs back."""
+    seen = {}
+    for who in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / who, [LOWER])
+        mnt = tmp_path / f"m-{who}"
+        mount = (ls.kernel(mnt=mnt, extra_opts=KERNEL_MC) if who == "kernel"
+                 else ls.ovlfs(mnt=mnt, extra_opts=["metacopy=on"]))
+        with mount as m:
+            _meta_changes(m)
+            shown = helpers.snapshot(m, dir_nlink=False)
+            assert (m / "big").read_text() == BIG
+        seen[who] = (shown, _stub_record(ls.upper), helpers.snapshot_upper(ls.upper))
+        if who == "ovlfs":
+            with ls.kernel(mnt=tmp_path / "mk-back", extra_opts=KERNEL_MC) as k:
+                assert (k / "big").read_text() == BIG
+                helpers.assert_same_tree(shown, helpers.snapshot(k, dir_nlink=False),
+                                         names=("ovlfs", "kernel on ovlfs's layers"))
+    assert seen["ovlfs"][1] == seen["kernel"][1]
+    assert seen["ovlfs"][1]["big"][0] == b""  # a stub, not a copy
+    helpers.assert_same_tree(seen["kernel"][0], seen["ovlfs"][0])
+    helpers.assert_same_tree(seen["kernel"][2], seen["ovlfs"][2])

@@ -60,7 +60,7 @@ static const struct {
      "it works as index=off: copying up one name of a lower hard link splits it from the "
      "others"},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
-    /* on: metacopy files a kernel wrote are served (copy-up still copies the data). */
+    /* on: metacopy files are served, and metadata changes copy up no data (metacopy.c). */
     {"metacopy", "on|off", NULL},
     /* ovlfs follows redirects (redirect.c) but writes none yet; "off" is the kernel's off
      * with redirect_always_follow (Debian's and most distributions' default): follow. */
@@ -241,8 +241,8 @@ const struct opt_spec opt_table[] = {
     {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"metacopy", SEC_OVERLAY,
-     "on: files the kernel copied up metadata-only are read from the data below (off: refused, "
-     "EPERM); ovlfs's own copy-up copies the data",
+     "on: a metadata change copies up no data, and such files (the kernel's too) are read "
+     "from the data below; off: they are refused (EPERM)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"redirect_dir", SEC_OVERLAY,
      "off, follow or nofollow: directories are renamed by copying them up whole; redirects a "

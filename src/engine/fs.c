@@ -149,6 +149,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->redirect_nofollow = p->redirect_nofollow;
 	/* Data-only layers name data through metacopy redirects only: they imply metacopy. */
 	fs->metacopy = p->metacopy || p->ndata > 0;
+	/* Not implied: a kernel without metacopy=on refuses the stubs a copy-up would leave. */
+	fs->metacopy_up = p->metacopy;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->warn = p->warn;

@@ -181,7 +181,8 @@ struct ovl_fs {
 	bool origin_decodable; /* file handles decode here (CAP_DAC_READ_SEARCH): origin.c */
 	bool origin_uuid_off;
 	bool redirect_nofollow; /* -o redirect_dir=nofollow (redirect.c) */
-	bool metacopy;		/* -o metacopy=on: metacopy files are served (metacopy.c) */
+	bool metacopy;		/* metacopy files are served (metacopy.c) */
+	bool metacopy_up;	/* -o metacopy=on itself: metadata changes copy no data */
 	int nregular;		/* layers but the data-only ones, which come last */
 	bool read_trusted;	/* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
@@ -363,6 +364,9 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 /* Copies node and its ancestors up, taking each one's op lock, then its parent's.
  * Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
+/* The same before a change of metadata only: with metacopy=on a regular file's data stays
+ * below (metacopy.c). Preconditions: as ovl_copy_up_locked. */
+int ovl_copy_up_meta_locked(struct ovl_fs *fs, struct ovl_node *node);
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
 /* in's data into out (st: in's, st_size the length wanted), holes kept as holes. */
 int ovl_copy_data(int in, int out, const struct stat *st);
@@ -371,6 +375,8 @@ int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst);
 /* metacopy.c: files whose data stays in a layer below (the kernel's metacopy=on). */
 /* 1 if the regular file dirfd/name (as st) is a metacopy file, 0 if not, or -errno. */
 int ovl_is_metacopy(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
+/* The metacopy xattr's name in this mount's namespace. */
+const char *ovl_metacopy_xattr(const struct ovl_fs *fs);
 /* Whether node's data lives elsewhere than its object. */
 bool ovl_node_metacopy(struct ovl_node *node);
 /* Records where node's data is (path taken over; NULL: in its own object).

@@ -21,7 +21,7 @@
 #define METACOPY_HDR 4
 #define METACOPY_MAX (METACOPY_HDR + 64)
 
-static const char *metacopy_xattr(const struct ovl_fs *fs)
+const char *ovl_metacopy_xattr(const struct ovl_fs *fs)
 {
 	return fs->userxattr ? OVL_UXATTR_PREFIX OVL_X_METACOPY : OVL_XATTR_PREFIX OVL_X_METACOPY;
 }
@@ -32,7 +32,7 @@ int ovl_is_metacopy(struct ovl_fs *fs, int dirfd, const char *name, const struct
 
 	if (!S_ISREG(st->st_mode))
 		return 0;
-	int n = ovl_getxattr_at(dirfd, name, metacopy_xattr(fs), v, sizeof(v));
+	int n = ovl_getxattr_at(dirfd, name, ovl_metacopy_xattr(fs), v, sizeof(v));
 	if (n == -ENODATA || n == -EOPNOTSUPP)
 		return 0;
 	/* As the kernel: an unreadable user.* xattr says nothing. */
@@ -187,7 +187,7 @@ static int copy_data_in(struct ovl_fs *fs, struct ovl_node *node)
 	}
 	/* A lookup racing with an earlier copy may have marked the node again: the stub's own
 	 * mark decides (only removed under the op lock we hold). */
-	if (fgetxattr(out, metacopy_xattr(fs), NULL, 0) < 0 && errno == ENODATA) {
+	if (fgetxattr(out, ovl_metacopy_xattr(fs), NULL, 0) < 0 && errno == ENODATA) {
 		close(out);
 		close(in);
 		ovl_metacopy_set(fs, node, -1, NULL);
@@ -207,7 +207,7 @@ static int copy_data_in(struct ovl_fs *fs, struct ovl_node *node)
 			err = -errno;
 	}
 	/* From here on the stub is the file: the mark goes last. */
-	if (!err && fremovexattr(out, metacopy_xattr(fs)) < 0 && errno != ENODATA)
+	if (!err && fremovexattr(out, ovl_metacopy_xattr(fs)) < 0 && errno != ENODATA)
 		err = -errno;
 	close(out);
 	close(in);
