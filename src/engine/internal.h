@@ -384,12 +384,13 @@ bool ovl_node_metacopy(struct ovl_node *node);
 void ovl_metacopy_set(struct ovl_fs *fs, struct ovl_node *node, int layer, char *path);
 void ovl_metacopy_free_all(struct ovl_fs *fs);
 /* Opens the data file of a metacopy node (-ENODATA: not one any more).
- * Preconditions: the node's spinlock not held. */
+ * Preconditions: fs->mcdata_lock not held. */
 int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags);
 /* Copies a metacopy upper node's data into its object, then drops the mark (the kernel's
  * order: the mark keeps a partial copy unseen). Preconditions: the rename lock; no op lock. */
 int ovl_copy_up_data_locked(struct ovl_fs *fs, struct ovl_node *node);
-/* A metacopy node's data file: st_blocks into st (the kernel shows the data's). */
+/* A metacopy node's data file: st_blocks into st (the kernel shows the data's).
+ * Preconditions: fs->mcdata_lock not held. */
 void ovl_metacopy_blocks(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 
 /* file.c */
