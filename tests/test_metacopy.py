@@ -247,3 +247,25 @@ def test_ovlfs_copies_metadata_only_as_kernel(tmp_path):
     assert seen["ovlfs"][1]["big"][0] == b""  # a stub, not a copy
     helpers.assert_same_tree(seen["kernel"][0], seen["ovlfs"][0])
     helpers.assert_same_tree(seen["kernel"][2], seen["ovlfs"][2])
+
+
+def test_rename_and_link_of_a_stub_take_the_data(tmp_path):
+    """ovlfs writes no redirect for a file: a stub it moves or links gets its data first, so
+    that the kernel, even without metacopy, reads the result."""
+    ls = helpers.build_layers(tmp_path / "l", [LOWER])
+    with ls.ovlfs(mnt=tmp_path / "mo", extra_opts=["metacopy=on"]) as m:
+        os.chmod(m / "big", 0o600)
+        os.chown(m / "small", 1000, 1000)
+        assert os.getxattr(ls.upper / "big", "trusted.overlay.metacopy") == b""
+        os.rename(m / "big", m / "d" / "big2")
+        os.link(m / "small", m / "small2")
+        assert (m / "d" / "big2").read_text() == BIG
+        assert (m / "small2").read_text() == "small\n"
+        shown = helpers.snapshot(m, dir_nlink=False)
+    for p in ("d/big2", "small"):
+        with pytest.raises(OSError) as e:
+            os.getxattr(ls.upper / p, "trusted.overlay.metacopy")
+        assert e.value.errno == errno.ENODATA
+    with ls.kernel(mnt=tmp_path / "mk", extra_opts=("index=off", "metacopy=off")) as k:
+        helpers.assert_same_tree(shown, helpers.snapshot(k, dir_nlink=False),
+                                 names=("ovlfs", "kernel"))
