@@ -33,6 +33,11 @@ static int opt_lowerdir(struct parse_state *st, const struct opt_spec *o, const 
 	return parse_lowerdir(st, value);
 }
 
+static int opt_layer_append(struct parse_state *st, const struct opt_spec *o, const char *value)
+{
+	return parse_layer_append(st, value, !strcmp(o->name, "datadir+"));
+}
+
 static int opt_debug(struct parse_state *st, const struct opt_spec *o, const char *value)
 {
 	(void)o;
@@ -55,7 +60,8 @@ static const struct {
      "it works as index=off: copying up one name of a lower hard link splits it from the "
      "others"},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
-    {"metacopy", "off", "it works as metacopy=off: copy-up copies the data too"},
+    /* on: metacopy files are served, and metadata changes copy up no data (metacopy.c). */
+    {"metacopy", "on|off", NULL},
     /* Every value has its meaning; "off" is the kernel's off with redirect_always_follow
      * (Debian's and most distributions' default): follow. */
     {"redirect_dir", "on|off|follow|nofollow", NULL},
@@ -85,6 +91,9 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 		st->cfg->params.redirect_write = !strcmp(value, "on");
 		st->cfg->params.redirect_nofollow = !strcmp(value, "nofollow");
 	}
+	/* off: a file carrying overlay.metacopy is refused (EPERM), as the kernel does. */
+	if (!strcmp(o->name, "metacopy"))
+		st->cfg->params.metacopy = !strcmp(value, "on");
 	return OVL_ARGS_OK;
 }
 
@@ -172,8 +181,14 @@ _Static_assert(OVL_WHITEOUT_AUTO == 0 && OVL_WHITEOUT_CHARDEV == 1 && OVL_WHITEO
  * and the code that reads it.
  */
 const struct opt_spec opt_table[] = {
-    {"lowerdir", SEC_OVERLAY, "lower layers, top first (required; '\\:' is a literal colon)",
+    {"lowerdir", SEC_OVERLAY,
+     "lower layers, top first (required; '\\:' is a literal colon; '::' starts the data-only "
+     "layers)",
      CALLS(opt_lowerdir, FORM_VALUE, "DIR[:DIR...]"), .raw = true},
+    {"lowerdir+", SEC_OVERLAY, "one more lower layer, below those given so far",
+     CALLS(opt_layer_append, FORM_VALUE, "DIR")},
+    {"datadir+", SEC_OVERLAY, "one more data-only layer, below every lower layer",
+     CALLS(opt_layer_append, FORM_VALUE, "DIR")},
     {"upperdir", SEC_OVERLAY, "writable layer (needs workdir)", SETS_PATH(upperdir, "DIR")},
     {"workdir", SEC_OVERLAY, "scratch directory on the same mount as upperdir",
      SETS_PATH(workdir, "DIR")},
@@ -226,7 +241,9 @@ const struct opt_spec opt_table[] = {
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
-    {"metacopy", SEC_OVERLAY, "off only: copy-up copies the data too",
+    {"metacopy", SEC_OVERLAY,
+     "on: a metadata change copies up no data, and such files (the kernel's too) are read "
+     "from the data below; off: they are refused (EPERM)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"redirect_dir", SEC_OVERLAY,
      "on (default): a merged or lower directory is renamed by copying up it alone and "

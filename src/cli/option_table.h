@@ -83,6 +83,7 @@ extern const size_t opt_table_len;
 __attribute__((format(printf, 2, 3))) int parse_fail(struct parse_state *st, const char *fmt, ...);
 int parse_fail_nomem(struct parse_state *st);
 int parse_lowerdir(struct parse_state *st, const char *raw);
+int parse_layer_append(struct parse_state *st, const char *dir, bool data);
 /* The index of v among the '|'-separated choices, or -1. */
 int choice_index(const char *choices, const char *v);
 int add_fuse_opt(struct parse_state *st, const char *name, const char *value);

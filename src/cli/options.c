@@ -113,11 +113,13 @@ static void free_lowerdirs(struct ovl_config *cfg)
 	cfg->nlower = 0;
 }
 
-/* Splits a raw (still escaped) lowerdir value on unescaped ':'. */
+/* Splits a raw (still escaped) lowerdir value on unescaped ':'; "::" starts the data-only
+ * layers (the kernel's lowerdir=l1:l2::d1::d2), each of which follows a "::". */
 int parse_lowerdir(struct parse_state *st, const char *raw)
 {
 	size_t n = strlen(raw), off, seg;
-	int count = 0, i;
+	int count = 0, ndata_from = -1, i;
+	bool after_double = false;
 	char **dirs;
 
 	if (n == 0)
@@ -134,13 +136,19 @@ int parse_lowerdir(struct parse_state *st, const char *raw)
 			if (off + 1 >= n)
 				return parse_fail(
 				    st, "lowerdir '%s' has an empty layer (trailing ':')", raw);
-			/* "a::b" is the kernel's data-only syntax; ":::" is just empty. */
-			if (raw[off + 1] != ':')
-				return parse_fail(
-				    st, "lowerdir '%s': %s", raw,
-				    "data-only lower layers ('::') are not supported by ovlfs");
-			return parse_fail(st, "lowerdir '%s' has an empty layer", raw);
+			/* ":::" is just empty; "a::b" starts the data-only layers. */
+			if (raw[off + 1] == ':' || after_double)
+				return parse_fail(st, "lowerdir '%s' has an empty layer", raw);
+			if (ndata_from < 0)
+				ndata_from = count;
+			after_double = true;
+			continue;
 		}
+		if (ndata_from >= 0 && !after_double)
+			return parse_fail(st, "lowerdir '%s': %s", raw,
+					  "an ordinary layer cannot follow the data-only layers "
+					  "(separate each of them with '::')");
+		after_double = false;
 		if (seg >= 2 && raw[off] == '/' && raw[off + 1] == '/')
 			return parse_fail(
 			    st, "lowerdir '%s': %s", raw,
@@ -156,8 +164,10 @@ int parse_lowerdir(struct parse_state *st, const char *raw)
 	dirs = calloc((size_t)count + 1, sizeof(*dirs));
 	if (!dirs)
 		return parse_fail_nomem(st);
-	for (i = 0, off = 0; i < count; i++, off += seg + 1) {
+	for (i = 0, off = 0; i < count; off += seg + 1) {
 		seg = span_unescaped(raw + off, n - off, ':');
+		if (seg == 0)
+			continue; /* the second ':' of "::" */
 		dirs[i] = unescape(raw + off, seg);
 		if (!dirs[i]) {
 			while (i--)
@@ -165,11 +175,41 @@ int parse_lowerdir(struct parse_state *st, const char *raw)
 			free(dirs);
 			return parse_fail_nomem(st);
 		}
+		i++;
 	}
 	/* A later lowerdir= replaces an earlier one, as with mount(8). */
 	free_lowerdirs(st->cfg);
 	st->cfg->lowerdirs = dirs;
 	st->cfg->nlower = count;
+	st->cfg->params.ndata = ndata_from < 0 ? 0 : count - ndata_from;
+	return OVL_ARGS_OK;
+}
+
+/* lowerdir+=DIR and datadir+=DIR (the kernel's 6.8+ syntax): one layer appended, below those
+ * given so far; a data-only one (datadir+) only below the ordinary ones. */
+int parse_layer_append(struct parse_state *st, const char *dir, bool data)
+{
+	struct ovl_config *cfg = st->cfg;
+	char **dirs;
+
+	if (!dir || !*dir)
+		return parse_fail(st, "option '%s' has an empty value",
+				  data ? "datadir+" : "lowerdir+");
+	if (!data && cfg->params.ndata > 0)
+		return parse_fail(st, "option 'lowerdir+' cannot follow the data-only layers");
+	if (cfg->nlower >= OVL_MAX_LOWER)
+		return parse_fail(st, "lowerdir has %d layers, more than the maximum of %d",
+				  cfg->nlower + 1, OVL_MAX_LOWER);
+	dirs = realloc(cfg->lowerdirs, sizeof(*dirs) * (size_t)(cfg->nlower + 2));
+	if (!dirs)
+		return parse_fail_nomem(st);
+	cfg->lowerdirs = dirs;
+	dirs[cfg->nlower] = strdup(dir);
+	if (!dirs[cfg->nlower])
+		return parse_fail_nomem(st);
+	dirs[++cfg->nlower] = NULL;
+	if (data)
+		cfg->params.ndata++;
 	return OVL_ARGS_OK;
 }
 
@@ -541,6 +581,8 @@ static int finish(struct parse_state *st)
 	}
 	if (!cfg->nlower)
 		return parse_fail(st, "missing required option 'lowerdir'");
+	if (cfg->params.ndata >= cfg->nlower)
+		return parse_fail(st, "data-only layers need an ordinary lower layer above them");
 	if (cfg->upperdir && !cfg->workdir)
 		return parse_fail(st, "option 'upperdir' given without 'workdir'");
 	if (cfg->workdir && !cfg->upperdir)

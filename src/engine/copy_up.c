@@ -66,7 +66,7 @@ static int copy_range(int in, int out, off_t off, off_t end)
 
 /* Data: a reflink where the filesystem has one, else the data extents only, so that
  * holes stay holes. */
-static int copy_data(int in, int out, const struct stat *st)
+int ovl_copy_data(int in, int out, const struct stat *st)
 {
 	off_t size = st->st_size;
 	static atomic_bool no_reflink; /* learnt once: most filesystems here have none */
@@ -175,7 +175,11 @@ struct copy_up {
 	struct ovl_fs *fs;
 	struct ovl_node *node;
 	bool truncate; /* the data is about to be cut to nothing: not copied */
-	int layer;     /* where the object is now */
+	/* metacopy=on, a metadata change: a sparse stub marked overlay.metacopy, the data left
+	 * below at data_path in layer (NULL: the source's own data path, a metacopy file). */
+	bool meta_only;
+	char *data_path;
+	int layer; /* where the object is now */
 	const char *name;
 	int src_dirfd; /* the object's parent in layer */
 	int src_fd;    /* the object: O_RDONLY for a regular file, else O_PATH */
@@ -259,9 +263,31 @@ static int create_temp(struct copy_up *c)
 
 static int copy_temp_data(struct copy_up *c)
 {
+	struct stat dst;
+
 	if (c->tmp_fd < 0 || c->truncate)
 		return 0;
-	return copy_data(c->src_fd, c->tmp_fd, &c->st);
+	if (c->meta_only) {
+		/* The kernel's stub: the file's size, no data, the mark (set before the copy is
+		 * visible, as everything about it). */
+		if (ftruncate(c->tmp_fd, c->st.st_size) < 0 ||
+		    fsetxattr(c->tmp_fd, ovl_metacopy_xattr(c->fs), "", 0, 0) < 0)
+			return -errno;
+		return 0;
+	}
+	/* A lower metacopy file (a composefs stub): its data is the data file's. */
+	int dfd = ovl_node_data_open(c->fs, c->node, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (dfd == -ENODATA)
+		return ovl_copy_data(c->src_fd, c->tmp_fd, &c->st);
+	if (dfd < 0)
+		return dfd;
+	int err = fstat(dfd, &dst) < 0 ? -errno : 0;
+	if (!err) {
+		dst.st_size = c->st.st_size; /* the stub's size is the file's */
+		err = ovl_copy_data(dfd, c->tmp_fd, &dst);
+	}
+	close(dfd);
+	return err;
 }
 
 /* xattrs, owner, mode and times, in that order. */
@@ -424,8 +450,16 @@ static int move_into_place(struct copy_up *c)
 		/* The parent now holds an entry whose number readers must look up (impure). */
 		err = ovl_set_impure(fs, c->upper_dirfd);
 		restore_times(c->upper_dirfd, &c->parent_st);
+		/* Where the data is, before the node shows the stub: the source's path, or for a
+		 * metacopy source the data it names (left as it is). A full copy holds the data:
+		 * the mark goes once the node shows it. */
+		if (c->data_path)
+			ovl_metacopy_set(fs, node, c->layer, c->data_path);
+		c->data_path = NULL;
 		if (!err)
 			err = node_now_upper(node);
+		if (!c->meta_only)
+			ovl_metacopy_set(fs, node, -1, NULL);
 		keep_ino(c);
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
@@ -440,11 +474,12 @@ static void discard_temp(struct copy_up *c)
 		(void)unlinkat(c->fs->work_fd, c->tmp, 0);
 }
 
-static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
+static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, bool meta_only)
 {
 	struct copy_up c = {.fs = fs,
 			    .node = node,
 			    .truncate = truncate,
+			    .meta_only = meta_only,
 			    .layer = ovl_node_top(node),
 			    .src_dirfd = -1,
 			    .src_fd = -1,
@@ -452,6 +487,13 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 			    .upper_dirfd = -1};
 	int err = open_source(&c);
 
+	if (!err && meta_only && !ovl_node_metacopy(node)) {
+		char path[PATH_MAX];
+		err = ovl_node_layer_path(fs, node, c.layer, path, sizeof(path));
+		c.data_path = err ? NULL : strdup(path);
+		if (!err && !c.data_path)
+			err = -ENOMEM;
+	}
 	if (err) {
 		close_fd(&c.src_dirfd);
 		return err;
@@ -463,6 +505,7 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 	if (!err)
 		err = move_into_place(&c);
 	close_fd(&c.upper_dirfd);
+	free(c.data_path); /* not taken over: the copy failed */
 	if (err) {
 		discard_temp(&c);
 		return err;
@@ -483,8 +526,10 @@ int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 
 	if (!fs->has_upper || fs->readonly)
 		return -EROFS;
+	/* An upper metacopy file gets its data: every caller is about to change the file,
+	 * and a stub moved or linked elsewhere would lose the data below its path. */
 	if (ovl_node_is_upper(fs, node))
-		return 0;
+		return node->type == S_IFREG ? ovl_copy_up_data_locked(fs, node) : 0;
 	if (node->unlinked)
 		return -ESTALE;
 	if (node->parent) {
@@ -494,7 +539,29 @@ int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 	}
 	pthread_mutex_lock(&node->op_lock);
 	if (!ovl_node_is_upper(fs, node))
-		err = do_copy_up(fs, node, truncate);
+		err = do_copy_up(fs, node, truncate, false);
+	pthread_mutex_unlock(&node->op_lock);
+	return err;
+}
+
+/* With metacopy=on, as the kernel: a change of metadata only (owner, mode, times, xattrs,
+ * flags) copies a lower regular file up without its data. */
+int ovl_copy_up_meta_locked(struct ovl_fs *fs, struct ovl_node *node)
+{
+	int err;
+
+	/* Not with userxattr: the kernel has no metacopy there. */
+	if (!fs->metacopy_up || fs->userxattr || node->type != S_IFREG || !fs->has_upper ||
+	    fs->readonly || node->unlinked || !node->parent)
+		return ovl_copy_up_locked(fs, node, false);
+	if (ovl_node_is_upper(fs, node))
+		return 0; /* the stub takes the change; the data can stay below */
+	err = ovl_copy_up_locked(fs, node->parent, false);
+	if (err)
+		return err;
+	pthread_mutex_lock(&node->op_lock);
+	if (!ovl_node_is_upper(fs, node))
+		err = do_copy_up(fs, node, false, true);
 	pthread_mutex_unlock(&node->op_lock);
 	return err;
 }

@@ -72,6 +72,12 @@ struct ovl_fs_params {
 	 * directory renames in O(1), copied up alone and given an overlay.redirect to where its
 	 * lower layers hold it. Off: it is copied up whole and made opaque. */
 	bool redirect_write;
+	/* -o metacopy=on: a file carrying overlay.metacopy is served with the data of the file
+	 * below it (else refused, EPERM, as the kernel). */
+	bool metacopy;
+	/* The last ndata of lowerdirs are data-only layers (lowerdir=a::d): only the data of
+	 * metacopy files redirected into them is read there. */
+	int ndata;
 	/* Called when a node's attributes change as a side effect of another operation (a
 	 * directory copied up becomes merged: its link count changes). May be NULL. */
 	void (*attr_changed)(void *ctx, struct ovl_node *node);

@@ -125,7 +125,15 @@ int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_fil
 	if (!err && wants_write(flags) && node->type == S_IFREG)
 		err = ovl_copy_up_locked(fs, node, (flags & O_TRUNC) != 0);
 	layer = ovl_node_top(node);
-	fd = err ? err : open_layer_file(fs, node, layer, flags);
+	fd = err ? err : -ENODATA;
+	/* A metacopy file (not being written: copied up above) reads its data file. */
+	if (fd == -ENODATA && node->type == S_IFREG) {
+		fd = ovl_node_data_open(fs, node, flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
+		if (fd >= 0)
+			layer = -1; /* not the upper object */
+	}
+	if (fd == -ENODATA)
+		fd = open_layer_file(fs, node, layer, flags);
 	pthread_rwlock_unlock(&fs->rename_lock);
 	if (fd < 0)
 		return fd;
@@ -176,7 +184,7 @@ int ovl_file_get_fd(struct ovl_fs *fs, struct ovl_file *file)
 {
 	atomic_fetch_add(&file->refs, 1);
 	pthread_rwlock_rdlock(&file->lock);
-	if (file->on_upper || !ovl_node_is_upper(fs, file->node))
+	if (file->on_upper || !ovl_node_is_upper(fs, file->node) || ovl_node_metacopy(file->node))
 		return file->fd;
 	pthread_rwlock_unlock(&file->lock);
 

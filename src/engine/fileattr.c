@@ -225,7 +225,7 @@ static int fileattr_set(struct ovl_fs *fs, struct ovl_node *node, bool fsx, void
 		return -EROFS;
 	atomic_store(&node->no_xattrs, false); /* protattr may come */
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	err = ovl_copy_up_locked(fs, node, false);
+	err = ovl_copy_up_meta_locked(fs, node);
 	if (!err) {
 		fd = open_object(fs, node, 0);
 		if (fd < 0)

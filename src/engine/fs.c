@@ -103,11 +103,12 @@ static int make_root(struct ovl_fs *fs)
 	root->top = 0;
 	root->refs = 1;
 	root->nlookup = 1;
-	root->dirlayers = calloc((size_t)fs->nlayers, sizeof(*root->dirlayers));
+	/* Data-only layers are never looked up by name: no directory merges them. */
+	root->dirlayers = calloc((size_t)fs->nregular, sizeof(*root->dirlayers));
 	if (!root->dirlayers)
 		return -ENOMEM;
-	root->ndirlayers = fs->nlayers;
-	for (int i = 0; i < fs->nlayers; i++) {
+	root->ndirlayers = fs->nregular;
+	for (int i = 0; i < fs->nregular; i++) {
 		root->dirlayers[i].layer = i;
 		root->dirlayers[i].xwhiteouts =
 		    !fs->layers[i].is_upper &&
@@ -126,7 +127,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 
 	if (!fs)
 		return -ENOMEM;
-	if (p->nlower < 1 || p->nlower >= OVL_MAX_LAYERS || (p->upperdir && !p->workdir)) {
+	if (p->nlower < 1 || p->nlower >= OVL_MAX_LAYERS || (p->upperdir && !p->workdir) ||
+	    p->ndata < 0 || p->ndata >= p->nlower) {
 		free(fs);
 		return -EINVAL;
 	}
@@ -134,6 +136,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->listing_lock, NULL);
 	pthread_mutex_init(&fs->files_lock, NULL);
+	pthread_mutex_init(&fs->mcdata_lock, NULL);
 	atomic_init(&fs->tmp_counter, 0);
 	fs->work_fd = -1;
 	fs->has_upper = p->upperdir != NULL;
@@ -145,10 +148,15 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->origin_uuid_off = p->origin_uuid_off;
 	fs->redirect_nofollow = p->redirect_nofollow;
 	fs->redirect_write = p->redirect_write;
+	/* Data-only layers name data through metacopy redirects only: they imply metacopy. */
+	fs->metacopy = p->metacopy || p->ndata > 0;
+	/* Not implied: a kernel without metacopy=on refuses the stubs a copy-up would leave. */
+	fs->metacopy_up = p->metacopy;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->warn = p->warn;
 	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);
+	fs->nregular = fs->nlayers - p->ndata;
 	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
 	err = fs->layers ? 0 : -ENOMEM;
 	for (int j = 0; j < fs->nlayers; j++)
@@ -156,8 +164,10 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 			fs->layers[j].root_fd = fs->layers[j].handle_fd = -1;
 	if (!err && fs->has_upper)
 		err = open_layer(fs, i++, p->upperdir, true);
-	for (int j = 0; !err && j < p->nlower; j++)
+	for (int j = 0; !err && j < p->nlower; j++) {
+		fs->layers[i].data_only = j >= p->nlower - p->ndata;
 		err = open_layer(fs, i++, p->lowerdirs[j], false);
+	}
 	if (!err) {
 		while ((1 << fs->xino_bits) < fs->ndevs)
 			fs->xino_bits++;
@@ -215,6 +225,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	 * takes 0.1 s, during which the layers would stay busy. */
 	ovl_fs_close_layers(fs);
 	ovl_node_free_all(fs);
+	ovl_metacopy_free_all(fs);
 	ovl_maps_free(fs);
 	for (int i = 0; fs->layers && i < fs->nlayers; i++)
 		free(fs->layers[i].path);
@@ -223,6 +234,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	pthread_mutex_destroy(&fs->table_lock);
 	pthread_mutex_destroy(&fs->listing_lock);
 	pthread_mutex_destroy(&fs->files_lock);
+	pthread_mutex_destroy(&fs->mcdata_lock);
 	free(fs);
 }
 

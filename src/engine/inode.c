@@ -144,7 +144,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 	err = setattr_allowed(fs, node, file != NULL, to_set);
 	if (!err && !node->unlinked) {
 		bool trunc0 = (to_set & OVL_SET_SIZE) && attr->st_size == 0;
-		err = ovl_copy_up_locked(fs, node, trunc0);
+		err = (to_set & OVL_SET_SIZE) ? ovl_copy_up_locked(fs, node, trunc0)
+					      : ovl_copy_up_meta_locked(fs, node);
 	}
 	if (!err && (to_set & OVL_SET_SIZE)) {
 		if (file && file->on_upper) {
@@ -193,10 +194,14 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 		if (fd >= 0 && fstat(fd, out) == 0) {
 			if (node->unlinked && node->orphan)
 				node->orphan->last_st = *out; /* as on disk: shown anew each time */
-			if (!node->unlinked && !via_file && (out->st_mode & S_IFMT) != node->type)
+			if (!node->unlinked && !via_file && (out->st_mode & S_IFMT) != node->type) {
 				err = -ESTALE;
-			else
+			} else {
+				if (node->type == S_IFREG)
+					ovl_metacopy_blocks(fs, node,
+							    out); /* a stub shows its data's */
 				ovl_fill_stat(fs, node, out);
+			}
 		} else {
 			err = ovl_stat_node(fs, node, out);
 		}

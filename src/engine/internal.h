@@ -41,6 +41,8 @@
  *    older links); a listing itself is immutable and counted by its atomic refs.
  *    fs->files_lock (mutex): the list of open files (fs->open_files, prev_open, next_open).
  *    These three never nest in one another.
+ *    fs->mcdata_lock (mutex): the metacopy map (metacopy.c); taken under fs->table_lock
+ *    too (a node freed), nothing is taken under it.
  * 5. A node's spinlock (ovl_node.lock), innermost: where the object lives (top,
  *    ndirlayers, dirlayers, kernel_mtime; type is written under it, read without). Held
  *    for a few loads and stores: no other lock, no syscall, no malloc under it.
@@ -70,6 +72,9 @@ struct ovl_layer {
 	dev_t dev;
 	int fsid; /* index of dev among the layers' distinct filesystems */
 	bool is_upper;
+	/* A data-only layer (lowerdir=...::data): never looked up by name, only the data of
+	 * metacopy files redirected into it (metacopy.c). */
+	bool data_only;
 	int override; /* OVL_OVR_*: whether owner and mode live in an xattr (owner.c) */
 	/* The filesystem's UUID as the kernel puts it in file handles (origin.c); shared: another
 	 * filesystem among the layers has the same one, so a handle cannot name it. */
@@ -114,6 +119,9 @@ struct ovl_node {
 	atomic_bool no_xattrs;
 	atomic_bool aliased;	     /* in the hard-link index (alias.c) */
 	_Atomic unsigned char btime; /* OVL_BTIME_*: what the kernel may have cached of the btime */
+	/* A metacopy file whose data is elsewhere: where is in fs->mcdata (metacopy.c), which
+	 * keeps this rare case out of every node. */
+	atomic_bool metacopy;
 	/* Guarded by lock (held only for a few loads and stores, hence a spinlock: the mutex
 	 * was the largest field): where the object lives. top == 0 with fs->upper: upper. */
 	pthread_spinlock_t lock;
@@ -172,11 +180,12 @@ struct ovl_fs {
 	bool oci_whiteouts;    /* `.wh.*` names are OCI markers (else plain names) */
 	bool origin_decodable; /* file handles decode here (CAP_DAC_READ_SEARCH): origin.c */
 	bool origin_uuid_off;
-	bool redirect_nofollow;
+	bool redirect_nofollow; /* -o redirect_dir=nofollow (redirect.c) */
 	bool redirect_write; /* -o redirect_dir=on: directory renames write redirects (rename.c) */
-	/* -o redirect_dir=nofollow (redirect.c) */ /* -o uuid=off: origin records with a null
-						       UUID (origin.c) */
-	bool read_trusted;			    /* trusted.* is readable (privileged) */
+	bool metacopy;	     /* metacopy files are served (metacopy.c) */
+	bool metacopy_up;    /* -o metacopy=on itself: metadata changes copy no data */
+	int nregular;	     /* layers but the data-only ones, which come last */
+	bool read_trusted;   /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
@@ -192,7 +201,9 @@ struct ovl_fs {
 	uint64_t next_private_ino;
 	struct ovl_node *root;
 	struct ovl_node *orphans;
-	struct ovl_htab aliases;      /* hard-link index by ino, under table_lock */
+	struct ovl_htab aliases; /* hard-link index by ino, under table_lock */
+	pthread_mutex_t mcdata_lock;
+	struct ovl_htab mcdata;	      /* metacopy nodes' data files, by node (metacopy.c) */
 	_Atomic size_t aliases_count; /* read without the lock for a quick "none" */
 	struct ovl_owner_opts owner;
 	bool owner_active; /* some ownership option or override xattr is in effect */
@@ -331,6 +342,9 @@ struct ovl_found {
 	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
 	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
+	/* A metacopy file: where its data is (as ovl_node.data_path; owned), else NULL. */
+	char *data_path;
+	int data_layer;
 	/* The object's inode number when not the top's: a merged directory's is its first
 	 * lower directory's, an object copied up keeps its origin's (OVL_FIND_IDENTITY). */
 	uint64_t ino;
@@ -363,8 +377,34 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 /* Copies node and its ancestors up, taking each one's op lock, then its parent's.
  * Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
+/* The same before a change of metadata only: with metacopy=on a regular file's data stays
+ * below (metacopy.c). Preconditions: as ovl_copy_up_locked. */
+int ovl_copy_up_meta_locked(struct ovl_fs *fs, struct ovl_node *node);
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
+/* in's data into out (st: in's, st_size the length wanted), holes kept as holes. */
+int ovl_copy_data(int in, int out, const struct stat *st);
 int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst);
+
+/* metacopy.c: files whose data stays in a layer below (the kernel's metacopy=on). */
+/* 1 if the regular file dirfd/name (as st) is a metacopy file, 0 if not, or -errno. */
+int ovl_is_metacopy(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
+/* The metacopy xattr's name in this mount's namespace. */
+const char *ovl_metacopy_xattr(const struct ovl_fs *fs);
+/* Whether node's data lives elsewhere than its object. */
+bool ovl_node_metacopy(struct ovl_node *node);
+/* Records where node's data is (path taken over; NULL: in its own object).
+ * Preconditions: fs->mcdata_lock not held. */
+void ovl_metacopy_set(struct ovl_fs *fs, struct ovl_node *node, int layer, char *path);
+void ovl_metacopy_free_all(struct ovl_fs *fs);
+/* Opens the data file of a metacopy node (-ENODATA: not one any more).
+ * Preconditions: fs->mcdata_lock not held. */
+int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags);
+/* Copies a metacopy upper node's data into its object, then drops the mark (the kernel's
+ * order: the mark keeps a partial copy unseen). Preconditions: the rename lock; no op lock. */
+int ovl_copy_up_data_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* A metacopy node's data file: st_blocks into st (the kernel shows the data's).
+ * Preconditions: fs->mcdata_lock not held. */
+void ovl_metacopy_blocks(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 
 /* file.c */
 /* Preconditions: fs->table_lock and fs->files_lock not held. */

@@ -14,6 +14,8 @@ void ovl_found_free(struct ovl_found *f)
 	ovl_dirlayers_free(f->dirlayers, f->ndirlayers);
 	f->dirlayers = NULL;
 	f->ndirlayers = 0;
+	free(f->data_path);
+	f->data_path = NULL;
 }
 
 /* Takes path over (NULL: the parent's path in that layer and the name). */
@@ -92,7 +94,9 @@ struct lookup {
 	int n;
 	struct missed missed;
 	bool merging; /* the directory found so far merges the layers below */
-	bool done;    /* no layer below can change the result */
+	/* A metacopy file was found: the layers below are searched for its data. */
+	enum { MC_NONE, MC_SEARCHING, MC_FOUND } mc;
+	bool done; /* no layer below can change the result */
 	struct ovl_found *f;
 };
 
@@ -258,7 +262,7 @@ static int follow_absolute(struct lookup *lk)
 	struct ovl_fs *fs = lk->fs;
 	int err = 0;
 
-	for (int l = lk->abs_layer + 1; l < fs->nlayers && lk->merging && !err; l++) {
+	for (int l = lk->abs_layer + 1; l < fs->nregular && lk->merging && !err; l++) {
 		struct stat st;
 		int fd = ovl_layer_open(fs, l, lk->abs, O_PATH);
 		if (fd < 0) {
@@ -287,6 +291,161 @@ static int follow_absolute(struct lookup *lk)
 	return err;
 }
 
+/* A metacopy file names its data file elsewhere: its redirect (read from dfd/name) moves
+ * the search, as a directory's moves the merge. */
+static int metacopy_redirect(struct lookup *lk, int layer, int dfd, const char *name)
+{
+	char buf[PATH_MAX];
+	int r = ovl_read_redirect(lk->fs, dfd, name, buf, sizeof(buf));
+
+	if (r == OVL_REDIRECT_RELATIVE && lk->abs) {
+		char *slash = strrchr(lk->abs, '/');
+		size_t dir = slash ? (size_t)(slash - lk->abs) + 1 : 0;
+		char *abs = malloc(dir + strlen(buf) + 1);
+		if (!abs)
+			return -ENOMEM;
+		memcpy(abs, lk->abs, dir);
+		strcpy(abs + dir, buf);
+		free(lk->abs);
+		lk->abs = abs;
+	} else if (r == OVL_REDIRECT_RELATIVE) {
+		char *rel = strdup(buf);
+		if (!rel)
+			return -ENOMEM;
+		free(lk->rel);
+		lk->rel = rel;
+		lk->lname = rel;
+	} else if (r == OVL_REDIRECT_ABSOLUTE) {
+		char *abs = strdup(buf);
+		if (!abs)
+			return -ENOMEM;
+		free(lk->abs);
+		lk->abs = abs;
+		lk->abs_layer = layer;
+		lk->done = true; /* the parent's layers no longer apply: data_by_redirect */
+	}
+	return r < 0 ? r : 0;
+}
+
+/* The path of the file found at layer (fs index) from its root: the absolute redirect
+ * followed, or the parent's path there and the name. */
+static char *data_path(struct lookup *lk, int layer, int *err)
+{
+	char buf[PATH_MAX];
+
+	*err = 0;
+	if (lk->abs) {
+		char *p = strdup(lk->abs);
+		*err = p ? 0 : -ENOMEM;
+		return p;
+	}
+	*err = ovl_node_layer_path(lk->fs, lk->parent, layer, buf, sizeof(buf));
+	if (*err)
+		return NULL;
+	size_t len = strcmp(buf, ".") == 0 ? 0 : strlen(buf);
+	if (len + 1 + strlen(lk->lname) >= sizeof(buf)) {
+		*err = -ENAMETOOLONG;
+		return NULL;
+	}
+	if (len)
+		buf[len++] = '/';
+	strcpy(buf + len, lk->lname);
+	char *p = strdup(buf);
+	*err = p ? 0 : -ENOMEM;
+	return p;
+}
+
+/* Under a metacopy file, the name in layer (dfd/name, as st): another metacopy file (the
+ * search goes on), the data file, or anything else, which ends the search empty. */
+static int metacopy_below(struct lookup *lk, int layer, int dfd, const char *name,
+			  const struct stat *st, bool wh)
+{
+	struct ovl_fs *fs = lk->fs;
+	int err;
+
+	if (wh || !S_ISREG(st->st_mode)) {
+		lk->done = true;
+		return 0;
+	}
+	if (!fs->metacopy) {
+		ovl_warn(fs, "refusing the metacopy file %s (mount with -o metacopy=on)", lk->name);
+		return -EPERM;
+	}
+	int mc = ovl_is_metacopy(fs, dfd, name, st);
+	if (mc < 0)
+		return mc;
+	if (mc)
+		return metacopy_redirect(lk, layer, dfd, name);
+	lk->f->data_path = data_path(lk, layer, &err);
+	if (err)
+		return err;
+	lk->f->data_layer = layer;
+	lk->f->st.st_blocks = st->st_blocks; /* the kernel shows the data's */
+	lk->mc = MC_FOUND;
+	lk->done = true;
+	return 0;
+}
+
+/* A metacopy file redirected by an absolute path: its data at that path in the layers
+ * below the one holding the redirect, the data-only ones included. */
+static int data_by_redirect(struct lookup *lk)
+{
+	struct ovl_fs *fs = lk->fs;
+	int err = 0;
+
+	lk->done = false;
+	for (int l = lk->abs_layer + 1; l < fs->nlayers && lk->mc == MC_SEARCHING && !lk->done;
+	     l++) {
+		struct stat st;
+		char *slash = strrchr(lk->abs, '/');
+		char name[NAME_MAX + 1];
+		int dfd;
+
+		if (strlen(slash ? slash + 1 : lk->abs) > NAME_MAX)
+			return -ENAMETOOLONG;
+		strcpy(name, slash ? slash + 1 : lk->abs);
+		if (slash)
+			*slash = '\0';
+		dfd = ovl_layer_open(fs, l, slash ? lk->abs : ".", O_PATH | O_DIRECTORY);
+		if (slash)
+			*slash = '/';
+		if (dfd < 0) {
+			if (gone(dfd))
+				continue;
+			return dfd;
+		}
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			err = -errno;
+			close(dfd);
+			if (gone(err)) {
+				err = 0;
+				continue;
+			}
+			return err;
+		}
+		err = metacopy_below(lk, l, dfd, name, &st, ovl_is_whiteout_stat(&st));
+		close(dfd);
+		if (err)
+			return err;
+	}
+	return err;
+}
+
+/* A file found at the top is a metacopy file: its data is searched below. Only where some
+ * layer is below it (the kernel refuses one without data: EIO below). */
+static int note_metacopy(struct lookup *lk, int i, int dfd, const struct stat *st)
+{
+	int layer = lk->pl[i].layer;
+
+	if (layer >= lk->fs->nlayers - 1 || !S_ISREG(st->st_mode))
+		return 0;
+	int mc = ovl_is_metacopy(lk->fs, dfd, lk->lname, st);
+	if (mc <= 0)
+		return mc;
+	lk->mc = MC_SEARCHING; /* without metacopy=on: refused once a lower file is found */
+	return metacopy_redirect(lk, layer, dfd, lk->lname);
+}
+
 /* The topmost object of the name: what the name is (where an upper entry would have its
  * origin record read). A non-directory stops the merge. */
 /* An upper non-directory copied up from a single-link lower object shows that object's
@@ -311,8 +470,10 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 	if (S_ISDIR(st->st_mode)) {
 		err = merge_dir(lk, i, dfd);
 		lk->f->opaque = !lk->merging;
-	} else if (lk->identity && layer_is_upper(lk, i)) {
-		origin_ino(lk, dfd, st);
+	} else {
+		if (lk->identity && layer_is_upper(lk, i))
+			origin_ino(lk, dfd, st);
+		err = note_metacopy(lk, i, dfd, st);
 	}
 	return err;
 }
@@ -323,6 +484,10 @@ static int below_top(struct lookup *lk, int i, int dfd, const struct stat *st, b
 {
 	int err = 0;
 
+	if (lk->mc == MC_SEARCHING) {
+		lk->f->below = lk->f->below || !wh;
+		return metacopy_below(lk, lk->pl[i].layer, dfd, lk->lname, st, wh);
+	}
 	if (lk->merging) {
 		/* A merged directory shows its first lower directory's number (the kernel's). */
 		if (!wh && S_ISDIR(st->st_mode) && lk->f->ndirlayers == 1 &&
@@ -364,7 +529,7 @@ static int name_present(struct lookup *lk, int i, int dfd, const struct stat *st
 	} else {
 		err = take_top(lk, i, dfd, st);
 	}
-	if (!lk->merging && (!lk->want_below || lk->f->below || wh))
+	if (!lk->merging && lk->mc != MC_SEARCHING && (!lk->want_below || lk->f->below || wh))
 		lk->done = true;
 	return err;
 }
@@ -428,6 +593,13 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 		err = look_in_layer(&lk, i);
 	if (!err && lk.abs && lk.merging)
 		err = follow_absolute(&lk);
+	if (!err && lk.abs && lk.mc == MC_SEARCHING)
+		err = data_by_redirect(&lk);
+	if (!err && lk.mc == MC_SEARCHING) {
+		/* As the kernel: a metacopy file without its data is an error, not zeros. */
+		ovl_warn(fs, "metacopy file %s: no data file found below", name);
+		err = -EIO;
+	}
 	missed_clear(&lk.missed);
 	free(lk.pl);
 	free(lk.rel);
@@ -500,6 +672,9 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		node->refs++;
 	node_set_found(node, f);
 	pthread_mutex_unlock(&fs->table_lock);
+	/* What is found decides, metacopy or not (a stub copied up since, say). */
+	ovl_metacopy_set(fs, node, f->data_layer, f->data_path);
+	f->data_path = NULL;
 
 	*st = f->st;
 	ovl_fill_stat(fs, node, st);
@@ -620,6 +795,8 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 	else if ((st->st_mode & S_IFMT) != node->type)
 		err = node->unlinked ? -ENOENT : -ESTALE; /* removed or replaced meanwhile */
 	close(dfd);
+	if (!err && node->type == S_IFREG)
+		ovl_metacopy_blocks(fs, node, st);
 	if (!err)
 		ovl_fill_stat(fs, node, st);
 	return err;

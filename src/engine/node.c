@@ -67,6 +67,7 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 {
 	ovl_alias_del_table_locked(fs, node);
+	ovl_metacopy_set(fs, node, -1, NULL);
 	ovl_orphan_free(node->orphan);
 	ovl_listing_put(node->listing);
 	pthread_spin_destroy(&node->lock);

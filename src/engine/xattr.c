@@ -148,7 +148,7 @@ static int change_xattr(struct ovl_fs *fs, struct ovl_node *node, const char *na
 		fd = -1;
 	}
 	if (!err)
-		err = ovl_copy_up_locked(fs, node, false);
+		err = ovl_copy_up_meta_locked(fs, node);
 	if (!err)
 		err = object_path(fs, node, 0, &fd, proc, sizeof(proc));
 	if (!err) {

@@ -225,6 +225,14 @@ static uint64_t check_node(struct ovl_fs *fs, struct ovl_node *n, const struct s
 /* ------------------------------------------------------------------------------------------ */
 
 static int nodes_seen;
+/* Lines the engine logged about layer records it cannot serve (ovl_fs_params.warn). */
+static unsigned long warnings;
+
+static void count_warning(const char *msg)
+{
+	warnings++;
+	fz_log("engine: %s", msg);
+}
 
 static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, const char *path, int depth)
 {
@@ -253,14 +261,17 @@ static void walk_dir(struct ovl_fs *fs, struct ovl_node *dir, const char *path, 
 	for (int i = 2; i < l->n; i++) {
 		struct ovl_node *c;
 		struct stat st;
+		unsigned long before = warnings;
 		r = ovl_lookup(fs, dir, l->v[i].name, &c, &st);
 		if (r)
 			fz_log("listed '%s' does not look up: %d", l->v[i].name, r);
-		/* A directory whose overlay.redirect is invalid is listed but refused, as the
-		 * kernel refuses it (EINVAL, EACCES for . and ..): the only exception. */
-		if (r == -EINVAL || r == -EACCES)
+		/* Every listed name looks up, unless the kernel would refuse its record too (an
+		 * invalid redirect, a metacopy file without data or without metacopy=on): then
+		 * with a line logged. */
+		if (r && warnings > before &&
+		    (r == -EINVAL || r == -EACCES || r == -EIO || r == -EPERM))
 			continue;
-		REQUIRE(r == 0); /* every listed name looks up */
+		REQUIRE(r == 0);
 		REQUIRE(st.st_ino == l->v[i].ino);
 		REQUIRE(l->v[i].type == DT_UNKNOWN || l->v[i].type == IFTODT(st.st_mode));
 		if (nodes_seen++ < MAX_NODES) {
@@ -427,6 +438,9 @@ static int open_fs(struct ovl_fs **fs)
 	    .upperdir = g.has_upper ? g.upper : NULL,
 	    .workdir = g.has_upper ? g.work : NULL,
 	    .redirect_write = g.redirect_write,
+	    .metacopy = g.metacopy,
+	    .ndata = g.ndata,
+	    .warn = count_warning,
 	};
 
 	for (int i = 0; i < g.nlower; i++)

@@ -25,7 +25,9 @@ struct fz_state {
 	char upper[PATH_MAX], work[PATH_MAX], decoy[PATH_MAX];
 	int nlower;
 	bool has_upper;
-	bool redirect_write; /* -o redirect_dir=on (most inputs) or off */
+	bool redirect_write; /* -o redirect_dir=on (half the inputs) or off */
+	bool metacopy;	     /* -o metacopy=on */
+	int ndata;	     /* the last lower layers that are data-only */
 	bool verbose;
 };
 extern struct fz_state g;

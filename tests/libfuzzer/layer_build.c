@@ -1,7 +1,8 @@
 /*
  * The layer fuzzer's input decoder: bytes -> a small layer tree on tmpfs.
  *
- * Format: byte 0: bits 0-1 pick 1-3 lower layers, bits 2-4 == 7 means no upper layer;
+ * Format: byte 0: its value mod 3 picks 1-3 lower layers, bits 2-4 == 7 means no upper
+ * layer, bit 5 mounts with metacopy=on, bit 6 makes the last of 2-3 lowers data-only;
  * byte 1: number of build steps (mod 40); then 3 bytes per step:
  *   op   (low nibble: what, high nibble: which layer; upper first, then lowers top-down)
  *   path (bits 6-7: depth 1-3, then three 2-bit name indices into fz_names)
@@ -364,7 +365,9 @@ void fz_build(struct fz_reader *rd)
 
 	g.nlower = 1 + (int)(hdr % 3);
 	g.has_upper = ((hdr >> 2) & 7) != 7;
-	g.redirect_write = ((hdr >> 5) & 3) != 3;
+	g.metacopy = (hdr >> 5) & 1;
+	g.ndata = ((hdr >> 6) & 1) && g.nlower >= 2 ? 1 : 0;
+	g.redirect_write = !((hdr >> 7) & 1);
 	xmkdir(g.it);
 	for (int i = 0; i < g.nlower; i++)
 		xmkdir(g.lower[i]);
@@ -380,7 +383,8 @@ void fz_build(struct fz_reader *rd)
 	if (fd < 0 || write(fd, "decoy", 5) != 5)
 		die("decoy/f");
 	close(fd);
-	fz_log("%d lower layers, %s", g.nlower, g.has_upper ? "upper" : "read-only");
+	fz_log("%d lower layers (%d data-only), %s%s", g.nlower, g.ndata,
+	       g.has_upper ? "upper" : "read-only", g.metacopy ? ", metacopy=on" : "");
 	steps = fz_take(rd) % 40;
 	for (unsigned i = 0; i < steps && rd->n >= 3; i++) {
 		unsigned op = fz_take(rd), pathb = fz_take(rd), arg = fz_take(rd);

@@ -196,7 +196,7 @@ static size_t help_option_names(const char *help, char names[][48], size_t max)
 		for (end = 2; end < len && !(line[end] == ' ' && line[end + 1] == ' '); end++)
 			;
 		for (off = 2; off < end && n < max;) {
-			size_t nl = strspn(line + off, "abcdefghijklmnopqrstuvwxyz0123456789_-*");
+			size_t nl = strspn(line + off, "abcdefghijklmnopqrstuvwxyz0123456789_-*+");
 			size_t item = off;
 
 			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)nl, line + off);

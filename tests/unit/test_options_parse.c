@@ -61,8 +61,30 @@ void test_basic(struct tally *t)
 	CHECK_STR(t, cfg.mountpoint, "/m");
 	CHECK(t, !cfg.params.readonly && !cfg.foreground && !cfg.debug && !cfg.single_thread);
 	CHECK(t, !cfg.params.no_fsync && !cfg.kernel_cache && cfg.fuse_opts == NULL);
+	CHECK(t, cfg.params.ndata == 0);
 	ovl_config_free(&cfg);
 	/* Freeing twice is harmless: the first call zeroes the struct. */
+	ovl_config_free(&cfg);
+
+	/* "::" starts the data-only layers, the last ones (the kernel's syntax). */
+	rc = PARSE(&cfg, err, "-o", "lowerdir=/l1:/l2::/d1::/d\\:2", "/m");
+	CHECK(t, rc == OVL_ARGS_OK);
+	CHECK(t, cfg.nlower == 4 && cfg.params.ndata == 2);
+	if (cfg.nlower == 4) {
+		CHECK_STR(t, cfg.lowerdirs[1], "/l2");
+		CHECK_STR(t, cfg.lowerdirs[2], "/d1");
+		CHECK_STR(t, cfg.lowerdirs[3], "/d:2");
+	}
+	ovl_config_free(&cfg);
+	/* The same as separate options (the kernel's 6.8+ lowerdir+= and datadir+=). */
+	rc = PARSE(&cfg, err, "-o", "lowerdir+=/l1,lowerdir+=/l:2,datadir+=/d1,datadir+=/d2", "/m");
+	CHECK(t, rc == OVL_ARGS_OK);
+	CHECK(t, cfg.nlower == 4 && cfg.params.ndata == 2);
+	if (cfg.nlower == 4) {
+		CHECK_STR(t, cfg.lowerdirs[1], "/l:2");
+		CHECK_STR(t, cfg.lowerdirs[3], "/d2");
+		CHECK(t, cfg.lowerdirs[4] == NULL);
+	}
 	ovl_config_free(&cfg);
 	CHECK(t, cfg_is_empty(&cfg));
 
@@ -362,8 +384,16 @@ void test_unsupported(struct tally *t)
 		   "lowerdir=/l,noxattrs=1", "/m");
 	EXPECT_ERR(t, "option 'noxattrs' is not supported by ovlfs yet", "-o",
 		   "lowerdir=/l,noxattrs", "/m");
-	EXPECT_ERR(t, "lowerdir '/a::/b': data-only lower layers ('::') are not supported by ovlfs",
-		   "-o", "lowerdir=/a::/b", "/m");
+	EXPECT_ERR(t,
+		   "lowerdir '/a::/b:/c': an ordinary layer cannot follow the data-only layers "
+		   "(separate each of them with '::')",
+		   "-o", "lowerdir=/a::/b:/c", "/m");
+	EXPECT_ERR(t, "option 'lowerdir+' cannot follow the data-only layers", "-o",
+		   "lowerdir+=/a,datadir+=/d,lowerdir+=/b", "/m");
+	EXPECT_ERR(t, "data-only layers need an ordinary lower layer above them", "-o",
+		   "datadir+=/d", "/m");
+	EXPECT_ERR(t, "lowerdir '/a::/b:::/c' has an empty layer", "-o", "lowerdir=/a::/b:::/c",
+		   "/m");
 	EXPECT_ERR(t,
 		   "lowerdir '//plug/data/path': plugin layers ('//plugin/...') are not supported "
 		   "by ovlfs yet",
@@ -555,6 +585,7 @@ void test_kernel_features(struct tally *t)
 	    "nfs_export=off",
 	    "metacopy=off",
 	    "redirect_dir=on",
+	    "metacopy=on",
 	    "redirect_dir=off",
 	    "redirect_dir=follow",
 	    "redirect_dir=nofollow",
@@ -572,8 +603,6 @@ void test_kernel_features(struct tally *t)
 			 "copying up one name of a lower hard link splits it from the others)"},
 	    {"nfs_export=on", "option 'nfs_export=on' is not supported by ovlfs yet (it works as "
 			      "nfs_export=off: no file handle of the mount can be opened)"},
-	    {"metacopy=on", "option 'metacopy=on' is not supported by ovlfs yet (it works as "
-			    "metacopy=off: copy-up copies the data too)"},
 	    {"index=yes", "invalid value 'yes' for option 'index' (expected one of: on|off)"},
 	    {"nfs_export=1", "invalid value '1' for option 'nfs_export' (expected one of: on|off)"},
 	    {"metacopy=", "invalid value '' for option 'metacopy' (expected one of: on|off)"},
