@@ -28,17 +28,36 @@ PROFILES = {
     'full': dict(rounds=3, tree=50000, big_lower=20000, big_upper=2000, big_wh=1000,
                  overlap_every=10, file_mib=1024, sparse_mib=4096, sparse_data_mib=256,
                  create=20000, chown=5000, tar_files=9000, cfiles=200, fio_secs=10,
-                 img_gib=32, timeout=1200),
+                 rename_files=10000, rename_mib=1024, img_gib=32, timeout=1200),
     'quick': dict(rounds=1, tree=10000, big_lower=4000, big_upper=400, big_wh=200,
                   overlap_every=10, file_mib=256, sparse_mib=1024, sparse_data_mib=64,
                   create=5000, chown=1000, tar_files=2000, cfiles=40, fio_secs=3,
-                  img_gib=12, timeout=300),
+                  rename_files=2000, rename_mib=128, img_gib=12, timeout=300),
 }
 
 TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'ovlfs']
 LABELS = {'native': 'native', 'kernel': 'kernel overlayfs',
           'fuse-overlayfs': 'fuse-overlayfs', 'ovlfs': 'ovlfs',
-          'ovlfs-uring': 'ovlfs over io_uring'}  # opt-in: --targets ...,ovlfs-uring
+          'ovlfs-uring': 'ovlfs over io_uring',  # opt-in: --targets ...,ovlfs-uring
+          # Opt-in option variants (issue 16), each a target of its own so that `kernel`
+          # and `ovlfs` keep meaning the defaults.
+          'kernel-redirect': 'kernel redirect_dir=on',
+          'kernel-metacopy': 'kernel metacopy=on',
+          'ovlfs-redirect-off': 'ovlfs redirect_dir=off',
+          'ovlfs-metacopy': 'ovlfs metacopy=on'}
+# Extra mount options of each variant target. The kernel enables redirect_dir by itself
+# when given metacopy=on alone (fs/overlayfs/super.c, "metacopy -> redirect_dir
+# dependency"); both are spelled out so that the mount says what it measures.
+TARGET_OPTS = {'ovlfs-uring': ',uring=1',
+               'kernel-redirect': ',redirect_dir=on',
+               'kernel-metacopy': ',redirect_dir=on,metacopy=on',
+               'ovlfs-redirect-off': ',redirect_dir=off',
+               'ovlfs-metacopy': ',metacopy=on'}
+# Same-round ratios reported beside the default ovlfs/kernel and ovlfs/fuse-overlayfs ones,
+# when both targets ran: each variant against its kernel counterpart.
+VARIANT_PAIRS = [('ovlfs', 'kernel-redirect'), ('ovlfs-redirect-off', 'kernel-redirect'),
+                 ('ovlfs-metacopy', 'kernel-metacopy'), ('ovlfs-metacopy', 'ovlfs'),
+                 ('ovlfs-metacopy', 'fuse-overlayfs')]
 URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
 
 
@@ -204,16 +223,15 @@ MOUNTS = Mounts()
 
 def mount_overlay(target, lowers, upper, work, mnt, ovlfs_bin, logdir):
     """Mount one overlay target; returns the daemon's Popen (None for the kernel)."""
-    if target == 'kernel':
+    if target.startswith('kernel'):
         opts = f'lowerdir={":".join(lowers)},upperdir={upper},workdir={work}'
+        opts += TARGET_OPTS.get(target, '')
         run(['mount', '-t', 'overlay', 'overlay', '-o', opts, mnt], timeout=60)
         MOUNTS.add(mnt, 'kernel')
         return None
     opts = f'lowerdir={":".join(lowers)},upperdir={upper},workdir={work}'
-    if target == 'ovlfs':
-        argv = [ovlfs_bin, '-f', '-o', opts, mnt]
-    elif target == 'ovlfs-uring':
-        argv = [ovlfs_bin, '-f', '-o', opts + ',uring=1', mnt]
+    if target.startswith('ovlfs'):
+        argv = [ovlfs_bin, '-f', '-o', opts + TARGET_OPTS.get(target, ''), mnt]
     else:   # fuse-overlayfs, its defaults; -f only keeps it in the foreground (our child)
         argv = ['fuse-overlayfs', '-f', '-o', opts, mnt]
     logf = open(os.path.join(logdir, f'{target}.log'), 'ab')
@@ -455,6 +473,21 @@ def build_layers(P, fs, ws):
         with open(f'{d}/f{i:05d}', 'wb') as f:
             f.write(b'%05d' % i * 400)
 
+    # 5b. rename tree (issue 16): a lower directory of rename_files files, rename_mib MiB in
+    #     all, 100 files per subdirectory, and an empty lower directory to move it into.
+    n, size = P['rename_files'], P['rename_mib'] * MiB // P['rename_files']
+    if not P.get('rename_tree', True):
+        n = 0
+    chunk = os.urandom(size)
+    os.makedirs(f'{l2}/rename/dst')
+    for i in range(n):
+        d = f'{l2}/rename/src/d{i // 100:03d}'
+        if i % 100 == 0:
+            os.makedirs(d)
+        with open(f'{d}/f{i:05d}', 'wb') as f:
+            f.write(chunk)
+    info['rename'] = f'{n} files of {size // 1024} KiB ({n * size / MiB:.0f} MiB)'
+
     # 6. A C project in the lower layer.
     make_cproj(f'{l2}/cproj', P['cfiles'])
 
@@ -636,6 +669,61 @@ def w_chown(c):
     c.res['chown'] = c.timed('chown', ['chown', '-R', '4242:4242', d])
 
 
+def upper_bytes(c):
+    """Bytes allocated in the upper layer (du counts blocks, sparse holes excluded)."""
+    _, out = run(['du', '-s', '--block-size=1', c.upper], capture=True)
+    return int(out.split()[0])
+
+
+def upper_data_copied(c, rel):
+    """MiB of file data copied into the upper layer under rel: the sizes of the regular
+    files there that carry no overlay.metacopy (whose data stayed in the lower layer).
+    du alone cannot tell them apart on ext4: a metacopy file's two xattrs (metacopy,
+    origin) do not fit in a 256-byte inode and take a 4 KiB xattr block, as much as the
+    data block of a small file (checked with debugfs: "File ACL" set)."""
+    total = 0
+    for dirpath, _, names in os.walk(os.path.join(c.upper, rel)):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            if not os.path.isfile(p) or os.path.islink(p):
+                continue
+            try:
+                os.getxattr(p, 'trusted.overlay.metacopy', follow_symlinks=False)
+            except OSError:
+                total += st.st_size
+    return total / MiB
+
+
+def w_rename_dir(c):
+    """mv of a lower directory into another one. Where rename(2) answers EXDEV (kernel
+    without redirect_dir, fuse-overlayfs), mv copies the tree and removes the source: that
+    is what is timed then. The syncfs after it is timed apart (the copies' write-out)."""
+    os.sync()
+    before = upper_bytes(c)
+    src, dst = c.p('rename/src'), c.p('rename/dst/src')
+    c.res['rename_dir'] = c.timed('rename_dir', ['mv', src, dst])
+    c.res['rename_dir_sync'] = c.timed('rename_dir_sync', ['sync', '-f', c.upper])
+    c.res['rename_dir_upper'] = (upper_bytes(c) - before) / MiB
+    c.check('source still visible', os.path.exists(src), False)
+    _, out = run(['find', dst, '-type', 'f'], capture=True)
+    c.check('files moved', out.count('\n'), c.P['rename_files'])
+
+
+def w_chown_metacopy(c):
+    """chown -R of the chown/ tree, with the bytes it adds to the upper layer."""
+    os.sync()
+    before = upper_bytes(c)
+    c.res['chown_meta'] = c.timed('chown_meta', ['chown', '-R', '4242:4242', c.p('chown')])
+    c.res['chown_meta_sync'] = c.timed('chown_meta_sync', ['sync', '-f', c.upper])
+    c.res['chown_meta_upper'] = (upper_bytes(c) - before) / MiB
+    c.res['chown_meta_data'] = upper_data_copied(c, 'chown')
+    f = c.p('chown/d000/f00000')
+    c.check('owner after chown', (os.stat(f).st_uid, os.stat(f).st_gid), (4242, 4242))
+    with open(f, 'rb') as fh:
+        c.check('data after chown', fh.read(5), b'00000')
+
+
 def w_untar(c):
     d = os.path.join(c.wdir, 'untar')
     tarball = f'{c.fs}/src.tar'
@@ -675,7 +763,11 @@ WORKLOADS = [
     ('chown', w_chown, True),
     ('untar', w_untar, True),
     ('make', w_make, True),
+    # issue 16, opt-in (not in the default run: --only rename_dir,chown_metacopy)
+    ('rename_dir', w_rename_dir, False),
+    ('chown_metacopy', w_chown_metacopy, False),
 ]
+OPT_IN = {'rename_dir', 'chown_metacopy'}
 
 
 def metrics(P, info):
@@ -705,6 +797,15 @@ def metrics(P, info):
         ('tar_c', 'tar c of it back, piped through cat', 's', False),
         ('rm_untar', 'rm -rf of it', 's', False),
         ('make', f'make -j2 of {P["cfiles"]} C files in the mount', 's', False),
+        ('rename_dir', f'mv of a lower dir of {info.get("rename", "")} into another dir '
+                       '(EXDEV: copy + remove, as mv does)', 's', False),
+        ('rename_dir_sync', 'syncfs right after that mv', 's', False),
+        ('rename_dir_upper', 'upper layer growth from that mv (du)', 'MiB', False),
+        ('chown_meta', f'chown -R over {P["chown"]} lower files (metacopy workload)', 's', False),
+        ('chown_meta_sync', 'syncfs right after that chown', 's', False),
+        ('chown_meta_upper', 'upper layer growth from that chown (du)', 'MiB', False),
+        ('chown_meta_data', 'file data copied up by that chown (upper files without '
+                            'overlay.metacopy)', 'MiB', False),
         ('rss', f'daemon RSS after the cold walk of {t} entries', 'MiB', False),
         ('bytes_node', 'daemon memory per cached node (RSS growth / entries)', 'B', False),
     ]
@@ -853,7 +954,15 @@ def summarize(samples, mets, targets):
             a, b = s.get('ovlfs', []), s.get(ref, [])
             rr = [x / y for x, y in zip(a, b) if x is not None and y]
             ratios[ref] = med(rr)
-        rows.append(dict(key=key, label=label, unit=unit, hib=hib, med=m, ratio=ratios))
+        pairs = {}
+        for a_t, b_t in VARIANT_PAIRS:
+            if a_t in targets and b_t in targets:
+                rr = [x / y for x, y in zip(s.get(a_t, []), s.get(b_t, []))
+                      if x is not None and y]
+                if rr:
+                    pairs[f'{a_t} / {b_t}'] = med(rr)
+        rows.append(dict(key=key, label=label, unit=unit, hib=hib, med=m, ratio=ratios,
+                         pairs=pairs))
     return rows
 
 
@@ -871,7 +980,7 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
              '(a ratio below 1 means ovlfs is faster).\n')
     L.append('## Machine\n')
     for k in ('date', 'cpu', 'memory', 'kernel', 'os', 'filesystem', 'ovlfs', 'ovlfs binary',
-              'fuse-overlayfs', 'libfuse', 'fio', 'load_start', 'load_end'):
+              'fuse-overlayfs', 'libfuse', 'fio', 'load_start', 'load_end', 'note'):
         if k in machine:
             L.append(f'- {k.replace("_", " ")}: {machine[k]}')
     if elapsed:
@@ -882,7 +991,9 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
     L.append(f'- bottom lower: a tree of {info["tree_entries"]} entries, {info["tree_mib"]} MiB '
              f'({info["tree_source"]}); the big directory; a {P["file_mib"]} MiB file; '
              f'a sparse {P["sparse_mib"]} MiB file with {P["sparse_data_mib"]} MiB of data in '
-             f'16 extents; {P["chown"]} small files for chown; a C project of {P["cfiles"]} files')
+             f'16 extents; {P["chown"]} small files for chown; a C project of {P["cfiles"]} files'
+             + (f'; for rename_dir a directory of {info["rename"]}'
+                if info.get('rename', '').split()[0] not in ('', '0') else ''))
     L.append(f'- top lower: {info["overlap"]}')
     L.append(f'- upper (copied fresh for every mount): {info["big"]}')
     L.append('- native: a plain directory holding the merged view (for writes: a fresh '
@@ -890,6 +1001,10 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
     L.append('- mounts: `mount -t overlay overlay -o lowerdir=L1:L2,upperdir=U,workdir=W`, '
              '`fuse-overlayfs -f -o lowerdir=..,upperdir=..,workdir=..`, '
              '`ovlfs -f -o lowerdir=..,upperdir=..,workdir=..` (defaults otherwise)')
+    variants = [t for t in targets if t in TARGET_OPTS]
+    if variants:
+        L.append('- option variants, the same mounts plus: ' + ', '.join(
+            f'{t} `{TARGET_OPTS[t].lstrip(",")}`' for t in variants))
     L.append('- cold: after the mount, `sync; echo 3 > /proc/sys/vm/drop_caches`\n')
     L.append('## Results\n')
     hdr = '| workload | unit | ' + ' | '.join(LABELS[t] for t in targets)
@@ -904,6 +1019,18 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         L.append(f'| {lab} | {r["unit"]} | ' + ' | '.join(cells) +
                  f' | {fmt(rk) if rk is not None else "—"} | {fmt(rf) if rf is not None else "—"} |')
     L.append('')
+    pair_names = []
+    for r in rows:
+        pair_names += [k for k in r.get('pairs', {}) if k not in pair_names]
+    if pair_names:
+        L.append('Option variants against each other (medians of same-round ratios):\n')
+        L.append('| workload | ' + ' | '.join(pair_names) + ' |')
+        L.append('|' + '---|' * (len(pair_names) + 1))
+        for r in rows:
+            if r.get('pairs'):
+                L.append(f'| {r["label"]} | ' + ' | '.join(
+                    fmt(r['pairs'].get(k)) for k in pair_names) + ' |')
+        L.append('')
     L.append(f'Chart: [{os.path.basename(path_png)}]({os.path.basename(path_png)}) — ovlfs\'s '
              'relative cost against each reference, as a time ratio on a log scale (below 1: '
              'ovlfs faster; for ↑ figures the table ratio is inverted).\n')
@@ -1063,6 +1190,8 @@ def main():
     ap.add_argument('--only', help='comma-separated workloads to run (default: all)')
     ap.add_argument('--targets', default=','.join(TARGETS))
     ap.add_argument('--keep', action='store_true', help='keep the image file afterwards')
+    ap.add_argument('--note', help='a remark for the results\' Machine section (e.g. that '
+                    'other jobs shared the machine)')
     ap.add_argument('--report-from', metavar='JSON',
                     help='only rewrite the results (.md, .png) from a earlier run\'s .json')
     a = ap.parse_args()
@@ -1099,6 +1228,10 @@ def main():
     if a.only:
         want = a.only.split(',')
         wls = [w for w in WORKLOADS if w[0] in want]
+    else:   # the issue-16 workloads stay out of the default run (its time and its tables)
+        wls = [w for w in WORKLOADS if w[0] not in OPT_IN]
+    # The 1 GiB rename tree is built only when its workload runs.
+    P['rename_tree'] = any(w[0] == 'rename_dir' for w in wls)
     if not shutil.which('fio'):
         log('fio is not installed: random reads are skipped')
         wls = [w for w in wls if w[0] != 'randread']
@@ -1151,6 +1284,8 @@ def main():
             raise
         MOUNTS.add(fs, 'loop', loopdev)
         machine = machine_info(loopdev, img)
+        if a.note:
+            machine['note'] = a.note
         machine['ovlfs binary'] = f'sha256 {ovlfs_sha}… (built by `make build/ovlfs`, CFLAGS -O2 -g)'
         machine['load_start'] = ' '.join(open('/proc/loadavg').read().split()[:3]) + \
             ' (1, 5, 15 min, at the start)'
