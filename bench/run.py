@@ -55,9 +55,12 @@ TARGET_OPTS = {'ovlfs-uring': ',uring=1',
                'ovlfs-metacopy': ',metacopy=on'}
 # Same-round ratios reported beside the default ovlfs/kernel and ovlfs/fuse-overlayfs ones,
 # when both targets ran: each variant against its kernel counterpart.
-VARIANT_PAIRS = [('ovlfs', 'kernel-redirect'), ('ovlfs-redirect-off', 'kernel-redirect'),
-                 ('ovlfs-metacopy', 'kernel-metacopy'), ('ovlfs-metacopy', 'ovlfs'),
-                 ('ovlfs-metacopy', 'fuse-overlayfs')]
+# (metric key prefix, a, b): a/b is shown for the metrics whose key starts with the prefix.
+VARIANT_PAIRS = [('rename_dir', 'ovlfs', 'kernel-redirect'),
+                 ('rename_dir', 'ovlfs-redirect-off', 'kernel-redirect'),
+                 ('chown_meta', 'ovlfs-metacopy', 'kernel-metacopy'),
+                 ('chown_meta', 'ovlfs-metacopy', 'ovlfs'),
+                 ('chown_meta', 'ovlfs-metacopy', 'fuse-overlayfs')]
 URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
 
 
@@ -955,8 +958,8 @@ def summarize(samples, mets, targets):
             rr = [x / y for x, y in zip(a, b) if x is not None and y]
             ratios[ref] = med(rr)
         pairs = {}
-        for a_t, b_t in VARIANT_PAIRS:
-            if a_t in targets and b_t in targets:
+        for prefix, a_t, b_t in VARIANT_PAIRS:
+            if key.startswith(prefix) and a_t in targets and b_t in targets:
                 rr = [x / y for x, y in zip(s.get(a_t, []), s.get(b_t, []))
                       if x is not None and y]
                 if rr:
@@ -1038,10 +1041,12 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         L.append('## Daemon CPU time (user + system, from /proc/PID/stat)\n')
         L.append('Medians; seconds of daemon CPU during the timed part, except random reads '
                  '(microseconds of daemon CPU per 4k read).\n')
-        L.append('| workload | fuse-overlayfs | ovlfs |')
-        L.append('|---|---|---|')
-        for label, a, b in cpu_rows:
-            L.append(f'| {label} | {fmt(a)} | {fmt(b)} |')
+        extra = [t for t in targets if t.startswith('ovlfs-')]
+        L.append('| workload | fuse-overlayfs | ovlfs | ' +
+                 ''.join(f'{LABELS[t]} | ' for t in extra).rstrip())
+        L.append('|---|---|---|' + '---|' * len(extra))
+        for label, *vals in cpu_rows:
+            L.append(f'| {label} | ' + ' | '.join(fmt(v) for v in vals) + ' |')
         L.append('')
     L.append('## All samples\n')
     L.append('Each target\'s value in every round (round 1 / round 2 / ...).\n')
@@ -1357,12 +1362,14 @@ def report(data, out_md):
     mets = metrics(P, info)
     rows = summarize(data['samples'], mets, targets)
     cpu_rows = []
+    cpu_extra = [t for t in targets if t.startswith('ovlfs-')]   # the variants' daemons
     for key, label, unit, hib in mets:
         if key in data['daemon_cpu']:
             a_ = med(data['daemon_cpu'][key].get('fuse-overlayfs', []))
             b_ = med(data['daemon_cpu'][key].get('ovlfs', []))
-            if a_ is not None or b_ is not None:
-                cpu_rows.append((label, a_, b_))
+            extra = tuple(med(data['daemon_cpu'][key].get(t, [])) for t in cpu_extra)
+            if a_ is not None or b_ is not None or any(x is not None for x in extra):
+                cpu_rows.append((label, a_, b_) + extra)
     how = write_chart(out_png, rows, f'ovlfs relative cost, {data["profile"]} profile, '
                       f'median of {P["rounds"]} round(s), {machine["date"]}')
     write_report(out_md, out_png, rows, cpu_rows, machine, info, P, data['profile'],
