@@ -996,7 +996,7 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
              f'a sparse {P["sparse_mib"]} MiB file with {P["sparse_data_mib"]} MiB of data in '
              f'16 extents; {P["chown"]} small files for chown; a C project of {P["cfiles"]} files'
              + (f'; for rename_dir a directory of {info["rename"]}'
-                if info.get('rename', '').split()[0] not in ('', '0') else ''))
+                if not info.get('rename', '0').startswith('0') else ''))
     L.append(f'- top lower: {info["overlap"]}')
     L.append(f'- upper (copied fresh for every mount): {info["big"]}')
     L.append('- native: a plain directory holding the merged view (for writes: a fresh '
@@ -1042,8 +1042,8 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         L.append('Medians; seconds of daemon CPU during the timed part, except random reads '
                  '(microseconds of daemon CPU per 4k read).\n')
         extra = [t for t in targets if t.startswith('ovlfs-')]
-        L.append('| workload | fuse-overlayfs | ovlfs | ' +
-                 ''.join(f'{LABELS[t]} | ' for t in extra).rstrip())
+        L.append('| workload | fuse-overlayfs | ovlfs |' +
+                 ''.join(f' {LABELS[t]} |' for t in extra))
         L.append('|---|---|---|' + '---|' * len(extra))
         for label, *vals in cpu_rows:
             L.append(f'| {label} | ' + ' | '.join(fmt(v) for v in vals) + ' |')
