@@ -62,6 +62,9 @@ static const struct {
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
     /* on: metacopy files are served, and metadata changes copy up no data (metacopy.c). */
     {"metacopy", "on|off", NULL},
+    /* The kernel's fs-verity checks of metacopy files (metacopy.c). The kernel takes them
+     * without metacopy=on too (6.18): so does ovlfs. */
+    {"verity", "off|on|require", NULL},
     /* Every value has its meaning; "off" is the kernel's off with redirect_always_follow
      * (Debian's and most distributions' default): follow. */
     {"redirect_dir", "on|off|follow|nofollow", NULL},
@@ -94,6 +97,10 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 	/* off: a file carrying overlay.metacopy is refused (EPERM), as the kernel does. */
 	if (!strcmp(o->name, "metacopy"))
 		st->cfg->params.metacopy = !strcmp(value, "on");
+	if (!strcmp(o->name, "verity"))
+		st->cfg->params.verity = !strcmp(value, "require") ? OVL_VERITY_REQUIRE
+					 : !strcmp(value, "on")	   ? OVL_VERITY_ON
+								   : OVL_VERITY_OFF;
 	return OVL_ARGS_OK;
 }
 
@@ -245,6 +252,11 @@ const struct opt_spec opt_table[] = {
      "on: a metadata change copies up no data, and such files (the kernel's too) are read "
      "from the data below; off: they are refused (EPERM)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
+    {"verity", SEC_OVERLAY,
+     "off (default): fs-verity digests in metacopy records are ignored; on: a metacopy file "
+     "is opened only if its data file has the digest its record names (else EIO), and "
+     "metacopy stubs record their data's digest; require: records without one are refused",
+     CALLS(opt_kernel_feature, FORM_VALUE, "off|on|require")},
     {"redirect_dir", SEC_OVERLAY,
      "on (default): a merged or lower directory is renamed by copying up it alone and "
      "recording its old path (overlay.redirect); off, follow or nofollow: by copying it up "

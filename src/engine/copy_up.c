@@ -267,16 +267,33 @@ static int copy_temp_data(struct copy_up *c)
 
 	if (c->tmp_fd < 0 || c->truncate)
 		return 0;
+	/* A lower metacopy file (a composefs stub): its data is the data file's (a stub's
+	 * record needs it only for its digest). */
+	int dfd = -ENODATA;
+	if (!c->meta_only || c->fs->verity != OVL_VERITY_OFF)
+		dfd = ovl_node_data_open(c->fs, c->node, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (dfd < 0 && dfd != -ENODATA)
+		return dfd;
 	if (c->meta_only) {
-		/* The kernel's stub: the file's size, no data, the mark (set before the copy is
-		 * visible, as everything about it). */
-		if (ftruncate(c->tmp_fd, c->st.st_size) < 0 ||
-		    fsetxattr(c->tmp_fd, ovl_metacopy_xattr(c->fs), "", 0, 0) < 0)
-			return -errno;
-		return 0;
+		unsigned char rec[OVL_METACOPY_MAX];
+		int n = ovl_metacopy_record(c->fs, dfd >= 0 ? dfd : c->src_fd, rec);
+		if (n == -ENODATA) {
+			/* verity=require, no fs-verity on the data: a full copy, as the kernel. */
+			c->meta_only = false;
+			free(c->data_path);
+			c->data_path = NULL;
+		} else {
+			/* The kernel's stub: the file's size, no data, the mark (set before the
+			 * copy is visible, as everything about it). */
+			if (n >= 0 && (ftruncate(c->tmp_fd, c->st.st_size) < 0 ||
+				       fsetxattr(c->tmp_fd, ovl_metacopy_xattr(c->fs), rec,
+						 (size_t)n, 0) < 0))
+				n = -errno;
+			if (dfd >= 0)
+				close(dfd);
+			return n < 0 ? n : 0;
+		}
 	}
-	/* A lower metacopy file (a composefs stub): its data is the data file's. */
-	int dfd = ovl_node_data_open(c->fs, c->node, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
 	if (dfd == -ENODATA)
 		return ovl_copy_data(c->src_fd, c->tmp_fd, &c->st);
 	if (dfd < 0)

@@ -75,6 +75,10 @@ struct ovl_fs_params {
 	/* -o metacopy=on: a file carrying overlay.metacopy is served with the data of the file
 	 * below it (else refused, EPERM, as the kernel). */
 	bool metacopy;
+	/* -o verity=, the kernel's: OVL_VERITY_OFF ignores the fs-verity digest a metacopy
+	 * record may carry; ON opens such a file only over a data file of that digest, and
+	 * records the digest in the stubs it makes; REQUIRE refuses records without one too. */
+	int verity;
 	/* The last ndata of lowerdirs are data-only layers (lowerdir=a::d): only the data of
 	 * metacopy files redirected into them is read there. */
 	int ndata;
@@ -86,6 +90,8 @@ struct ovl_fs_params {
 	 * be NULL. */
 	void (*warn)(const char *msg);
 };
+
+enum { OVL_VERITY_OFF, OVL_VERITY_ON, OVL_VERITY_REQUIRE };
 
 /* The caller of a request: new objects belong to it. */
 struct ovl_cred {

@@ -152,6 +152,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->metacopy = p->metacopy || p->ndata > 0;
 	/* Not implied: a kernel without metacopy=on refuses the stubs a copy-up would leave. */
 	fs->metacopy_up = p->metacopy;
+	fs->verity = p->verity;
 	fs->attr_changed = p->attr_changed;
 	fs->attr_changed_ctx = p->ctx;
 	fs->warn = p->warn;

@@ -184,6 +184,7 @@ struct ovl_fs {
 	bool redirect_write; /* -o redirect_dir=on: directory renames write redirects (rename.c) */
 	bool metacopy;	     /* metacopy files are served (metacopy.c) */
 	bool metacopy_up;    /* -o metacopy=on itself: metadata changes copy no data */
+	int verity;	     /* OVL_VERITY_*: digests of metacopy records (metacopy.c) */
 	int nregular;	     /* layers but the data-only ones, which come last */
 	bool read_trusted;   /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
@@ -402,6 +403,11 @@ int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags);
 /* Copies a metacopy upper node's data into its object, then drops the mark (the kernel's
  * order: the mark keeps a partial copy unseen). Preconditions: the rename lock; no op lock. */
 int ovl_copy_up_data_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* The record for a new stub over the data file data_fd (open for reading), as the
+ * kernel's: into rec (METACOPY_MAX bytes) its length, 0 for the empty record; -ENODATA when
+ * verity=require and data_fd has no fs-verity digest (the copy-up copies the data then). */
+int ovl_metacopy_record(struct ovl_fs *fs, int data_fd, unsigned char *rec);
+#define OVL_METACOPY_MAX (4 + 64)
 /* A metacopy node's data file: st_blocks into st (the kernel shows the data's).
  * Preconditions: fs->mcdata_lock not held. */
 void ovl_metacopy_blocks(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);

@@ -11,15 +11,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fsverity.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 /* The kernel's value (6.6+): empty, or a header {version 0, len, flags, digest algorithm}
  * followed by an fs-verity digest of up to 64 bytes, len counting all of it. */
 #define METACOPY_HDR 4
-#define METACOPY_MAX (METACOPY_HDR + 64)
+#define METACOPY_MAX OVL_METACOPY_MAX
+#define METACOPY_DIGEST_MAX (METACOPY_MAX - METACOPY_HDR)
 
 const char *ovl_metacopy_xattr(const struct ovl_fs *fs)
 {
@@ -42,8 +45,7 @@ int ovl_is_metacopy(struct ovl_fs *fs, int dirfd, const char *name, const struct
 		ovl_warn(fs, "invalid metacopy record of %s", name);
 		return -EIO;
 	}
-	/* A digest is only checked with the kernel's verity=on, which ovlfs does not have:
-	 * ignored, as the kernel's verity=off does. */
+	/* A digest is checked when the data file is opened (verity_check). */
 	return n < 0 ? n : 1;
 }
 
@@ -147,6 +149,72 @@ static int data_where(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 	return layer;
 }
 
+/* The fs-verity digest of the open file fd as a metacopy record names it: the kernel's
+ * algorithm ids (linux/hash_info.h: HASH_ALGO_SHA256 4, HASH_ALGO_SHA512 6) into *algo,
+ * the bytes into digest; its size, 0 when the file has none (or its filesystem no
+ * fs-verity), or -errno. */
+static int measure_verity(int fd, unsigned char *algo, unsigned char *digest)
+{
+	union {
+		struct fsverity_digest d;
+		unsigned char raw[sizeof(struct fsverity_digest) + METACOPY_DIGEST_MAX];
+	} m = {.d.digest_size = METACOPY_DIGEST_MAX};
+
+	if (ioctl(fd, FS_IOC_MEASURE_VERITY, &m) < 0)
+		return errno == ENODATA || errno == EOPNOTSUPP || errno == ENOTTY ? 0 : -errno;
+	if (m.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256)
+		*algo = 4;
+	else if (m.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA512)
+		*algo = 6;
+	else
+		return 0; /* an algorithm no record can name */
+	if (m.d.digest_size > METACOPY_DIGEST_MAX)
+		return 0;
+	memcpy(digest, m.d.digest, m.d.digest_size);
+	return m.d.digest_size;
+}
+
+/*
+ * The kernel's verity=on|require at an open of a metacopy node's data file (data_fd): the
+ * digest its stub's record carries must be the data file's fs-verity digest; with require
+ * a record without one is refused too. EIO and a log line, as the kernel.
+ * Preconditions: the rename lock.
+ */
+static int verity_check(struct ovl_fs *fs, struct ovl_node *node, int data_fd)
+{
+	unsigned char rec[METACOPY_MAX], digest[METACOPY_DIGEST_MAX], algo;
+	const char *name;
+	int dfd = ovl_open_parent(fs, node, ovl_node_top(node), &name);
+
+	if (dfd < 0)
+		return dfd;
+	int n = ovl_getxattr_at(dfd, name, ovl_metacopy_xattr(fs), rec, sizeof(rec));
+	close(dfd);
+	if (n == -ENODATA)
+		return 0; /* the stub got its data meanwhile */
+	if (n < 0)
+		return n;
+	if (n <= METACOPY_HDR || rec[3] == 0) {
+		if (fs->verity != OVL_VERITY_REQUIRE)
+			return 0;
+		ovl_warn(fs, "metacopy file %s has no fs-verity digest (verity=require)", name);
+		return -EIO;
+	}
+	int size = measure_verity(data_fd, &algo, digest);
+	if (size < 0)
+		return size;
+	if (size == 0) {
+		ovl_warn(fs, "the data file of %s has no fs-verity digest", name);
+		return -EIO;
+	}
+	if (n != METACOPY_HDR + size || rec[3] != algo ||
+	    memcmp(rec + METACOPY_HDR, digest, (size_t)size)) {
+		ovl_warn(fs, "the data file of %s has the wrong fs-verity digest", name);
+		return -EIO;
+	}
+	return 0;
+}
+
 int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags)
 {
 	char path[PATH_MAX];
@@ -154,7 +222,31 @@ int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags)
 
 	if (layer < 0)
 		return layer;
-	return ovl_layer_open(fs, layer, path, flags);
+	int fd = ovl_layer_open(fs, layer, path, flags);
+	/* Only an open for the data is checked (not a stat's O_PATH one), as the kernel. */
+	if (fd >= 0 && fs->verity != OVL_VERITY_OFF && !(flags & O_PATH)) {
+		int err = verity_check(fs, node, fd);
+		if (err) {
+			close(fd);
+			return err;
+		}
+	}
+	return fd;
+}
+
+int ovl_metacopy_record(struct ovl_fs *fs, int data_fd, unsigned char *rec)
+{
+	if (fs->verity == OVL_VERITY_OFF)
+		return 0;
+	int size = measure_verity(data_fd, &rec[3], rec + METACOPY_HDR);
+	if (size < 0)
+		return size;
+	if (size == 0)
+		return fs->verity == OVL_VERITY_REQUIRE ? -ENODATA : 0;
+	rec[0] = 0; /* version */
+	rec[1] = (unsigned char)(METACOPY_HDR + size);
+	rec[2] = 0; /* flags */
+	return METACOPY_HDR + size;
 }
 
 void ovl_metacopy_blocks(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
