@@ -130,11 +130,16 @@ int ovl_node_prot(struct ovl_fs *fs, struct ovl_node *node)
 	/* Our own protattr writes clear no_xattrs first. */
 	if (fs->has_upper && top == 0 && atomic_load(&node->no_xattrs))
 		return 0;
+	bool lower = !fs->layers[top].is_upper;
+	if (lower && atomic_load(&node->lower_unprotected))
+		return 0;
 	int pdfd = ovl_open_parent(fs, node, top, &name);
 	if (pdfd < 0)
 		return pdfd == -ENOENT ? 0 : pdfd; /* unlinked: nothing left to protect */
 	int prot = ovl_prot_at(fs, top, pdfd, name, type);
 	close(pdfd);
+	if (lower && prot == 0)
+		atomic_store(&node->lower_unprotected, true);
 	return prot;
 }
 

@@ -119,6 +119,9 @@ struct ovl_node {
 	atomic_bool no_xattrs;
 	atomic_bool aliased;	     /* in the hard-link index (alias.c) */
 	_Atomic unsigned char btime; /* OVL_BTIME_*: what the kernel may have cached of the btime */
+	/* The lower object it was last found as has no immutable or append-only flag
+	 * (fileattr.c): lower layers do not change, so the check is made once per lookup. */
+	atomic_bool lower_unprotected;
 	/* A metacopy file whose data is elsewhere: where is in fs->mcdata (metacopy.c), which
 	 * keeps this rare case out of every node. */
 	atomic_bool metacopy;

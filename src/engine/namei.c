@@ -615,6 +615,7 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 {
 	pthread_spin_lock(&node->lock);
 	atomic_store(&node->no_xattrs, false); /* what is found may be another object */
+	atomic_store(&node->lower_unprotected, false);
 	node->top = f->top;
 	node->type = f->st.st_mode & S_IFMT;
 	struct ovl_dirlayer *old = node->dirlayers;
