@@ -128,6 +128,26 @@ static int name_is_free(struct ovl_fs *fs, struct ovl_node *parent, const char *
 /* Creates `name` in parent's upper directory. Over a whiteout, the object is built in the
  * work directory and swapped in, so that the whiteout is never missing.
  * Preconditions: the rename lock; no op lock (parent is copied up, then its op lock taken). */
+/* The kernel's may_create: no new name in an immutable directory (an append-only one takes
+ * new names). Preconditions: the rename lock. */
+static int may_create(struct ovl_fs *fs, struct ovl_node *parent)
+{
+	int prot = ovl_node_prot(fs, parent);
+
+	if (prot > 0)
+		return (prot & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
+	return prot;
+}
+
+/* Before a new name goes into parent: may_create, then parent copied up to hold it.
+ * Preconditions: the rename lock. */
+static int upper_dir_for_new_name(struct ovl_fs *fs, struct ovl_node *parent)
+{
+	int err = may_create(fs, parent);
+
+	return err ? err : ovl_copy_up_locked(fs, parent, false);
+}
+
 static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct new_object *o, const struct ovl_cred *cred, struct ovl_node **node,
 		     struct stat *st)
@@ -143,11 +163,7 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		return -ENAMETOOLONG;
 	if (ovl_oci_name(fs, name))
 		return -EINVAL; /* reserved for whiteouts, as fuse-overlayfs */
-	err = ovl_node_prot(fs, parent);
-	if (err > 0)
-		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0; /* append-only takes new names */
-	if (!err)
-		err = ovl_copy_up_locked(fs, parent, false);
+	err = upper_dir_for_new_name(fs, parent);
 	if (err)
 		return err;
 	pthread_mutex_lock(&parent->op_lock);
@@ -351,11 +367,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, mode_t mode, int fla
 	if (parent->type != S_IFDIR || parent->unlinked)
 		return parent->type != S_IFDIR ? -ENOTDIR : -ENOENT;
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	err = ovl_node_prot(fs, parent);
-	if (err > 0)
-		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
-	if (!err)
-		err = ovl_copy_up_locked(fs, parent, false);
+	err = upper_dir_for_new_name(fs, parent);
 	if (err)
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
@@ -416,11 +428,7 @@ static int link_unnamed(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node
 	/* Only an upper object can get an upper name (a lower one is not ours to link). */
 	if (!ovl_node_is_upper(fs, src) || ovl_orphan_fd(src) < 0)
 		return -ENOENT;
-	err = ovl_node_prot(fs, parent);
-	if (err > 0)
-		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
-	if (!err)
-		err = ovl_copy_up_locked(fs, parent, false);
+	err = upper_dir_for_new_name(fs, parent);
 	if (!err)
 		err = ovl_proc_path(ovl_orphan_fd(src), proc, sizeof(proc));
 	if (err)
@@ -488,10 +496,10 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	/* As the kernel's vfs_link and may_create. */
 	err = ovl_node_prot(fs, src);
-	if (!err && (err = ovl_node_prot(fs, parent)) > 0)
-		err = (err & OVL_PROT_IMMUTABLE) ? -EPERM : 0;
 	if (err > 0)
 		err = -EPERM;
+	if (!err)
+		err = may_create(fs, parent);
 	if (!err)
 		err = ovl_copy_up_locked(fs, src, false);
 	if (!err)
