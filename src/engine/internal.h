@@ -479,11 +479,11 @@ ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *n
 			  unsigned char *buf, size_t size);
 /* 0 if buf holds a usable value, -ENODATA for "unknown", -EINVAL for a malformed one. */
 int ovl_origin_check(const unsigned char *buf, size_t len);
-/* The lower object dirfd/name (an upper object of that type) was copied up from, through
- * its origin record: 0 with its stat and layer, -ENODATA none or unknown, -ESTALE gone,
- * foreign or of another type, -EINVAL malformed. Only its identity is read. */
-int ovl_origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, struct stat *st,
-		    int *layer);
+/* The inode number the upper object dirfd/name (of that type) shows through its origin
+ * record, as the kernel: its lower object's, while that has one link (a lower hard link's
+ * copies may be several); 0 for none, unknown, stale, foreign, mistyped or malformed.
+ * Only the lower object's identity is read. */
+uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type);
 /* Records on work/tmp that it is a copy of dirfd/name in layer (copy-up). */
 int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name, const char *tmp);
 /* Marks the upper directory dirfd impure (it holds entries with an origin, whose numbers

@@ -448,19 +448,6 @@ static int note_metacopy(struct lookup *lk, int i, int dfd, const struct stat *s
 
 /* The topmost object of the name: what the name is (where an upper entry would have its
  * origin record read). A non-directory stops the merge. */
-/* An upper non-directory copied up from a single-link lower object shows that object's
- * inode number, as on the kernel overlayfs (a lower hard link's copies do not: they may
- * be several). A record that names nothing usable is ignored: the upper number stays. */
-static void origin_ino(struct lookup *lk, int dfd, const struct stat *st)
-{
-	struct stat lst;
-	int layer;
-
-	if (ovl_origin_find(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT, &lst, &layer) == 0 &&
-	    lst.st_nlink == 1)
-		lk->f->ino = ovl_map_ino(lk->fs, layer, lst.st_dev, lst.st_ino);
-}
-
 static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 {
 	int err = 0;
@@ -472,7 +459,8 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 		lk->f->opaque = !lk->merging;
 	} else {
 		if (lk->identity && layer_is_upper(lk, i))
-			origin_ino(lk, dfd, st);
+			/* (a copied-up object keeps its origin's number: origin.c) */
+			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT);
 		err = note_metacopy(lk, i, dfd, st);
 	}
 	return err;

@@ -202,8 +202,10 @@ static int decode(struct ovl_fs *fs, const unsigned char *buf, struct stat *st, 
 	return -ESTALE;
 }
 
-int ovl_origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, struct stat *st,
-		    int *layer)
+/* The lower object dirfd/name was copied up from: 0 with its stat and layer, -ENODATA none
+ * or unknown, -ESTALE gone, foreign or of another type, -EINVAL malformed. */
+static int origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, struct stat *st,
+		       int *layer)
 {
 	unsigned char buf[OVL_ORIGIN_MAX];
 	int n, r;
@@ -221,6 +223,16 @@ int ovl_origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t type,
 	if ((st->st_mode & S_IFMT) != type)
 		return -ESTALE;
 	return 0;
+}
+
+uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type)
+{
+	struct stat lst;
+	int layer;
+
+	if (origin_find(fs, dirfd, name, type, &lst, &layer) || lst.st_nlink != 1)
+		return 0;
+	return ovl_map_ino(fs, layer, lst.st_dev, lst.st_ino);
 }
 
 int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name, const char *tmp)

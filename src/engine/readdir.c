@@ -275,11 +275,9 @@ static int identity_fixup(struct ovl_fs *fs, struct ovl_node *node, struct merge
 			if (ovl_dir_opaque(fs, fd, e->name, true) != OVL_OPAQUE_YES)
 				e->ino = m->below[i];
 		} else if (impure && e->type != DT_DIR) {
-			struct stat lst;
-			int layer;
-			if (ovl_origin_find(fs, fd, e->name, DTTOIF(e->type), &lst, &layer) == 0 &&
-			    lst.st_nlink == 1)
-				e->ino = ovl_map_ino(fs, layer, lst.st_dev, lst.st_ino);
+			uint64_t ino = ovl_origin_ino(fs, fd, e->name, DTTOIF(e->type));
+			if (ino)
+				e->ino = ino;
 		}
 	}
 	if (fd >= 0)
