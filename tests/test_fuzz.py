@@ -184,13 +184,14 @@ def _xfail(bug, value=None):
 
 # Fixed since they were found (still listed above with their stories): regression tests.
 # B4, B8 and B8b: a change through one name of a hard-linked file drops what the kernel
-# cached for the other names (src/engine/alias.c). W2: setattr of an unlinked node reaches the
+# cached for the other names; W1 since all names of a file are one kernel inode
+# (src/engine/alias.c). W2: setattr of an unlinked node reaches the
 # object it kept (the fix of C1).
 FIXED_SINCE = {"B1-unlinked-open-file", "B1b-unlinked-link-keeps-stale-mode",
                "B2-ro-fd-before-copy-up-after-link-unlink", "B5-rename-between-hard-links",
                "B7b-no-xattr-cache-survives-link", "B4-hard-link-stale-page-cache",
                "B8-unlinked-link-name-stale-attrs", "B8b-unlinked-link-name-fd-stale-size",
-               "W2-writeback-close-after-unlink-eio"}
+               "W2-writeback-close-after-unlink-eio", "W1-writeback-hard-link-incoherent"}
 
 
 @pytest.mark.parametrize("bug", [b if b in FIXED_SINCE else _xfail(b)

@@ -101,7 +101,7 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 			return -ENOMEM;
 		f.ndirlayers = 1;
 	}
-	return ovl_node_install(fs, parent, name, &f, true, node, st);
+	return ovl_node_install(fs, parent, name, &f, OVL_INSTALL_FRESH, node, st);
 }
 
 /* -EEXIST unless the name is free in the merged view; f tells whether upper whited it out.
@@ -392,7 +392,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, mode_t mode, int fla
 	 * meet it), then detached at once, under the op lock, which other tmpfiles of this
 	 * directory wait for. */
 	if (!err)
-		err = ovl_node_install(fs, parent, "/", &f, true, node, st);
+		err = ovl_node_install(fs, parent, "/", &f, OVL_INSTALL_FRESH, node, st);
 	if (!err) {
 		ovl_node_detach(fs, *node, orphan, &f.st);
 		orphan = NULL;
@@ -468,6 +468,32 @@ static int link_unnamed(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node
 	return ovl_lookup_locked(fs, parent, name, node, st);
 }
 
+/* The node a link's reply names: the source's, whose object the new name is (one inode for
+ * all names), with one more lookup. Preconditions: the rename lock and parent's op lock. */
+static int link_reply(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent,
+		      const char *name, int pdfd, struct ovl_node **node, struct stat *st)
+{
+	struct stat raw;
+	int err;
+
+	if (fstatat(pdfd, name, &raw, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	pthread_mutex_lock(&fs->table_lock);
+	err = ovl_node_get_child(fs, parent, name)
+		  ? -EEXIST
+		  : ovl_alias_link_table_locked(fs, src, parent, name, &raw);
+	if (!err && src->nlookup++ == 0)
+		src->refs++;
+	pthread_mutex_unlock(&fs->table_lock);
+	if (err) /* a node of its own (a name removed behind our back, no memory) */
+		return ovl_lookup_locked(fs, parent, name, node, st);
+	*node = src;
+	err = ovl_stat_node(fs, src, st);
+	if (err)
+		ovl_forget(fs, src, 1);
+	return err;
+}
+
 int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, const char *name,
 	     struct ovl_node **node, struct stat *st)
 {
@@ -533,9 +559,7 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 	if (!err) /* a name with an origin: readers of the directory look its number up */
 		err = ovl_mark_impure_for(fs, pdfd, name);
 	if (!err)
-		err = ovl_lookup_locked(fs, parent, name, node, st);
-	if (!err) /* the source is one of the object's names now, whatever it showed before */
-		ovl_alias_note(fs, src, st, 0);
+		err = link_reply(fs, src, parent, name, pdfd, node, st);
 	if (pdfd >= 0)
 		close(pdfd);
 	if (sdfd >= 0)
@@ -547,11 +571,17 @@ unlock:
 }
 
 /* Forgets the name in the node table (if the kernel knows it), keeping its last attributes
- * for fds still open on it. */
+ * for fds still open on it; a hard-linked file's node takes another of its names
+ * (exclusive: the rename lock is written). */
 static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-			 const struct stat *st, struct ovl_orphan *orphan)
+			 const struct stat *st, struct ovl_orphan *orphan, bool exclusive)
 {
 	pthread_mutex_lock(&fs->table_lock);
+	if (ovl_alias_drop_name_table_locked(fs, parent, name)) {
+		pthread_mutex_unlock(&fs->table_lock);
+		ovl_orphan_free(orphan);
+		return;
+	}
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
 	if (child)
 		child->refs++;
@@ -560,8 +590,25 @@ static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		ovl_orphan_free(orphan);
 		return;
 	}
-	ovl_node_detach(fs, child, orphan, st);
+	ovl_name_removed(fs, child, parent, name, orphan, st, exclusive);
 	ovl_node_unref(fs, child, 0, 1);
+}
+
+/* Whether removing parent/name moves its node to another name, which needs the rename lock
+ * written: its node's own name, with other names known. */
+static bool removal_moves_node(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
+	bool aliased = child && atomic_load(&child->aliased);
+	if (aliased)
+		child->refs++;
+	pthread_mutex_unlock(&fs->table_lock);
+	if (!aliased)
+		return false;
+	bool moves = ovl_alias_has_names(fs, child);
+	ovl_node_unref(fs, child, 0, 1);
+	return moves;
 }
 
 /* Checks the node is an empty directory by the merged definition (whiteouts only). */
@@ -661,7 +708,12 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 
 	if (fs->readonly)
 		return -EROFS;
-	pthread_rwlock_rdlock(&fs->rename_lock);
+	/* The rare removal that renames a node in the table excludes every path walk. */
+	bool exclusive = !dir && removal_moves_node(fs, parent, name);
+	if (exclusive)
+		pthread_rwlock_wrlock(&fs->rename_lock);
+	else
+		pthread_rwlock_rdlock(&fs->rename_lock);
 	if (!ovl_node_is_upper(fs, parent)) {
 		/* A removal that fails (ENOTEMPTY...) must not copy the parent up. */
 		pthread_mutex_lock(&parent->op_lock);
@@ -691,7 +743,7 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 	if (!err)
 		err = ovl_remove_upper(fs, pdfd, name, &f);
 	if (!err)
-		detach_child(fs, parent, name, &f.st, keep);
+		detach_child(fs, parent, name, &f.st, keep, exclusive);
 	else
 		ovl_orphan_free(keep);
 	if (pdfd >= 0)

@@ -148,12 +148,6 @@ int ovl_btime(struct ovl_fs *fs, struct ovl_node *node, struct timespec *btime);
 /* A btime went out (ovl_btime) and the node was copied up since: what the kernel caches of
  * it is the old object's, so its attributes must not be cached until it asks again. */
 bool ovl_node_btime_stale(struct ovl_node *node);
-/* Hard links: the other nodes (names) the kernel holds for node's object, up to max, so
- * that a change through one name can drop what is cached for the others. */
-size_t ovl_node_aliases(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node **out,
-			size_t max);
-/* An upper file seen with several links (its names may be other nodes). */
-bool ovl_node_hard_linked(struct ovl_node *node);
 int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size);
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *st);
 int ovl_access(struct ovl_fs *fs, struct ovl_node *node, int mask);

@@ -14,12 +14,10 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 {
 	st->st_ino = node->ino;
 	pthread_spin_lock(&node->lock);
-	int top = node->top;
 	/* As the kernel: a merged directory has no meaningful link count. */
 	if (S_ISDIR(st->st_mode) && node->ndirlayers > 1)
 		st->st_nlink = 1;
 	pthread_spin_unlock(&node->lock);
-	ovl_alias_note(fs, node, st, top);
 	ovl_owner_show(fs, node, st);
 }
 

@@ -32,8 +32,9 @@
  *    before taking that directory's op lock, and copies nothing up while holding it.
  * 4. fs->table_lock (mutex): the node table (table, table_size, table_count, each node's
  *    hnext and in_table), nlookup and refs, the origin map and the fallback inode map
- *    (layer.c), the hard-link index (aliases, aliases_size; aliases_count is written
- *    under it and read without it for a quick "none"), the orphan list (fs->orphans and
+ *    (layer.c), the hard-linked objects and their other names (objects, object_nodes,
+ *    altnames: alias.c; each node's aliased mark is written under it and read without it
+ *    for a quick "none"), the orphan list (fs->orphans and
  *    each node's orphan record), and the writes of a node's unlinked mark and ino (both
  *    atomic: read without it; a copied-up hard link is renumbered under the op locks
  *    instead, in do_copy_up).
@@ -117,7 +118,7 @@ struct ovl_node {
 	/* The object has no xattrs at all: getxattr answers ENODATA without a syscall (ls -l
 	 * asks for ACLs and security labels of every entry). Cleared by our own changes. */
 	atomic_bool no_xattrs;
-	atomic_bool aliased;	     /* in the hard-link index (alias.c) */
+	atomic_bool aliased;	     /* stands for an object with several links (alias.c) */
 	_Atomic unsigned char btime; /* OVL_BTIME_*: what the kernel may have cached of the btime */
 	/* The lower object it was last found as has no immutable or append-only flag
 	 * (fileattr.c): lower layers do not change, so the check is made once per lookup. */
@@ -205,10 +206,11 @@ struct ovl_fs {
 	uint64_t next_private_ino;
 	struct ovl_node *root;
 	struct ovl_node *orphans;
-	struct ovl_htab aliases; /* hard-link index by ino, under table_lock */
+	/* Upper objects with several links: by (dev, ino) and by node; their other names by
+	 * (parent, name) (alias.c), under table_lock. */
+	struct ovl_htab objects, object_nodes, altnames;
 	pthread_mutex_t mcdata_lock;
-	struct ovl_htab mcdata;	      /* metacopy nodes' data files, by node (metacopy.c) */
-	_Atomic size_t aliases_count; /* read without the lock for a quick "none" */
+	struct ovl_htab mcdata; /* metacopy nodes' data files, by node (metacopy.c) */
 	struct ovl_owner_opts owner;
 	bool owner_active; /* some ownership option or override xattr is in effect */
 	bool owner_xattrs; /* some layer keeps owners in override xattrs */
@@ -268,6 +270,11 @@ int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int f
 /* parent/name in layer, as ovl_open_in_layer. Preconditions: the rename lock. */
 int ovl_open_child_in_layer(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
 			    int flags);
+/* What ovl_dirfds_open lends (engine.h). */
+struct ovl_dirfds {
+	int n;
+	int fd[]; /* by layer index, fs->nlayers of them; -1: not open */
+};
 /* Preconditions: fs->table_lock not held. */
 uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
 /* Preconditions: fs->table_lock not held. */
@@ -326,6 +333,13 @@ int ovl_node_relink(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *p
 /* Preconditions: the rename lock written; fs->table_lock not held. */
 void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
 		   const char *newname);
+/* The same; -EEXIST if the table holds a node of the new name, -ENOMEM.
+ * Preconditions: the rename lock written; fs->table_lock not held. */
+int ovl_node_move_to(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
+		     const char *newname);
+/* Drops refs references of node, freeing what nobody holds any more, up the parents.
+ * Preconditions: fs->table_lock held. */
+void ovl_node_drop_refs_table_locked(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs);
 int ovl_node_init_table(struct ovl_fs *fs);
 void ovl_node_free_all(struct ovl_fs *fs);
 /* file.c: at teardown, the open files the kernel never released. */
@@ -372,8 +386,12 @@ int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *na
 /* Preconditions: the rename lock; fs->table_lock not held. */
 int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 /* Preconditions: the rename lock; fs->table_lock not held. */
+/* how: OVL_INSTALL_FRESH, a new object (its own inode number); OVL_INSTALL_EXCLUSIVE, the
+ * rename lock is written; OVL_INSTALL_MAY_RETRY: -EAGAIN asks to call again with it written
+ * (a node whose own name is gone takes this one, ovl_alias_resolve_table_locked). */
+enum { OVL_INSTALL_FRESH = 1, OVL_INSTALL_EXCLUSIVE = 2, OVL_INSTALL_MAY_RETRY = 4 };
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st);
+		     struct ovl_found *f, unsigned how, struct ovl_node **out, struct stat *st);
 /* Preconditions: fs->table_lock and the node's spinlock not held. */
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 
@@ -515,14 +533,58 @@ int ovl_found_prot(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
  * protattr (both fds opened for reading or writing, not O_PATH). */
 int ovl_copy_fileattr(struct ovl_fs *fs, int sfd, int dfd);
 
-/* alias.c: the other names' nodes of an upper hard-linked file. */
+/* alias.c: all names of an upper hard-linked file are one node; the names other than the
+ * node's own are recorded there. */
+/* Returned by ovl_alias_resolve_table_locked: the name belongs to a node whose own name is
+ * gone; taking it needs the rename lock written. */
+#define OVL_ALIAS_RETRY ((struct ovl_node *)-1)
+/* The node that stands for the upper object (st, several links) found at parent/name, where
+ * node is the table's node of that name (or NULL): node itself (now recorded as the object's
+ * if none was), another node (parent/name becomes one of its names; if it is unlinked, it
+ * is to be relinked there, which exclusive says the caller can), OVL_ALIAS_RETRY (only with
+ * may_retry), or NULL: a new node for the name (record it with ovl_alias_record_new...).
+ * Preconditions: fs->table_lock held; the rename lock (written if exclusive). */
+struct ovl_node *ovl_alias_resolve_table_locked(struct ovl_fs *fs, struct ovl_node *parent,
+						const char *name, struct ovl_node *node,
+						const struct stat *st, bool exclusive,
+						bool may_retry);
 /* Preconditions: fs->table_lock held. */
-void ovl_alias_add_table_locked(struct ovl_fs *fs, struct ovl_node *node);
-/* Preconditions: fs->table_lock held (or the only thread left). */
+void ovl_alias_record_new_table_locked(struct ovl_fs *fs, struct ovl_node *node,
+				       const struct stat *st);
+/* parent/name was just linked to node's upper object (st: its raw stat): one of node's names.
+ * -EEXIST: another node stands for the object. Preconditions: fs->table_lock held. */
+int ovl_alias_link_table_locked(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
+				const char *name, const struct stat *st);
+/* Preconditions: fs->table_lock held. */
+bool ovl_alias_is_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* Forgets parent/name as a node's other name: whether it was one.
+ * Preconditions: fs->table_lock held. */
+bool ovl_alias_drop_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* A rename of one of a node's other names: 1 if parent/name was one, 0 if not, -ENOMEM.
+ * Preconditions: fs->table_lock held; the rename lock written. */
+int ovl_alias_move_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+				     struct ovl_node *newparent, const char *newname);
+/* Whether node has names other than its own. Preconditions: fs->table_lock not held. */
+bool ovl_alias_has_names(struct ovl_fs *fs, struct ovl_node *node);
+/* node's own name is gone: it takes another of its names (checked on disk). False if it has
+ * none left. Preconditions: the rename lock written; fs->table_lock not held. */
+bool ovl_alias_promote(struct ovl_fs *fs, struct ovl_node *node);
+/* Forgets the object of node and its other names.
+ * Preconditions: fs->table_lock held (or the only thread left). */
 void ovl_alias_del_table_locked(struct ovl_fs *fs, struct ovl_node *node);
-/* Preconditions: fs->table_lock not held. */
-void ovl_alias_note(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st, int top);
 void ovl_alias_free_all(struct ovl_fs *fs);
+/* parent/name, one of node's names, was removed: forgotten if it was another name; node
+ * takes another name if it was its own (exclusive: the rename lock is written), else it is
+ * detached (ovl_node_detach, which takes orphan over).
+ * Preconditions: the rename lock (written if exclusive) and parent's op lock, or the rename
+ * lock written; fs->table_lock not held. */
+void ovl_name_removed(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
+		      const char *name, struct ovl_orphan *orphan, const struct stat *st,
+		      bool exclusive);
+/* parent/name, one of node's names, moved to newparent/newname.
+ * Preconditions: the rename lock written; fs->table_lock not held. */
+void ovl_name_moved(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
+		    const char *name, struct ovl_node *newparent, const char *newname);
 /* owner.c: ownership as the mount shows it. IDs on disk and in override xattrs are the
  * disk side; mapping and squashing apply only where attributes cross the mount. */
 enum { OVL_OVR_NONE, OVL_OVR_PRIVILEGED, OVL_OVR_CONTAINERS, OVL_OVR_USER };

@@ -460,3 +460,37 @@ void ovl_maps_free(struct ovl_fs *fs)
 	ovl_htab_free(&fs->origins, free_origin, NULL);
 	ovl_htab_free(&fs->inomap, free_origin, NULL);
 }
+
+/* Directory fds of each layer of a directory, lent to the lookups of a readdirplus. */
+struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	struct ovl_dirlayer *dl;
+	struct ovl_dirfds *d = malloc(sizeof(*d) + sizeof(int) * (size_t)fs->nlayers);
+	if (!d)
+		return NULL;
+	d->n = fs->nlayers;
+	for (int i = 0; i < fs->nlayers; i++)
+		d->fd[i] = -1;
+	if (dir->type != S_IFDIR || dir->unlinked)
+		return d;
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int n = ovl_node_dirlayers(dir, &dl);
+	for (int i = 0; i < n; i++) {
+		int fd = ovl_open_in_layer(fs, dir, dl[i].layer, O_PATH | O_DIRECTORY);
+		d->fd[dl[i].layer] = fd < 0 ? -1 : fd;
+	}
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (n >= 0)
+		free(dl); /* allocated even for no layers */
+	return d;
+}
+
+void ovl_dirfds_close(struct ovl_dirfds *d)
+{
+	if (!d)
+		return;
+	for (int i = 0; i < d->n; i++)
+		if (d->fd[i] >= 0)
+			close(d->fd[i]);
+	free(d);
+}

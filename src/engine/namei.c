@@ -616,11 +616,48 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 	ovl_dirlayers_free(old, nold);
 }
 
+/* Whether what was found may be one of several names of one node: an upper file (not a
+ * directory) found by name, with several links, or with one left while hard-linked objects
+ * are known (the node of its removed name may still be held).
+ * Preconditions: fs->table_lock held. */
+static bool may_be_alias_table_locked(struct ovl_fs *fs, const struct ovl_found *f, unsigned how)
+{
+	return !(how & OVL_INSTALL_FRESH) && fs->layers[f->top].is_upper &&
+	       !S_ISDIR(f->st.st_mode) && (f->st.st_nlink > 1 || fs->objects.count);
+}
+
+/* parent/name is another name of node's object: node gets the lookup, and the name too if
+ * node's own is gone (the rename lock is written then).
+ * Preconditions: fs->table_lock held, released here; the rename lock. */
+static int install_alias(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			 struct ovl_found *f, struct ovl_node *node, struct stat *st)
+{
+	int err = 0;
+
+	if (node->unlinked) {
+		ovl_alias_drop_name_table_locked(fs, parent, name);
+		node->refs++;
+		pthread_mutex_unlock(&fs->table_lock);
+		err = ovl_node_relink(fs, node, parent, name); /* takes the lookup */
+		ovl_node_unref(fs, node, 0, 1);
+	} else {
+		if (node->nlookup++ == 0)
+			node->refs++;
+		pthread_mutex_unlock(&fs->table_lock);
+	}
+	*st = f->st;
+	ovl_found_free(f);
+	if (!err)
+		ovl_fill_stat(fs, node, st);
+	return err;
+}
+
 /* Records what was found at parent/name in the node table and takes a lookup reference.
  * A fresh object (just created) always gets its own inode number. */
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-		     struct ovl_found *f, bool fresh, struct ovl_node **out, struct stat *st)
+		     struct ovl_found *f, unsigned how, struct ovl_node **out, struct stat *st)
 {
+	bool fresh = how & OVL_INSTALL_FRESH;
 	uint64_t ino = f->ino;
 	struct ovl_node *node;
 
@@ -632,6 +669,21 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 
 	pthread_mutex_lock(&fs->table_lock);
 	node = ovl_node_get_child(fs, parent, name);
+	bool alias = may_be_alias_table_locked(fs, f, how);
+	if (alias) {
+		struct ovl_node *one = ovl_alias_resolve_table_locked(
+		    fs, parent, name, node, &f->st, how & OVL_INSTALL_EXCLUSIVE,
+		    how & OVL_INSTALL_MAY_RETRY);
+		if (one == OVL_ALIAS_RETRY) {
+			pthread_mutex_unlock(&fs->table_lock);
+			ovl_found_free(f);
+			return -EAGAIN;
+		}
+		if (one && one != node) {
+			*out = one;
+			return install_alias(fs, parent, name, f, one, st);
+		}
+	}
 	if (!node) {
 		node = ovl_node_new(fs, parent, name);
 		if (!node) {
@@ -640,8 +692,10 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 			return -ENOMEM;
 		}
 		node->ino = ino;
+		if (alias && f->st.st_nlink > 1)
+			ovl_alias_record_new_table_locked(fs, node, &f->st);
 	} else if (fresh || node->type != (f->st.st_mode & S_IFMT)) {
-		ovl_alias_del_table_locked(fs, node); /* indexed by its old number */
+		ovl_alias_del_table_locked(fs, node); /* recorded as another object */
 		node->ino = ino;		      /* replaced behind our back */
 	}
 	if (node->nlookup++ == 0)
@@ -658,47 +712,10 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	return 0;
 }
 
-struct ovl_dirfds {
-	int n;
-	int fd[]; /* by layer index, fs->nlayers of them; -1: not open */
-};
-
-struct ovl_dirfds *ovl_dirfds_open(struct ovl_fs *fs, struct ovl_node *dir)
-{
-	struct ovl_dirlayer *dl;
-	struct ovl_dirfds *d = malloc(sizeof(*d) + sizeof(int) * (size_t)fs->nlayers);
-	if (!d)
-		return NULL;
-	d->n = fs->nlayers;
-	for (int i = 0; i < fs->nlayers; i++)
-		d->fd[i] = -1;
-	if (dir->type != S_IFDIR || dir->unlinked)
-		return d;
-	pthread_rwlock_rdlock(&fs->rename_lock);
-	int n = ovl_node_dirlayers(dir, &dl);
-	for (int i = 0; i < n; i++) {
-		int fd = ovl_open_in_layer(fs, dir, dl[i].layer, O_PATH | O_DIRECTORY);
-		d->fd[dl[i].layer] = fd < 0 ? -1 : fd;
-	}
-	pthread_rwlock_unlock(&fs->rename_lock);
-	if (n >= 0)
-		free(dl); /* allocated even for no layers */
-	return d;
-}
-
-void ovl_dirfds_close(struct ovl_dirfds *d)
-{
-	if (!d)
-		return;
-	for (int i = 0; i < d->n; i++)
-		if (d->fd[i] >= 0)
-			close(d->fd[i]);
-	free(d);
-}
-
-/* Preconditions: the rename lock; fs->table_lock not held. */
+/* Preconditions: the rename lock (written with OVL_INSTALL_EXCLUSIVE); fs->table_lock not
+ * held. */
 static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-		     const int *dirfds, struct ovl_node **out, struct stat *st)
+		     const int *dirfds, unsigned how, struct ovl_node **out, struct stat *st)
 {
 	struct ovl_found f;
 	int err;
@@ -710,14 +727,31 @@ static int lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		return err;
 	if (f.top < 0)
 		return -ENOENT;
-	return ovl_node_install(fs, parent, name, &f, false, out, st);
+	return ovl_node_install(fs, parent, name, &f, how, out, st);
 }
 
 /* Preconditions: the rename lock, read or written; fs->table_lock not held. */
 int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		      struct ovl_node **out, struct stat *st)
 {
-	return lookup_in(fs, parent, name, NULL, out, st);
+	return lookup_in(fs, parent, name, NULL, 0, out, st);
+}
+
+/* A lookup that finds a hard-linked file whose node lost its own name gives the node this
+ * one, under the rename lock written: the rare case runs again exclusively. */
+static int lookup_retrying(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			   struct ovl_dirfds *d, struct ovl_node **out, struct stat *st)
+{
+	pthread_rwlock_rdlock(&fs->rename_lock);
+	int err = lookup_in(fs, parent, name, d && !parent->unlinked ? d->fd : NULL,
+			    OVL_INSTALL_MAY_RETRY, out, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	if (err != -EAGAIN)
+		return err;
+	pthread_rwlock_wrlock(&fs->rename_lock);
+	err = lookup_in(fs, parent, name, NULL, OVL_INSTALL_EXCLUSIVE, out, st);
+	pthread_rwlock_unlock(&fs->rename_lock);
+	return err;
 }
 
 /* The lent fds stay right across renames: each is the directory object itself, which a
@@ -725,19 +759,13 @@ int ovl_lookup_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *na
 int ovl_lookup_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		  struct ovl_dirfds *d, struct ovl_node **out, struct stat *st)
 {
-	pthread_rwlock_rdlock(&fs->rename_lock);
-	int err = lookup_in(fs, parent, name, d && !parent->unlinked ? d->fd : NULL, out, st);
-	pthread_rwlock_unlock(&fs->rename_lock);
-	return err;
+	return lookup_retrying(fs, parent, name, d, out, st);
 }
 
 int ovl_lookup(struct ovl_fs *fs, struct ovl_node *parent, const char *name, struct ovl_node **out,
 	       struct stat *st)
 {
-	pthread_rwlock_rdlock(&fs->rename_lock);
-	int err = ovl_lookup_locked(fs, parent, name, out, st);
-	pthread_rwlock_unlock(&fs->rename_lock);
-	return err;
+	return lookup_retrying(fs, parent, name, NULL, out, st);
 }
 
 void ovl_forget(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup)

@@ -1,5 +1,6 @@
-/* The node table: one node per name the kernel knows, keyed by (parent, name), with lookup
- * counts and forget. Nodes hold no file descriptors, so a huge tree costs memory only. */
+/* The node table: one node per object the kernel knows, keyed by (parent, name) of one of
+ * its names (a hard-linked file's other names: alias.c), with lookup counts and forget. Nodes hold
+ * no file descriptors, so a huge tree costs memory only. */
 #include "internal.h"
 
 #include <errno.h>
@@ -120,8 +121,7 @@ static void orphans_remove(struct ovl_fs *fs, struct ovl_node *node)
 		o->next->orphan->prev = o->prev;
 }
 
-/* Caller holds table_lock. */
-static void drop_refs(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
+void ovl_node_drop_refs_table_locked(struct ovl_fs *fs, struct ovl_node *node, uint64_t refs)
 {
 	while (node) {
 		struct ovl_node *parent = node->parent;
@@ -168,7 +168,7 @@ void ovl_node_unref(struct ovl_fs *fs, struct ovl_node *node, uint64_t nlookup, 
 			refs++;
 	}
 	if (refs)
-		drop_refs(fs, node, refs);
+		ovl_node_drop_refs_table_locked(fs, node, refs);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
@@ -197,6 +197,9 @@ void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan
 	}
 	o->last_st = *st;
 	o->last_st.st_ino = node->ino;
+	/* Without a kept fd the object may go and its number come back for another. */
+	if (o->fd < 0)
+		ovl_alias_del_table_locked(fs, node);
 	node->unlinked = true; /* after the record, which readers of the mark then see */
 	pthread_mutex_unlock(&fs->table_lock);
 	ovl_orphan_free(orphan);
@@ -227,24 +230,31 @@ int ovl_node_relink(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *p
 	node->unlinked = false;
 	if (node->nlookup++ == 0) /* the kernel gets it once more, in the link reply */
 		node->refs++;
-	drop_refs(fs, old, 1); /* the reference the node held on its old parent */
+	ovl_node_drop_refs_table_locked(fs, old,
+					1); /* the reference the node held on its old parent */
 	pthread_mutex_unlock(&fs->table_lock);
 	ovl_orphan_free(o);
 	return 0;
 }
 
-/* Rename: caller holds the rename lock for writing. */
 void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
 		   const char *newname)
+{
+	(void)ovl_node_move_to(fs, node, newparent, newname);
+}
+
+int ovl_node_move_to(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *newparent,
+		     const char *newname)
 {
 	char *name = strdup(newname);
 	struct ovl_node *old;
 
 	pthread_mutex_lock(&fs->table_lock);
-	if (!name || !node->in_table) {
+	struct ovl_node *there = name ? ovl_node_get_child(fs, newparent, newname) : NULL;
+	if (!name || !node->in_table || (there && there != node)) {
 		free(name);
 		pthread_mutex_unlock(&fs->table_lock);
-		return;
+		return !name ? -ENOMEM : there ? -EEXIST : -ENOENT;
 	}
 	node->refs++;
 	old = table_remove(fs, node);
@@ -252,9 +262,10 @@ void ovl_node_move(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *ne
 	node->name = name;
 	node->parent = newparent;
 	table_insert(fs, node);
-	drop_refs(fs, old, 1);
-	drop_refs(fs, node, 1);
+	ovl_node_drop_refs_table_locked(fs, old, 1);
+	ovl_node_drop_refs_table_locked(fs, node, 1);
 	pthread_mutex_unlock(&fs->table_lock);
+	return 0;
 }
 
 static void free_table_node(struct ovl_hlink *link, void *fs)
@@ -336,7 +347,8 @@ int ovl_keep_orphan(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 	*out = orphan;
 	pthread_mutex_lock(&fs->table_lock);
 	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
-	bool open = child && (atomic_load(&child->nopen) > 0 ||
+	/* And a hard-linked file's: its node stands for the names that remain. */
+	bool open = child && (atomic_load(&child->nopen) > 0 || atomic_load(&child->aliased) ||
 			      (atomic_load(&child->type) == S_IFDIR && child->nlookup > 0));
 	if (open)
 		child->refs++; /* a concurrent forget must not free it under us */

@@ -302,9 +302,13 @@ static int lookup_sides(struct rename_ctx *r)
  * two swap. */
 static void exchange_nodes(struct rename_ctx *r)
 {
-	ovl_node_move(r->fs, r->dst.node, r->src.parent, "/exchange");
-	ovl_node_move(r->fs, r->src.node, r->dst.parent, r->dst.name);
-	ovl_node_move(r->fs, r->dst.node, r->src.parent, r->src.name);
+	struct side *s = &r->src, *d = &r->dst;
+
+	if (s->node == d->node) /* two names of one node: the same names remain */
+		return;
+	ovl_name_moved(r->fs, d->node, d->parent, d->name, s->parent, "/exchange");
+	ovl_name_moved(r->fs, s->node, s->parent, s->name, d->parent, d->name);
+	ovl_name_moved(r->fs, d->node, s->parent, "/exchange", s->parent, s->name);
 }
 
 /* Two names of one file: POSIX says do nothing on disk. The kernel sees two inodes: it
@@ -573,10 +577,12 @@ static void update_nodes(struct rename_ctx *r)
 	} else {
 		if (r->dst.node) {
 			/* Open files of the replaced object keep its last attributes. */
-			ovl_node_detach(r->fs, r->dst.node, r->keep, &r->dst.f.st);
+			ovl_name_removed(r->fs, r->dst.node, r->dst.parent, r->dst.name, r->keep,
+					 &r->dst.f.st, true);
 			r->keep = NULL;
 		}
-		ovl_node_move(r->fs, r->src.node, r->dst.parent, r->dst.name);
+		ovl_name_moved(r->fs, r->src.node, r->src.parent, r->src.name, r->dst.parent,
+			       r->dst.name);
 	}
 	if (!r->src.was_pure_upper && !r->src.redirect)
 		make_subtree_upper(r->fs, r->src.node);

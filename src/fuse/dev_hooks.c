@@ -156,7 +156,7 @@ static void fix_init(char *out, size_t len, void *arg)
 	if (len < INIT_OUT_STACK_DEPTH + 4)
 		return;
 	put32(out + INIT_OUT_FLAGS, get32(out + INIT_OUT_FLAGS) | PT_INIT_EXT);
-	/* Files opened with direct_io (O_DIRECT, several names) map MAP_SHARED as on the
+	/* Files opened with direct_io (O_DIRECT) map MAP_SHARED as on the
 	 * kernel overlayfs; their reads and writes flush and drop the mapped pages first. */
 	if (fe->dev.kernel_allows_mmap)
 		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_ALLOW_MMAP);

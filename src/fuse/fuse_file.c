@@ -23,9 +23,9 @@ static void set_open_flags(struct ovl_frontend *fe, struct fuse_file_info *fi,
 {
 	enum ovl_pt_mode mode = OVL_PT_CACHED;
 
-	/* O_DIRECT, or a file with several names (see inval_aliases). With the writeback cache
-	 * the kernel runs O_DIRECT itself: it owns the mtime then and sets it only there. */
-	fi->direct_io = (ovl_file_is_direct(file) && !fe->writeback) || ovl_node_hard_linked(node);
+	/* O_DIRECT. With the writeback cache the kernel runs O_DIRECT itself: it owns the mtime
+	 * then and sets it only there. */
+	fi->direct_io = ovl_file_is_direct(file) && !fe->writeback;
 	if (fe->passthrough) {
 		/* (passthrough runs without the writeback cache: direct_io covers O_DIRECT) */
 		bool eligible =
@@ -191,8 +191,6 @@ static void reply_written(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file,
 		keep_kernel_mtime(req, file);
 	if (n > 0 && !writepage)
 		drop_setid(req, ino, file);
-	if (n > 0)
-		inval_aliases(req, ino);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -291,8 +289,6 @@ static void run_fallocate(struct deferred *d)
 
 	if (!err)
 		drop_setid(d->req, d->ino, file_of(&d->fi)); /* done already on Linux 5.x+ */
-	if (!err)
-		inval_aliases(d->req, d->ino);
 	fuse_reply_err(d->req, -err);
 }
 
@@ -327,8 +323,6 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 					off_out, len, (unsigned)flags);
 	if (n > 0)
 		drop_setid(req, ino_out, file_of(fi_out)); /* done already on Linux 5.x+ */
-	if (n > 0)
-		inval_aliases(req, ino_out);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

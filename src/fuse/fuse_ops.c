@@ -18,25 +18,6 @@ void ovl_frontend_attr_changed(void *ctx, struct ovl_node *node)
 		fuse_lowlevel_notify_inval_inode(fe->session, (fuse_ino_t)(uintptr_t)node, -1, 0);
 }
 
-/*
- * The names of a hard-linked file are inodes of their own to the kernel. Their files are
- * opened for direct I/O (no page cache to go stale), and after a change through one name
- * the others' attributes are dropped. Attributes only: dropping pages could wait on a page
- * held by a write through another name that is waiting for us (a deadlock).
- */
-void inval_aliases(fuse_req_t req, fuse_ino_t ino)
-{
-	struct fuse_session *session = fe_of(req)->session;
-	struct ovl_node *aliases[64];
-	size_t n;
-
-	if (!session || ino == FUSE_ROOT_ID)
-		return;
-	n = ovl_node_aliases(fs_of(req), node_of(req, ino), aliases, 64);
-	for (size_t i = 0; i < n; i++)
-		fuse_lowlevel_notify_inval_inode(session, (fuse_ino_t)(uintptr_t)aliases[i], -1, 0);
-}
-
 /* The caller's supplementary groups, read (from /proc) only when a rule asks. Unknown
  * groups count as not held: the rules that ask take a privilege away. */
 static bool req_in_group(void *ctx, gid_t gid)
@@ -71,10 +52,9 @@ void drop_setid(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file)
 		fuse_lowlevel_notify_inval_inode(fe->session, ino, -1, 0);
 }
 
-/* Attributes another name can change behind this inode's back are not cached: a hard
- * link's, one indexed with other names (a passthrough fd opened before a link writes
- * without a request, so nothing could drop them), and those of a name removed while open
- * (its object may have other names). */
+/* Attributes are cached as on any FUSE filesystem (all names of a file are one inode),
+ * except for a name removed while open: its node may stand apart from a name of the same
+ * object looked up later (ovl_alias_resolve_table_locked). */
 double attr_timeout(struct ovl_node *node, const struct stat *st)
 {
 	/* Nor those of a node the kernel holds an old btime of: it asks for a new one (STATX,
@@ -83,9 +63,7 @@ double attr_timeout(struct ovl_node *node, const struct stat *st)
 		return 0;
 	if (S_ISDIR(st->st_mode))
 		return cache_timeout;
-	return st->st_nlink > 1 || ovl_node_hard_linked(node) || ovl_node_is_unlinked(node)
-		   ? 0
-		   : cache_timeout;
+	return ovl_node_is_unlinked(node) ? 0 : cache_timeout;
 }
 
 void fill_entry(struct fuse_entry_param *e, struct ovl_fs *fs, struct ovl_node *node,
@@ -273,8 +251,6 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		set &= ~OVL_SET_MTIME;
 	int err =
 	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
-	if (!err)
-		inval_aliases(req, ino);
 	reply_attr(req, err, node_of(req, ino), &st);
 }
 

@@ -67,8 +67,6 @@ static inline enum ovl_pt_mode pt_mode_of(struct fuse_file_info *fi)
 
 /* The caller's ids, for the engine's permission rules. */
 struct ovl_cred cred_of(fuse_req_t req);
-/* Drops the cached attributes of the other names of a hard-linked file (see fuse_ops.c). */
-void inval_aliases(fuse_req_t req, fuse_ino_t ino);
 /* After the caller changed the file's data where the kernel leaves the setuid rule to us. */
 void drop_setid(fuse_req_t req, fuse_ino_t ino, struct ovl_file *file);
 /* How long the kernel may cache node's attributes st (see fuse_ops.c). */

@@ -16,8 +16,6 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		if (r > 0 && fe_of(req)->session)
 			fuse_lowlevel_notify_inval_inode(fe_of(req)->session, ino, -1, 0);
 	}
-	if (!err)
-		inval_aliases(req, ino); /* ctime */
 	fuse_reply_err(req, -err);
 }
 
@@ -62,7 +60,5 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	int err = ovl_removexattr(fs_of(req), node_of(req, ino), name);
-	if (!err)
-		inval_aliases(req, ino);
 	fuse_reply_err(req, -err);
 }

@@ -226,46 +226,63 @@ out:
 	env_fini(&e);
 }
 
-/* The other names of an upper hard-linked file (alias.c); lower links are not indexed. */
-static void test_hard_link_aliases(void)
+/* All names of an upper hard-linked file are one node (alias.c); lower links are not joined
+ * (a copy-up would break them, as on the kernel without index=on). */
+static void test_hard_link_one_node(void)
 {
 	struct env e;
-	struct ovl_node *a = NULL, *b = NULL, *c = NULL, *l1 = NULL, *l2 = NULL, *out[4];
+	struct ovl_node *a = NULL, *b = NULL, *c = NULL, *l1 = NULL, *l2 = NULL, *n = NULL;
+	struct stat st;
 
 	env_init(&e, 1, true);
 	mkf(UP, "a", "A");
 	mkf(UP, "c", "C");
 	mkf(LO1, "l1", "L");
+	if (mkdir(lp(UP, "d"), 0755) < 0)
+		die("mkdir");
 	if (link(lp(UP, "a"), lp(UP, "b")) < 0 || link(lp(LO1, "l1"), lp(LO1, "l2")) < 0)
 		die("link");
 	if (!env_mount(&e))
 		goto out;
 	CHECK_INT(walk(FS, "a", &a, NULL), 0);
+	CHECK_INT(walk(FS, "b", &b, NULL), 0);
 	CHECK_INT(walk(FS, "c", &c, NULL), 0);
 	CHECK_INT(walk(FS, "l1", &l1, NULL), 0);
 	CHECK_INT(walk(FS, "l2", &l2, NULL), 0);
-	if (!a || !c || !l1 || !l2)
+	if (!a || !b || !c || !l1 || !l2)
 		goto put;
-	CHECK_INT((int)ovl_node_aliases(FS, a, out, 4), 0); /* the other name is not known yet */
-	if (!CHECK_INT(walk(FS, "b", &b, NULL), 0))
-		goto put;
-	if (CHECK_INT((int)ovl_node_aliases(FS, a, out, 4), 1))
-		CHECK(out[0] == b);
-	if (CHECK_INT((int)ovl_node_aliases(FS, b, out, 4), 1))
-		CHECK(out[0] == a);
-	CHECK_INT((int)ovl_node_aliases(FS, c, out, 4), 0);
-	/* not indexed: a copy-up would break a lower link anyway */
-	CHECK_INT((int)ovl_node_aliases(FS, l1, out, 4), 0);
-	put(FS, b); /* forgotten: no longer an alias */
-	b = NULL;
-	CHECK_INT((int)ovl_node_aliases(FS, a, out, 4), 0);
-	/* link() makes the source an alias even if it was seen with one name only */
-	struct ovl_node *n;
-	struct stat st;
+	CHECK(a == b);
+	CHECK(a != c);
+	CHECK(l1 != l2);
+	/* link() answers with the source's node */
 	if (CHECK_INT(ovl_link(FS, c, ovl_root(FS), "c2", &n, &st), 0)) {
-		if (CHECK_INT((int)ovl_node_aliases(FS, c, out, 4), 1))
-			CHECK(out[0] == n);
+		CHECK(n == c);
+		CHECK_INT((int)st.st_nlink, 2);
 		put(FS, n);
+	}
+	/* the node's own name goes: it takes the other, and still reads the object */
+	CHECK_INT(ovl_unlink(FS, ovl_root(FS), "a"), 0);
+	CHECK(!ovl_node_is_unlinked(b));
+	if (CHECK_INT(ovl_getattr(FS, b, &st), 0))
+		CHECK_INT((int)st.st_nlink, 1);
+	struct ovl_node *again = NULL;
+	if (CHECK_INT(walk(FS, "b", &again, NULL), 0)) {
+		CHECK(again == b);
+		put(FS, again);
+	}
+	/* another name renamed into a directory, then the node's own removed */
+	struct ovl_node *d = NULL;
+	if (CHECK_INT(walk(FS, "d", &d, NULL), 0)) {
+		CHECK_INT(ovl_rename(FS, ovl_root(FS), "c2", d, "c3", 0), 0);
+		CHECK_INT(ovl_unlink(FS, ovl_root(FS), "c"), 0);
+		CHECK(!ovl_node_is_unlinked(c));
+		if (CHECK_INT(ovl_getattr(FS, c, &st), 0))
+			CHECK_INT((int)st.st_size, 1);
+		if (CHECK_INT(walk(FS, "d/c3", &again, NULL), 0)) {
+			CHECK(again == c);
+			put(FS, again);
+		}
+		put(FS, d);
 	}
 put:
 	for (struct ovl_node **p = (struct ovl_node *[]){a, b, c, l1, l2}, **end = p + 5; p < end;
@@ -280,6 +297,6 @@ const struct test identity_tests[] = {
     {TEST(test_ino_consistency)},
     {TEST(test_copyup_ino_stable)},
     {TEST(test_link)},
-    {TEST(test_hard_link_aliases)},
+    {TEST(test_hard_link_one_node)},
     {NULL, NULL},
 };
