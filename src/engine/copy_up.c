@@ -528,11 +528,11 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, b
 		return err;
 	}
 	/* The node shows another object now: a new creation time (statx), and a directory,
-	 * now merged, another link count. */
+	 * now merged, or a lower hard link, now separate, another link count (and number). */
 	unsigned char shown = OVL_BTIME_SHOWN;
 	bool btime_shown = atomic_compare_exchange_strong(&node->btime, &shown, OVL_BTIME_STALE);
 	/* (only then: a notification per copy-up is a write to /dev/fuse the kernel handles) */
-	if ((btime_shown || S_ISDIR(c.st.st_mode)) && fs->attr_changed)
+	if ((btime_shown || S_ISDIR(c.st.st_mode) || c.st.st_nlink > 1) && fs->attr_changed)
 		fs->attr_changed(fs->attr_changed_ctx, node);
 	return 0;
 }
