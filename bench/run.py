@@ -1323,8 +1323,8 @@ def main():
                     help='apps profiles: the FUSE daemons mounted by an unprivileged user '
                     '(nobody) through fusermount3, who also runs the workloads')
     ap.add_argument('--count-requests', action=argparse.BooleanOptionalAction,
-                    help='one more pass on the FUSE targets with -d, counting the timed '
-                    'parts\' requests per opcode (default: on in the apps profiles)')
+                    help='apps profiles: one more pass on the FUSE targets with -d, counting '
+                    'the timed parts\' requests per opcode (default: on)')
     ap.add_argument('--report-from', metavar='JSON',
                     help='only rewrite the results (.md, .png) from a earlier run\'s .json')
     a = ap.parse_args()
@@ -1340,6 +1340,8 @@ def main():
         P['rounds'] = a.rounds
     suite = P.get('suite', 'synthetic')
     if a.count_requests is not None:
+        if a.count_requests and suite != 'apps':
+            sys.exit('bench: --count-requests is for the apps profiles (apps, apps-quick)')
         P['count_requests'] = a.count_requests
     STATE['timeout'] = P['timeout']
     if a.rootless:
