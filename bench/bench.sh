@@ -25,6 +25,9 @@ have make || need+=(make)
 have tar || need+=(tar)
 have git || need+=(git)
 have setpriv || need+=(util-linux)
+case " $* " in
+*" --apt "*) have debootstrap || need+=(debootstrap) ;;   # make bench-apps APT=1
+esac
 have pkg-config || need+=(pkg-config)
 pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev)
 [ -x /usr/bin/python3 ] || need+=(python3)

@@ -1017,10 +1017,10 @@ def summarize(samples, mets, targets):
     return rows
 
 
-def make_command(profile, rootless):
+def make_command(profile, rootless, apt=False):
     if profile.startswith('apps'):
         return ('make bench-apps' + (' QUICK=1' if profile == 'apps-quick' else '') +
-                (' ROOTLESS=1' if rootless else ''))
+                (' ROOTLESS=1' if rootless else '') + (' APT=1' if apt else ''))
     return 'make bench' if profile == 'full' else 'make bench-quick'
 
 
@@ -1039,7 +1039,7 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
     if profile.endswith('quick'):
         L.append(f'**A quick run** ({P["rounds"]} round(s), the reduced layers): it checks '
                  'that the harness works end to end; its figures are indicative only.\n')
-    L.append(f'Produced by `{make_command(profile, data.get("rootless"))}` '
+    L.append(f'Produced by `{make_command(profile, data.get("rootless"), P.get("apt"))}` '
              f'(bench/run.py, profile `{profile}`): every figure is the median of {P["rounds"]} '
              f'round(s); in each round every workload ran on the {len(targets)} targets one '
              'after the other (the order rotated each round), each on a fresh mount with a '
@@ -1154,8 +1154,8 @@ def write_requests(L, requests, mets, info, targets):
     L.append('Counted in a separate pass, one per workload and FUSE target, with the daemon '
              'under `-d` (its times are not in the tables above): the requests logged '
              'during the timed part (and 0.3 s after, for the last RELEASEs and FORGETs), '
-             'divided by the entries the workload goes through (the tree, or the subtree '
-             'for cp -a and rm -rf). Then the opcodes, most frequent first, as requests '
+             'divided by the entries the workload goes through (the tree; the subtree '
+             'for cp -a and rm -rf; for apt-get, the entries of the packages it installs). Then the opcodes, most frequent first, as requests '
              'per entry.\n')
     L.append('| workload | ' + ' | '.join(f'{LABELS[t]} total' for t in fuse) + ' | ' +
              ' | '.join(f'{LABELS[t]} by opcode' for t in fuse) + ' |')
@@ -1322,6 +1322,9 @@ def main():
     ap.add_argument('--rootless', action='store_true',
                     help='apps profiles: the FUSE daemons mounted by an unprivileged user '
                     '(nobody) through fusermount3, who also runs the workloads')
+    ap.add_argument('--apt', action='store_true',
+                    help='apps profiles: add apt_install, apt-get install into a '
+                    'debootstrap\'d lower (downloads from Debian\'s mirror once)')
     ap.add_argument('--count-requests', action=argparse.BooleanOptionalAction,
                     help='apps profiles: one more pass on the FUSE targets with -d, counting '
                     'the timed parts\' requests per opcode (default: on)')
@@ -1371,8 +1374,10 @@ def main():
             set_uring_param('Y')
     skipped = []
     if suite == 'apps':
-        wls = apps.WORKLOADS
-        skipped = apps.skipped_optional()
+        skipped, P['apt'] = apps.skipped_optional(a.apt, a.rootless)
+        wls = [w for w in apps.WORKLOADS if w[0] != 'apt_install' or P['apt']]
+        if P['apt']:   # the Debian, its native copy and what dpkg installs
+            P['img_gib'] += 4
         for reason in skipped:
             log(reason)
     else:
