@@ -116,6 +116,14 @@ bench:
 bench-quick:
 	bash bench/bench.sh quick
 
+# Developer workloads (git, tar, cp -a, rm -rf, find) on a generated source tree; opt-in.
+# QUICK=1: 3 rounds on a 3k-file tree; ROOTLESS=1: the FUSE daemons mounted by nobody;
+# APT=1: also apt-get install into a debootstrap'd lower (downloads from Debian once).
+.PHONY: bench-apps
+bench-apps:
+	bash bench/bench.sh $(if $(QUICK),apps-quick,apps) $(if $(ROOTLESS),--rootless) \
+		$(if $(APT),--apt)
+
 # make install [PREFIX=/usr/local] [DESTDIR=staging dir]: the binary and ovlfs(1).
 # mount -t fuse.ovlfs finds the binary through mount.fuse3 in /usr/local/bin, /usr/bin, ...
 # make uninstall (same PREFIX and DESTDIR) removes exactly those two files.

@@ -1,7 +1,8 @@
 #!/bin/bash
-# Entry point of `make bench` (full) and `make bench-quick` (quick): installs what the
-# harness needs from Debian's packages, builds ovlfs, then runs bench/run.py.
-#   bench/bench.sh full|quick [run.py options...]
+# Entry point of `make bench` (full), `make bench-quick` (quick) and `make bench-apps`
+# (apps, apps-quick): installs what the harness needs from Debian's packages, builds ovlfs,
+# then runs bench/run.py.
+#   bench/bench.sh full|quick|apps|apps-quick [run.py options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-quick}
@@ -22,6 +23,11 @@ have losetup || need+=(mount)
 have cc || need+=(gcc)
 have make || need+=(make)
 have tar || need+=(tar)
+have git || need+=(git)
+have setpriv || need+=(util-linux)
+case " $* " in
+*" --apt "*) have debootstrap || need+=(debootstrap) ;;   # make bench-apps APT=1
+esac
 have pkg-config || need+=(pkg-config)
 pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev)
 [ -x /usr/bin/python3 ] || need+=(python3)

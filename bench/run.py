@@ -19,6 +19,8 @@ import sys
 import time
 import traceback
 
+import apps
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MiB = 1 << 20
@@ -33,6 +35,11 @@ PROFILES = {
                   overlap_every=10, file_mib=256, sparse_mib=1024, sparse_data_mib=64,
                   create=5000, chown=1000, tar_files=2000, cfiles=40, fio_secs=3,
                   rename_files=2000, rename_mib=128, img_gib=12, timeout=300),
+    # The real-workload profile (bench/apps.py, issue 18): developer tools on a source tree.
+    'apps': dict(suite='apps', rounds=5, app_files=10000, img_gib=4, timeout=1200,
+                 count_requests=True),
+    'apps-quick': dict(suite='apps', rounds=3, app_files=3000, img_gib=2, timeout=300,
+                       count_requests=True),
 }
 
 TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'ovlfs']
@@ -71,6 +78,8 @@ def set_uring_param(value):
 
 ENV = dict(os.environ, LC_ALL='C', LANG='C')
 ENV.pop('LANGUAGE', None)
+# The rootless profile's user (bench/README.md): nobody, through setpriv, as tests/ do.
+NOBODY = 65534
 
 
 def log(msg):
@@ -87,7 +96,18 @@ class Stop(BaseException):
 
 # --------------------------------------------------------------------------- processes
 
-STATE = {'daemon': None, 'timeout': 600}
+# user: (uid, gid) of the rootless profile, who mounts the FUSE targets and runs the
+# workloads, or None; count: FUSE daemons run with -d and the timed parts' requests are
+# counted from their logs.
+STATE = {'daemon': None, 'timeout': 600, 'user': None, 'count': False}
+
+
+def as_user(cmd, user):
+    """argv (or a /bin/sh string) run as user (uid, gid) with no supplementary groups."""
+    if user is None:
+        return cmd
+    argv = ['/bin/sh', '-c', cmd] if isinstance(cmd, str) else list(cmd)
+    return ['setpriv', f'--reuid={user[0]}', f'--regid={user[1]}', '--clear-groups', *argv]
 
 
 def abort_daemon():
@@ -98,13 +118,14 @@ def abort_daemon():
         p.kill()
 
 
-def run(cmd, timeout=None, check=True, capture=False):
+def run(cmd, timeout=None, check=True, capture=False, env=None):
     """Run argv (or a /bin/sh string) in its own process group. Returns (seconds, stdout)."""
     argv = ['/bin/sh', '-c', cmd] if isinstance(cmd, str) else list(cmd)
     timeout = timeout or STATE['timeout']
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+                         stderr=subprocess.PIPE, env=dict(ENV, **env) if env else ENV,
+                         start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -224,8 +245,11 @@ class Mounts:
 MOUNTS = Mounts()
 
 
-def mount_overlay(target, lowers, upper, work, mnt, ovlfs_bin, logdir):
-    """Mount one overlay target; returns the daemon's Popen (None for the kernel)."""
+def mount_overlay(target, lowers, upper, work, mnt, ovlfs_bin, logdir, logname=None):
+    """Mount one overlay target; returns the daemon's Popen (None for the kernel). In the
+    rootless profile the FUSE daemons are started as STATE['user'] (fusermount3 mounts for
+    them, and the kernel refuses them passthrough); when counting, they run with -d and log
+    to logname, a file of its own."""
     if target.startswith('kernel'):
         opts = f'lowerdir={":".join(lowers)},upperdir={upper},workdir={work}'
         opts += TARGET_OPTS.get(target, '')
@@ -237,7 +261,10 @@ def mount_overlay(target, lowers, upper, work, mnt, ovlfs_bin, logdir):
         argv = [ovlfs_bin, '-f', '-o', opts + TARGET_OPTS.get(target, ''), mnt]
     else:   # fuse-overlayfs, its defaults; -f only keeps it in the foreground (our child)
         argv = ['fuse-overlayfs', '-f', '-o', opts, mnt]
-    logf = open(os.path.join(logdir, f'{target}.log'), 'ab')
+    if STATE['count']:
+        argv.insert(1, '-d')
+    argv = as_user(argv, STATE['user'])
+    logf = open(logname or os.path.join(logdir, f'{target}.log'), 'wb' if logname else 'ab')
     logf.write(f'--- {time.ctime()} {" ".join(argv)}\n'.encode())
     logf.flush()
     p = subprocess.Popen(argv, stdout=logf, stderr=logf, env=ENV, start_new_session=True)
@@ -537,22 +564,35 @@ def build_layers(P, fs, ws):
 # --------------------------------------------------------------------------- workloads
 
 class Ctx:
-    def __init__(self, target, root, wdir, upper, proc, fs, P, info, bin_dir):
+    def __init__(self, target, root, wdir, upper, proc, fs, P, info, bin_dir, log=None):
         self.target, self.root, self.wdir, self.upper = target, root, wdir, upper
         self.proc, self.fs, self.P, self.info, self.bin = proc, fs, P, info, bin_dir
         self.res, self.cpu, self.notes = {}, {}, []
+        self.log, self.requests = log, {}   # when counting: the daemon's -d log, counts
 
     def p(self, rel):
         return os.path.join(self.root, rel)
 
-    def timed(self, metric, cmd, parse=None):
-        """Time cmd (wall clock; the daemon's CPU time alongside). parse(out) may
-        return the time measured inside the process instead."""
+    def sh(self, cmd, capture=False, env=None):
+        """An untimed command, as the workloads' user (root, or the rootless one)."""
+        return run(as_user(cmd, STATE['user']), capture=capture, env=env)
+
+    def timed(self, metric, cmd, parse=None, env=None):
+        """Time cmd (wall clock; the daemon's CPU time alongside), as the workloads' user.
+        parse(out) may return the time measured inside the process instead (or None: the
+        wall clock). When counting, the requests the daemon logged meanwhile are counted."""
         c0 = cpu_seconds(self.proc.pid) if self.proc else None
-        dt, out = run(cmd, capture=parse is not None)
+        off0 = os.path.getsize(self.log) if self.log else 0
+        dt, out = run(as_user(cmd, STATE['user']), capture=parse is not None, env=env)
         if self.proc:
             self.cpu[metric] = cpu_seconds(self.proc.pid) - c0
-        return parse(out) if parse else dt
+        if self.log:
+            time.sleep(0.3)   # RELEASE and FORGET come after the last close
+            with open(self.log, 'rb') as f:
+                f.seek(off0)
+                self.requests[metric] = apps.count_opcodes(f.read())
+        got = parse(out) if parse else None
+        return dt if got is None else got
 
     def fsops(self, metric, *args):
         return self.timed(metric, [f'{self.bin}/fsops', *map(str, args)],
@@ -825,21 +865,29 @@ def measure(target, wl, fs, P, info, ovlfs_bin, ws):
     upper, work, mnt = f'{run_dir}/upper', f'{run_dir}/work', f'{run_dir}/mnt'
     proc = None
     mounted = False
+    user = STATE['user']
+    count_log = f'{ws}/logs/{target}-requests.log' if STATE['count'] else None
     try:
         if target == 'native':
             os.makedirs(f'{run_dir}/native')
             root, wdir = f'{fs}/native', f'{run_dir}/native'
+            if user:
+                os.chown(wdir, *user)
         else:
             os.makedirs(work)
             os.makedirs(mnt)
             run(['cp', '-a', f'{fs}/upper-template', upper])
+            if user:   # the rootless user's own directories, as a user's would be
+                for d in (work, mnt):
+                    os.chown(d, *user)
             settle()
-            proc = mount_overlay(target, [f'{fs}/l1', f'{fs}/l2'], upper, work, mnt,
-                                 ovlfs_bin, f'{ws}/logs')
+            proc = mount_overlay(target, info.get('lowers', [f'{fs}/l1', f'{fs}/l2']), upper,
+                                 work, mnt, ovlfs_bin, f'{ws}/logs', count_log)
             mounted = True
             root = wdir = mnt
         settle()
-        c = Ctx(target, root, wdir, upper, proc, fs, P, info, f'{ws}/bin')
+        c = Ctx(target, root, wdir, upper, proc, fs, P, info, f'{ws}/bin',
+                count_log if proc else None)
         err = None
         try:
             fn(c)
@@ -850,7 +898,7 @@ def measure(target, wl, fs, P, info, ovlfs_bin, ws):
             how = f'signal {-rc}' if rc < 0 else f'status {rc}'
             err = (err + '; ' if err else '') + \
                 f'the {target} daemon died ({how}): {log_tail(f"{ws}/logs/{target}.log")}'
-        return c.res, c.cpu, c.notes, err
+        return c.res, c.cpu, c.notes, err, c.requests
     finally:
         if mounted:
             MOUNTS.remove(mnt)
@@ -969,11 +1017,29 @@ def summarize(samples, mets, targets):
     return rows
 
 
+def make_command(profile, rootless, apt=False):
+    if profile.startswith('apps'):
+        return ('make bench-apps' + (' QUICK=1' if profile == 'apps-quick' else '') +
+                (' ROOTLESS=1' if rootless else '') + (' APT=1' if apt else ''))
+    return 'make bench' if profile == 'full' else 'make bench-quick'
+
+
 def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, notes,
-                 errors, targets, elapsed, samples, mets):
+                 errors, targets, elapsed, samples, mets, data=None):
+    data = data or {}
+    apps_suite = data.get('suite') == 'apps'
     L = []
-    L.append('# ovlfs benchmark results\n')
-    L.append(f'Produced by `make {"bench" if profile == "full" else "bench-quick"}` '
+    L.append('# ovlfs benchmark results' + (': developer workloads' if apps_suite else '') +
+             (', rootless' if data.get('rootless') else '') + '\n')
+    if data.get('rootless'):
+        L.append('Rootless profile: fuse-overlayfs and ovlfs were mounted by an unprivileged '
+                 'user (uid 65534, through fusermount3), so the kernel gave neither '
+                 'passthrough; the workloads ran as that user on every target (the kernel '
+                 'overlayfs, mounted by root, and the native directory are the reference).\n')
+    if profile.endswith('quick'):
+        L.append(f'**A quick run** ({P["rounds"]} round(s), the reduced layers): it checks '
+                 'that the harness works end to end; its figures are indicative only.\n')
+    L.append(f'Produced by `{make_command(profile, data.get("rootless"), P.get("apt"))}` '
              f'(bench/run.py, profile `{profile}`): every figure is the median of {P["rounds"]} '
              f'round(s); in each round every workload ran on the {len(targets)} targets one '
              'after the other (the order rotated each round), each on a fresh mount with a '
@@ -991,6 +1057,24 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
                  f'{info["build_seconds"]:.0f} s)')
     L.append('')
     L.append('## Layers\n')
+    if apps_suite:
+        L += apps.layers_md(P, info)
+        L.append('')
+    else:
+        write_layers(L, info, P, targets)
+    write_results(L, rows, targets, path_png, cpu_rows, samples, mets)
+    if data.get('requests'):
+        write_requests(L, data['requests'], mets, info, targets)
+    if data.get('skipped'):
+        L.append('## Skipped\n')
+        L += [f'- {s}' for s in data['skipped']]
+        L.append('')
+    write_checks(L, notes, errors)
+    with open(path_md, 'w') as f:
+        f.write('\n'.join(L))
+
+
+def write_layers(L, info, P, targets):
     L.append(f'- bottom lower: a tree of {info["tree_entries"]} entries, {info["tree_mib"]} MiB '
              f'({info["tree_source"]}); the big directory; a {P["file_mib"]} MiB file; '
              f'a sparse {P["sparse_mib"]} MiB file with {P["sparse_data_mib"]} MiB of data in '
@@ -1009,6 +1093,9 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         L.append('- option variants, the same mounts plus: ' + ', '.join(
             f'{t} `{TARGET_OPTS[t].lstrip(",")}`' for t in variants))
     L.append('- cold: after the mount, `sync; echo 3 > /proc/sys/vm/drop_caches`\n')
+
+
+def write_results(L, rows, targets, path_png, cpu_rows, samples, mets):
     L.append('## Results\n')
     hdr = '| workload | unit | ' + ' | '.join(LABELS[t] for t in targets)
     hdr += ' | ovlfs / kernel | ovlfs / fuse-overlayfs |'
@@ -1058,6 +1145,40 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         cells = [' / '.join(fmt(v) for v in samples[key].get(t, [])) or '—' for t in targets]
         L.append(f'| {label}{" ↑" if hib else ""} | {unit} | ' + ' | '.join(cells) + ' |')
     L.append('')
+
+
+def write_requests(L, requests, mets, info, targets):
+    """Requests per entry of each timed part, and the opcodes that make them up."""
+    fuse = [t for t in targets if t != 'native' and not t.startswith('kernel')]
+    L.append('## FUSE requests per entry\n')
+    L.append('Counted in a separate pass, one per workload and FUSE target, with the daemon '
+             'under `-d` (its times are not in the tables above): the requests logged '
+             'during the timed part (and 0.3 s after, for the last RELEASEs and FORGETs), '
+             'divided by the entries the workload goes through (the tree; the subtree '
+             'for cp -a and rm -rf; for apt-get, the entries of the packages it installs). Then the opcodes, most frequent first, as requests '
+             'per entry.\n')
+    L.append('| workload | ' + ' | '.join(f'{LABELS[t]} total' for t in fuse) + ' | ' +
+             ' | '.join(f'{LABELS[t]} by opcode' for t in fuse) + ' |')
+    L.append('|' + '---|' * (1 + 2 * len(fuse)))
+    for key, label, _, _ in mets:
+        if key not in requests:
+            continue
+        n = apps.per_file(info, key)
+        tot, ops = [], []
+        for t in fuse:
+            c = requests[key].get(t)
+            if c is None:
+                tot.append('—')
+                ops.append('—')
+                continue
+            tot.append(f'{sum(c.values()) / n:.2f}')
+            ops.append(', '.join(f'{op} {v / n:.2f}' for op, v in
+                                 sorted(c.items(), key=lambda kv: -kv[1]) if v / n >= 0.01))
+        L.append(f'| {label} | ' + ' | '.join(tot) + ' | ' + ' | '.join(ops) + ' |')
+    L.append('')
+
+
+def write_checks(L, notes, errors):
     if notes or errors:
         L.append('## Checks and errors\n')
         for n in notes:
@@ -1065,8 +1186,6 @@ def write_report(path_md, path_png, rows, cpu_rows, machine, info, P, profile, n
         for e in errors:
             L.append(f'- error: {e}')
         L.append('')
-    with open(path_md, 'w') as f:
-        f.write('\n'.join(L))
 
 
 def chart_series(rows):
@@ -1171,6 +1290,9 @@ def write_png_bars(path, series):
 
 # --------------------------------------------------------------------------- main
 
+apps.use(argparse.Namespace(run=run, drop_caches=drop_caches, settle=settle, log=log))
+
+
 def stale_cleanup(ws, img):
     """Remove what an earlier, killed run of this harness left under its own work dir."""
     for mp in sorted((m for m in mountpoints() if m.startswith(ws + '/')),
@@ -1197,6 +1319,15 @@ def main():
     ap.add_argument('--keep', action='store_true', help='keep the image file afterwards')
     ap.add_argument('--note', help='a remark for the results\' Machine section (e.g. that '
                     'other jobs shared the machine)')
+    ap.add_argument('--rootless', action='store_true',
+                    help='apps profiles: the FUSE daemons mounted by an unprivileged user '
+                    '(nobody) through fusermount3, who also runs the workloads')
+    ap.add_argument('--apt', action='store_true',
+                    help='apps profiles: add apt_install, apt-get install into a '
+                    'debootstrap\'d lower (downloads from Debian\'s mirror once)')
+    ap.add_argument('--count-requests', action=argparse.BooleanOptionalAction,
+                    help='apps profiles: one more pass on the FUSE targets with -d, counting '
+                    'the timed parts\' requests per opcode (default: on)')
     ap.add_argument('--report-from', metavar='JSON',
                     help='only rewrite the results (.md, .png) from a earlier run\'s .json')
     a = ap.parse_args()
@@ -1210,7 +1341,19 @@ def main():
     P = dict(PROFILES[a.profile])
     if a.rounds:
         P['rounds'] = a.rounds
+    suite = P.get('suite', 'synthetic')
+    if a.count_requests is not None:
+        if a.count_requests and suite != 'apps':
+            sys.exit('bench: --count-requests is for the apps profiles (apps, apps-quick)')
+        P['count_requests'] = a.count_requests
     STATE['timeout'] = P['timeout']
+    if a.rootless:
+        if suite != 'apps':
+            sys.exit('bench: --rootless is for the apps profiles (apps, apps-quick)')
+        fm = shutil.which('fusermount3')
+        if not shutil.which('setpriv') or not fm or not os.stat(fm).st_mode & 0o4000:
+            sys.exit('bench: --rootless needs setpriv and a setuid-root fusermount3')
+        STATE['user'] = (NOBODY, NOBODY)
     targets = [t for t in a.targets.split(',') if t]
     if 'fuse-overlayfs' in targets and not shutil.which('fuse-overlayfs'):
         log('fuse-overlayfs is not installed: that target is skipped')
@@ -1229,24 +1372,40 @@ def main():
                 before = f.read().strip()
             atexit.register(set_uring_param, before)
             set_uring_param('Y')
-    wls = WORKLOADS
+    skipped = []
+    if suite == 'apps':
+        skipped, P['apt'] = apps.skipped_optional(a.apt, a.rootless)
+        wls = [w for w in apps.WORKLOADS if w[0] != 'apt_install' or P['apt']]
+        if P['apt']:   # the Debian, its native copy and what dpkg installs
+            P['img_gib'] += 4
+        for reason in skipped:
+            log(reason)
+    else:
+        wls = WORKLOADS
     if a.only:
         want = a.only.split(',')
-        wls = [w for w in WORKLOADS if w[0] in want]
-    else:   # the issue-16 workloads stay out of the default run (its time and its tables)
+        wls = [w for w in wls if w[0] in want]
+    elif suite != 'apps':   # the issue-16 workloads stay out of the default run
         wls = [w for w in WORKLOADS if w[0] not in OPT_IN]
     # The 1 GiB rename tree is built only when its workload runs.
     P['rename_tree'] = any(w[0] == 'rename_dir' for w in wls)
-    if not shutil.which('fio'):
+    if not shutil.which('fio') and suite != 'apps':
         log('fio is not installed: random reads are skipped')
         wls = [w for w in wls if w[0] != 'randread']
-    out_md = a.out or os.path.join(HERE, 'results.md' if a.profile == 'full' else 'results-quick.md')
+    default_out = {'full': 'results.md', 'quick': 'results-quick.md', 'apps': 'results-apps.md',
+                   'apps-quick': 'results-apps-quick.md'}[a.profile]
+    if a.rootless:
+        default_out = default_out.replace('apps', 'apps-rootless')
+    out_md = a.out or os.path.join(HERE, default_out)
     out_json = os.path.splitext(out_md)[0] + '.json'
     os.makedirs(os.path.dirname(os.path.abspath(out_md)), exist_ok=True)
 
     ws = os.path.abspath(a.workdir)
     os.makedirs(f'{ws}/bin', exist_ok=True)
     os.makedirs(f'{ws}/logs', exist_ok=True)
+    if STATE['user']:   # nobody must reach the layers and the binary below it
+        os.chmod(ws, 0o755)
+        os.chmod(f'{ws}/bin', 0o755)
     lockf = open(f'{ws}/lock', 'w')
     try:
         fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1261,6 +1420,12 @@ def main():
 
     t_start = time.time()
     stale_cleanup(ws, img)
+    if STATE['user']:
+        # /dev/fuse open to everyone for the run (its stock mode, 0666, as the rootless
+        # tests do); the mode found is put back at exit, whatever happens.
+        fuse_mode = os.stat('/dev/fuse').st_mode & 0o7777
+        atexit.register(os.chmod, '/dev/fuse', fuse_mode)
+        os.chmod('/dev/fuse', fuse_mode | 0o666)
     # Our own copies of the binaries: the source tree may change while we run.
     shutil.copy2(a.ovlfs, f'{ws}/bin/ovlfs')
     ovlfs_bin = f'{ws}/bin/ovlfs'
@@ -1268,7 +1433,7 @@ def main():
         ovlfs_sha = hashlib.sha256(f.read()).hexdigest()[:16]
     run(['cc', '-O2', '-Wall', '-o', f'{ws}/bin/fsops', os.path.join(HERE, 'fsops.c')])
 
-    samples, cpu, notes, errors = {}, {}, [], []
+    samples, cpu, notes, errors, requests = {}, {}, [], [], {}
     info = {}
     loopdev = None
     try:
@@ -1295,9 +1460,14 @@ def main():
         machine['load_start'] = ' '.join(open('/proc/loadavg').read().split()[:3]) + \
             ' (1, 5, 15 min, at the start)'
         log(f'building the layers on {loopdev} ({a.profile} profile)')
-        info = build_layers(P, fs, ws)
-        log(f'layers built in {info["build_seconds"]} s: tree of {info["tree_entries"]} entries '
-            f'({info["tree_mib"]} MiB), big dir of {info["big_entries"]}; {info["tar"]}')
+        if suite == 'apps':
+            info = apps.build_layers(P, fs, ws, STATE['user'])
+            log(f'layers built in {info["build_seconds"]} s: tree of {info["tree_files"]} files, '
+                f'{info["tree_entries"]} entries ({info["tree_mib"]} MiB)')
+        else:
+            info = build_layers(P, fs, ws)
+            log(f'layers built in {info["build_seconds"]} s: tree of {info["tree_entries"]} '
+                f'entries ({info["tree_mib"]} MiB), big dir of {info["big_entries"]}; {info["tar"]}')
 
         for rnd in range(P['rounds']):
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -1308,7 +1478,7 @@ def main():
                         continue
                     t0 = time.time()
                     try:
-                        res, c, nts, err = measure(t, wl, fs, P, info, ovlfs_bin, ws)
+                        res, c, nts, err, _ = measure(t, wl, fs, P, info, ovlfs_bin, ws)
                     except Failed as e:
                         res, c, nts, err = {}, {}, [], str(e)
                     if err:
@@ -1323,6 +1493,8 @@ def main():
                     shown = ' '.join(f'{k}={fmt(v)}' for k, v in res.items())
                     log(f'  {wl[0]:14} {t:15} {shown}  ({time.time() - t0:.1f} s'
                         f'{"; " + "; ".join(nts) if nts else ""})')
+        if P.get('count_requests'):
+            count_requests(wls, targets, fs, P, info, ovlfs_bin, ws, requests, errors)
     except Stop as e:
         log(f'stopped by {e}')
         errors.append(f'run interrupted ({e})')
@@ -1347,10 +1519,35 @@ def main():
     machine['load_end'] = ' '.join(machine['load_end']) + ' (1, 5, 15 min, at the end)'
     data = dict(profile=a.profile, params=P, machine=machine, layers=info, targets=targets,
                 elapsed_s=round(time.time() - t_start), samples=samples, daemon_cpu=cpu,
-                notes=notes, errors=errors)
+                notes=notes, errors=errors, suite=suite, rootless=bool(STATE['user']),
+                requests=requests, skipped=skipped)
     with open(out_json, 'w') as f:
         json.dump(data, f, indent=1)
     report(data, out_md)
+
+
+def count_requests(wls, targets, fs, P, info, ovlfs_bin, ws, requests, errors):
+    """One more pass on the FUSE targets, daemons under -d: the requests of each timed
+    part, per opcode, into requests[metric][target]. Its times are not kept (the trace
+    slows the daemons)."""
+    STATE['count'] = True
+    try:
+        for wl in wls:
+            for t in targets:
+                if t in ('native',) or t.startswith('kernel'):
+                    continue
+                try:
+                    _, _, _, err, req = measure(t, wl, fs, P, info, ovlfs_bin, ws)
+                except Failed as e:
+                    err, req = str(e), {}
+                if err:
+                    errors.append(f'request count, {wl[0]} on {t}: {err}')
+                for k, v in req.items():
+                    requests.setdefault(k, {})[t] = v
+                log(f'  requests {wl[0]:10} {t:15} ' + ' '.join(
+                    f'{k}={sum(v.values())}' for k, v in req.items()))
+    finally:
+        STATE['count'] = False
 
 
 def report(data, out_md):
@@ -1359,7 +1556,8 @@ def report(data, out_md):
     P, info, machine = data['params'], data['layers'], data['machine']
     targets = data.get('targets') or [t for t in TARGETS
                                       if any(t in v for v in data['samples'].values())]
-    mets = metrics(P, info)
+    apps_suite = data.get('suite') == 'apps'
+    mets = apps.metrics(P, info) if apps_suite else metrics(P, info)
     rows = summarize(data['samples'], mets, targets)
     cpu_rows = []
     cpu_extra = [t for t in targets if t.startswith('ovlfs-')]   # the variants' daemons
@@ -1370,11 +1568,12 @@ def report(data, out_md):
             extra = tuple(med(data['daemon_cpu'][key].get(t, [])) for t in cpu_extra)
             if a_ is not None or b_ is not None or any(x is not None for x in extra):
                 cpu_rows.append((label, a_, b_) + extra)
-    how = write_chart(out_png, rows, f'ovlfs relative cost, {data["profile"]} profile, '
+    how = write_chart(out_png, rows, f'ovlfs relative cost, {data["profile"]} profile'
+                      f'{" (rootless)" if data.get("rootless") else ""}, '
                       f'median of {P["rounds"]} round(s), {machine["date"]}')
     write_report(out_md, out_png, rows, cpu_rows, machine, info, P, data['profile'],
                  data['notes'], data['errors'], targets, data.get('elapsed_s'),
-                 data['samples'], mets)
+                 data['samples'], mets, data)
     log(f'wrote {out_md} and {out_png} ({how})')
     print(open(out_md).read().split('## Results', 1)[1].split('## Daemon', 1)[0])
 
