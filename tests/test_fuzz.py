@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from difffuzz import gen_layers, replay, run_generated
+from difffuzz import MODES, gen_layers, replay, run_generated
 from difffuzz.shrink import format_repro
 from difffuzz.runner import Divergence
 from helpers import (FIXED_MTIME, Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink,  # noqa: F401
@@ -23,6 +23,9 @@ RO, WO, RW = os.O_RDONLY, os.O_WRONLY, os.O_RDWR
 XCHG, NOREPLACE = 2, 1
 
 SEEDS = range(1, 17)
+# The seeds cycle through the option modes (difffuzz.MODES: off, redirect, metacopy), so the
+# run covers each for the time one took before.
+SEED_MODES = tuple(MODES)
 OPS_PER_SEED = 250
 CHECK_EVERY = 25
 
@@ -205,23 +208,25 @@ def test_known_bug(tmp_path, bug):
 
 def _seed_params():
     for seed in SEEDS:
+        mode = SEED_MODES[seed % len(SEED_MODES)]
         bug = KNOWN_SEED_FAILURES.get(seed)
         if bug is None:
-            yield pytest.param(seed, id=f"seed{seed}")
+            yield pytest.param(seed, mode, id=f"seed{seed}-{mode}")
         else:
             full = next(b for b in KNOWN_BUGS if b.split("-")[0] == bug)
-            yield pytest.param(seed, id=f"seed{seed}", marks=pytest.mark.xfail(
+            yield pytest.param(seed, mode, id=f"seed{seed}-{mode}", marks=pytest.mark.xfail(
                 reason=_bug_reason(full), strict=False))
 
 
-@pytest.mark.parametrize("seed", _seed_params())
-def test_fuzz_seed(tmp_path, seed):
+@pytest.mark.parametrize("seed,mode", _seed_params())
+def test_fuzz_seed(tmp_path, seed, mode):
     lowers, upper = gen_layers(seed)
-    steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY)
+    steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY,
+                                      mode=mode)
     if div is not None:
-        pytest.fail(f"seed {seed}: {div}\nmodelled steps: {notes}\nshrink it with: cd tests && "
-                    f"/usr/bin/python3 -m difffuzz --seed {seed} --ops {OPS_PER_SEED}",
-                    pytrace=False)
+        pytest.fail(f"seed {seed} ({mode}): {div}\nmodelled steps: {notes}\nshrink it with: "
+                    f"cd tests && /usr/bin/python3 -m difffuzz --seed {seed} --mode {mode} "
+                    f"--ops {OPS_PER_SEED}", pytrace=False)
     assert len(steps) == OPS_PER_SEED
 
 
@@ -299,3 +304,4 @@ def test_reproduction_is_python(tmp_path):
                                            ("write", "a", b"x" * 100, 3)], div, {1: "dir-rename"})
     compile(text, "<repro>", "exec")
     assert "def test_fuzz_seed3(tmp_path):" in text and "replay(tmp_path," in text
+
