@@ -305,3 +305,28 @@ def test_reproduction_is_python(tmp_path):
     compile(text, "<repro>", "exec")
     assert "def test_fuzz_seed3(tmp_path):" in text and "replay(tmp_path," in text
 
+
+# --------------------------------------------------------------------------- option modes
+# Found in the redirect mode (seed 1006): a directory renamed with an absolute redirect
+# ("/a/a") whose parent in the top lower layer is opaque: the kernel walks the redirect
+# component by component and searches no layer below that opaque parent; ovlfs merged
+# lower2's a/a too and showed its "b".
+def test_fuzz_redirect_seed1006(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'a': Dir({
+                      'a': Dir({}, mode=0o700, gid=1, mtime=T + 752000),
+                  }, mode=0o700, gid=1, mtime=T + 760000, opaque='y'),
+          },
+          {
+              'a': Dir({
+                      'a': Dir({
+                              'b': File(b'', mode=0o600, uid=1000, gid=1, mtime=T + 85000),
+                          }, mtime=T + 665000),
+                  }, mode=0o700, uid=1000, gid=1000, mtime=T + 569000),
+          }],
+           upper={},
+           steps=[('rename', 'c', 'a/a/e'),
+                  ('rename', 'a/a', 'c', 1), ('stat', 'c/b')],
+           check_every=0, mode='redirect')  # (a tree walk first would look a/a up plainly)
+
