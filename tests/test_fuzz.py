@@ -330,3 +330,25 @@ def test_fuzz_redirect_seed1006(tmp_path):
                   ('rename', 'a/a', 'c', 1), ('stat', 'c/b')],
            check_every=0, mode='redirect')  # (a tree walk first would look a/a up plainly)
 
+
+
+# Found in the redirect mode (seed 1105): a directory moved in over an xattr whiteout (in a
+# lower directory marked opaque="x") then moved away again: the kernel leaves no whiteout,
+# the name being whited out below already; ovlfs took the xattr whiteout for a name.
+def test_fuzz_redirect_seed1105(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'a': Dir({
+                      'c': XWhiteout(),
+                  }, uid=1000, mtime=T + 700000, opaque='x'),
+              'b': Dir({}, mode=0o1777, mtime=T + 261000, xattrs={'user.x': b'an2g8'}),
+              'd': Dir({
+                      'a': Dir({}, mode=0o777, mtime=T + 863000),
+                      'd': Dir({}, mtime=T + 45000),
+                  }, uid=1000, mtime=T + 677000),
+          }],
+           upper={},
+           steps=[('rename', 'd/d', 'd/a/c'),
+                  ('rename', 'd/a/c', 'a/c'),
+                  ('rename', 'a/c', 'b/n')],
+           check_every=0, mode='redirect')

@@ -127,7 +127,9 @@ static int name_in_lower_parent(struct ovl_fs *fs, struct ovl_node *parent, cons
 		if (pfd < 0) {
 			found = pfd;
 		} else if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			found = ovl_is_whiteout_stat(&st) ? -ENOENT : 1;
+			/* an xattr whiteout (opaque="x" directory) hides the name as well */
+			int xwh = dl[i].xwhiteouts ? ovl_is_xwhiteout(fs, pfd, name, &st) : 0;
+			found = xwh < 0 ? xwh : ovl_is_whiteout_stat(&st) || xwh ? -ENOENT : 1;
 		} else if (errno != ENOENT) {
 			found = -errno;
 		} else if (fs->oci_whiteouts) {
