@@ -50,11 +50,12 @@ after it are compared like any other.
    expected to answer 0 and change nothing. (Upper hard links are one overlay inode: the
    kernel's VFS does the same no-op.) RENAME_NOREPLACE still gets the VFS's EEXIST.
 4. Side effects of a failed rename on the kernel: it marks a pure-upper source directory
-   opaque, or with redirect_dir=on writes the redirect of a merged or lower one, before the
-   upper rename fails (ENOTEMPTY), and ext4 updates the parent's times when a
+   opaque, or with redirect_dir=on copies up a merged or lower one (and its parents) and
+   writes its redirect, before the upper rename fails (ENOTEMPTY), and ext4 updates the parent's times when a
    RENAME_WHITEOUT rename fails with ENOTEMPTY (checked on plain ext4). A failed call must
-   change nothing (ovlfs checks first and changes nothing). Model: the opaque value, the
-   redirect and the parents' times are put back in the kernel's upper layer, dentries evicted (an
+   change nothing (ovlfs checks first and changes nothing). Model: the copies it made are
+   removed, and the opaque value, the redirect and the parents' times are put back in the
+   kernel's upper layer, dentries evicted (an
    open fd below the directory would pin its dentry, and with it the stale opaque flag: the
    open fds of both sides are then closed first, see forget()).
 5. metacopy=on (the fuzzer's "metacopy" mode): the kernel renames or links a file whose data
@@ -72,6 +73,7 @@ after it are compared like any other.
 import contextlib
 import errno
 import os
+import shutil
 import stat
 
 import write_helpers as wh
@@ -173,7 +175,8 @@ class KernelModel:
             parents = {os.path.dirname(r) for r in rels}
             self._saved = ({rel: self._opaque_of_upper(rel) for rel in rels},
                            {p: self._times_of_upper(p) for p in parents},
-                           {rel: self._redirect_of_upper(rel) for rel in rels})
+                           {rel: self._redirect_of_upper(rel) for rel in rels},
+                           {a for a in map(self._first_absent_upper, rels) if a})
         return None
 
     def _same_file(self, a, b):
@@ -196,6 +199,15 @@ class KernelModel:
         except OSError:
             return None
 
+    def _first_absent_upper(self, rel):
+        """The outermost directory of rel's path (or rel) not in the kernel's upper layer."""
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if not os.path.lexists(self.u(prefix)):
+                return prefix
+        return None
+
     def _redirect_of_upper(self, rel):
         u = self.u(rel)
         if not os.path.isdir(u) or os.path.islink(u):
@@ -217,7 +229,21 @@ class KernelModel:
         source directory opaque (it marks it before the upper rename fails) and ext4 touches
         the parent's times when a RENAME_WHITEOUT rename fails (ENOTEMPTY): put both back."""
         undone = False
-        opaque, times, redirects = self._saved or ({}, {}, {})
+        opaque, times, redirects, absent = self._saved or ({}, {}, {}, set())
+        # With redirect_dir=on the kernel copies the source (and its parents) up before the
+        # rename fails: what was not in its upper layer before goes again.
+        for rel in sorted(absent):
+            if os.path.lexists(self.u(rel)):
+                self._close_fds_if_open_below(rel)
+                parent = os.path.dirname(rel)
+                ptimes = self._times_of_upper(parent)
+                if os.path.isdir(self.u(rel)) and not os.path.islink(self.u(rel)):
+                    shutil.rmtree(self.u(rel))
+                else:
+                    os.unlink(self.u(rel))
+                os.utime(self.u(parent), ns=ptimes, follow_symlinks=False)
+                self.forget(rel)
+                undone = True
         for xattr, saved, now in ((OPAQUE, opaque, self._opaque_of_upper),
                                   (REDIRECT, redirects, self._redirect_of_upper)):
             for rel, old in saved.items():
@@ -332,8 +358,25 @@ class KernelModel:
             return _errname(e)
 
     # ------------------------------------------------------------------ xattr whiteouts
+    def _lower_path(self, rel):
+        """Where rel's directory is in the lower layers: its path, moved by the redirects
+        (redirect_dir=on) the kernel wrote on it or its parents in its upper layer."""
+        low = ""
+        for i, name in enumerate(rel.split("/") if rel else []):
+            up = self.u("/".join(rel.split("/")[:i + 1]))
+            try:
+                r = os.fsdecode(os.getxattr(up, REDIRECT, follow_symlinks=False))
+            except OSError:
+                r = None
+            if r is not None and r.startswith("/"):
+                low = r.lstrip("/")
+            else:
+                low = os.path.join(low, r or name) if low else r or name
+        return low
+
     def _xwh_names(self, rel):
         names = set()
+        rel = self._lower_path(rel)
         for layer in self.lowers:
             d = os.path.join(layer, rel) if rel else layer
             if not os.path.isdir(d) or os.path.islink(d):
