@@ -297,6 +297,8 @@ class KernelModel:
                     note = "metacopy-copy-up-mtime"
         if kres != 0 or step[0] not in ("rename", "link"):
             return note
+        if step[0] == "rename" and self._canon(step[1]) == self._canon(step[2]):
+            return note  # a rename onto its own name: a no-op in the VFS, on both
         names = [step[2]] + ([step[1]] if step[0] == "rename" and len(step) > 3
                              and step[3] & wh.RENAME_EXCHANGE else [])
         for rel in names:
