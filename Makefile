@@ -143,12 +143,14 @@ uninstall:
 
 # Differential fuzzer against the kernel overlayfs (tests/difffuzz/): `make fuzz SECONDS=3600`
 # runs seed after seed for that long, printing progress and a shrunk reproduction of every
-# divergence (FUZZ_ARGS for more options: --help). fsx: the data-integrity exerciser on a
+# divergence (FUZZ_ARGS for more options: --help). MODE=off|redirect|metacopy (a comma list
+# cycles seed by seed; default all): the kernel's and ovlfs's options (tests/difffuzz). fsx: the data-integrity exerciser on a
 # lower-layer file through an ovlfs mount, `make fsx N=100000` (tests/test_fsx.py).
 .PHONY: fuzz fsx
 SECONDS ?= 300
 N ?= 100000
 FUZZ_ARGS ?=
+MODE ?= all
 
 $(BUILD)/fsx: tools/fsx.c
 	@mkdir -p $(BUILD)
@@ -156,7 +158,7 @@ $(BUILD)/fsx: tools/fsx.c
 
 fuzz: $(BUILD)/ovlfs
 	cd tests && OVLFS_BIN=$(abspath $(BUILD)/ovlfs) /usr/bin/python3 -m difffuzz \
-		--seconds $(SECONDS) $(FUZZ_ARGS)
+		--seconds $(SECONDS) --mode $(MODE) $(FUZZ_ARGS)
 
 fsx: $(BUILD)/ovlfs $(BUILD)/fsx
 	OVLFS_BIN=$(abspath $(BUILD)/ovlfs) FSX_BIN=$(abspath $(BUILD)/fsx) FSX_OPS=$(N) \

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from difffuzz import gen_layers, replay, run_generated
+from difffuzz import MODES, gen_layers, replay, run_generated
 from difffuzz.shrink import format_repro
 from difffuzz.runner import Divergence
 from helpers import (FIXED_MTIME, Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink,  # noqa: F401
@@ -23,6 +23,9 @@ RO, WO, RW = os.O_RDONLY, os.O_WRONLY, os.O_RDWR
 XCHG, NOREPLACE = 2, 1
 
 SEEDS = range(1, 17)
+# The seeds cycle through the option modes (difffuzz.MODES: off, redirect, metacopy), so the
+# run covers each for the time one took before.
+SEED_MODES = tuple(MODES)
 OPS_PER_SEED = 250
 CHECK_EVERY = 25
 
@@ -206,23 +209,25 @@ def test_known_bug(tmp_path, bug):
 
 def _seed_params():
     for seed in SEEDS:
+        mode = SEED_MODES[seed % len(SEED_MODES)]
         bug = KNOWN_SEED_FAILURES.get(seed)
         if bug is None:
-            yield pytest.param(seed, id=f"seed{seed}")
+            yield pytest.param(seed, mode, id=f"seed{seed}-{mode}")
         else:
             full = next(b for b in KNOWN_BUGS if b.split("-")[0] == bug)
-            yield pytest.param(seed, id=f"seed{seed}", marks=pytest.mark.xfail(
+            yield pytest.param(seed, mode, id=f"seed{seed}-{mode}", marks=pytest.mark.xfail(
                 reason=_bug_reason(full), strict=False))
 
 
-@pytest.mark.parametrize("seed", _seed_params())
-def test_fuzz_seed(tmp_path, seed):
+@pytest.mark.parametrize("seed,mode", _seed_params())
+def test_fuzz_seed(tmp_path, seed, mode):
     lowers, upper = gen_layers(seed)
-    steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY)
+    steps, div, notes = run_generated(tmp_path, seed, lowers, upper, OPS_PER_SEED, CHECK_EVERY,
+                                      mode=mode)
     if div is not None:
-        pytest.fail(f"seed {seed}: {div}\nmodelled steps: {notes}\nshrink it with: cd tests && "
-                    f"/usr/bin/python3 -m difffuzz --seed {seed} --ops {OPS_PER_SEED}",
-                    pytrace=False)
+        pytest.fail(f"seed {seed} ({mode}): {div}\nmodelled steps: {notes}\nshrink it with: "
+                    f"cd tests && /usr/bin/python3 -m difffuzz --seed {seed} --mode {mode} "
+                    f"--ops {OPS_PER_SEED}", pytrace=False)
     assert len(steps) == OPS_PER_SEED
 
 
@@ -300,3 +305,51 @@ def test_reproduction_is_python(tmp_path):
                                            ("write", "a", b"x" * 100, 3)], div, {1: "dir-rename"})
     compile(text, "<repro>", "exec")
     assert "def test_fuzz_seed3(tmp_path):" in text and "replay(tmp_path," in text
+
+
+# --------------------------------------------------------------------------- option modes
+# Found in the redirect mode (seed 1006): a directory renamed with an absolute redirect
+# ("/a/a") whose parent in the top lower layer is opaque: the kernel walks the redirect
+# component by component and searches no layer below that opaque parent; ovlfs merged
+# lower2's a/a too and showed its "b".
+def test_fuzz_redirect_seed1006(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'a': Dir({
+                      'a': Dir({}, mode=0o700, gid=1, mtime=T + 752000),
+                  }, mode=0o700, gid=1, mtime=T + 760000, opaque='y'),
+          },
+          {
+              'a': Dir({
+                      'a': Dir({
+                              'b': File(b'', mode=0o600, uid=1000, gid=1, mtime=T + 85000),
+                          }, mtime=T + 665000),
+                  }, mode=0o700, uid=1000, gid=1000, mtime=T + 569000),
+          }],
+           upper={},
+           steps=[('rename', 'c', 'a/a/e'),
+                  ('rename', 'a/a', 'c', 1), ('stat', 'c/b')],
+           check_every=0, mode='redirect')  # (a tree walk first would look a/a up plainly)
+
+
+
+# Found in the redirect mode (seed 1105): a directory moved in over an xattr whiteout (in a
+# lower directory marked opaque="x") then moved away again: the kernel leaves no whiteout,
+# the name being whited out below already; ovlfs took the xattr whiteout for a name.
+def test_fuzz_redirect_seed1105(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'a': Dir({
+                      'c': XWhiteout(),
+                  }, uid=1000, mtime=T + 700000, opaque='x'),
+              'b': Dir({}, mode=0o1777, mtime=T + 261000, xattrs={'user.x': b'an2g8'}),
+              'd': Dir({
+                      'a': Dir({}, mode=0o777, mtime=T + 863000),
+                      'd': Dir({}, mtime=T + 45000),
+                  }, uid=1000, mtime=T + 677000),
+          }],
+           upper={},
+           steps=[('rename', 'd/d', 'd/a/c'),
+                  ('rename', 'd/a/c', 'a/c'),
+                  ('rename', 'a/c', 'b/n')],
+           check_every=0, mode='redirect')

@@ -77,6 +77,15 @@ SCENARIOS = {
     "changed_inside": lambda m: [(m / "d" / "f").write_text("changed\n"),
                                  os.unlink(m / "d" / "sub" / "g"),
                                  _rename(m, "d", "other/d")],
+    # With redirect_dir=on the kernel marks a directory made in a merged one opaque (in the
+    # root, in a copied-up lower one), not one made in a pure-upper or opaque directory.
+    "mkdir_in_merged": lambda m: [os.mkdir(m / "n"), os.mkdir(m / "d" / "n"),
+                                  os.mkdir(m / "d" / "sub" / "deeper" / "n"),
+                                  os.mkdir(m / "n" / "pure"), os.mkdir(m / "n" / "pure" / "p")],
+    "mkdir_then_parent_moved": lambda m: [os.mkdir(m / "d" / "n"),
+                                          (m / "d" / "n" / "f").write_text("new\n"),
+                                          _rename(m, "d", "other/d"), _rename(m, "other", "o2"),
+                                          sorted(os.listdir(m / "o2" / "d" / "n"))],
 }
 
 

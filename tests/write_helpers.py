@@ -183,14 +183,15 @@ def visible_snapshot(mnt, since_ns):
     return norm_times(snapshot(mnt, overlay_xattrs=True), since_ns)
 
 
-def upper_snapshot(upper, since_ns, mtime=True):
+def upper_snapshot(upper, since_ns, mtime=True, keep=()):
     """Upper layer: whiteouts, opaque values and every xattr, including the escaped
-    trusted.overlay.overlay.* names, except the kernel's bookkeeping (IGNORED_UPPER_XATTRS)."""
+    trusted.overlay.overlay.* names, except the kernel's bookkeeping (IGNORED_UPPER_XATTRS)
+    other than the names in keep (e.g. trusted.overlay.redirect where both write it)."""
     snap = snapshot(upper, upper=True, dir_nlink=False, mtime=mtime, overlay_xattrs=True)
     for rec in snap.values():
         if "xattrs" in rec:
             rec["xattrs"] = tuple((n, v) for n, v in rec["xattrs"]
-                                  if not n.startswith(IGNORED_UPPER_XATTRS))
+                                  if n in keep or not n.startswith(IGNORED_UPPER_XATTRS))
     return norm_times(snap, since_ns)
 
 

@@ -148,6 +148,15 @@ static int upper_dir_for_new_name(struct ovl_fs *fs, struct ovl_node *parent)
 	return err ? err : ovl_copy_up_locked(fs, parent, false);
 }
 
+/* A directory with upper and lower layers (the kernel's OVL_TYPE_MERGE). */
+static bool parent_is_merged(struct ovl_node *dir)
+{
+	pthread_spin_lock(&dir->lock);
+	bool merged = dir->ndirlayers > 1;
+	pthread_spin_unlock(&dir->lock);
+	return merged;
+}
+
 static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct new_object *o, const struct ovl_cred *cred, struct ovl_node **node,
 		     struct stat *st)
@@ -195,6 +204,13 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		if (!err && ((acl && (err = made_mode(pdfd, name, o))) ||
 			     (err = set_owner(fs, pdfd, name, o, uid, gid, sgid))))
 			remove_object(pdfd, name, o->mode);
+		/* As the kernel with redirect_dir=on or metacopy=on (whose layers allow no
+		 * offline change): a directory made in a merged one is opaque, so that nothing
+		 * below ever shows in it. Like the kernel's, the mark may fail: nothing is below
+		 * that name today. */
+		if (!err && S_ISDIR(o->mode) && (fs->redirect_write || fs->metacopy_up) &&
+		    parent_is_merged(parent))
+			(void)ovl_set_opaque(fs, pdfd, name);
 	} else {
 		err = ovl_tmpname(fs, tmp, sizeof(tmp));
 		if (!err)

@@ -242,6 +242,12 @@ int ovl_get_redirect_raw(struct ovl_fs *fs, int dirfd, const char *name, char *b
 struct ovl_found;
 int ovl_name_below(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		   const struct ovl_found *f, bool *below);
+/* How the kernel's walk of absolute redirect path abs goes through layer, up to its last
+ * component: OVL_WALK_ON (plain directories, or one missing: the layers below are searched
+ * too), OVL_WALK_LAST (an opaque parent: no layer below this one is searched),
+ * OVL_WALK_STOP (a parent that is no directory: nothing here or below), or -errno. */
+enum { OVL_WALK_ON, OVL_WALK_LAST, OVL_WALK_STOP };
+int ovl_redirect_parents(struct ovl_fs *fs, int layer, const char *abs);
 /* Sets the overlay.redirect of upper directory dirfd/name to value. */
 int ovl_write_redirect(struct ovl_fs *fs, int dirfd, const char *name, const char *value);
 

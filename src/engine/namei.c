@@ -264,6 +264,14 @@ static int follow_absolute(struct lookup *lk)
 
 	for (int l = lk->abs_layer + 1; l < fs->nregular && lk->merging && !err; l++) {
 		struct stat st;
+		/* The kernel walks the path component by component: its parents' marks count. */
+		int walk = ovl_redirect_parents(fs, l, lk->abs);
+		if (walk < 0)
+			return walk;
+		if (walk == OVL_WALK_STOP)
+			break;
+		if (walk == OVL_WALK_LAST)
+			lk->merging = false; /* after this layer */
 		int fd = ovl_layer_open(fs, l, lk->abs, O_PATH);
 		if (fd < 0) {
 			if (gone(fd))
@@ -282,7 +290,7 @@ static int follow_absolute(struct lookup *lk)
 			err = path ? add_dirlayer(lk->f, l, op == OVL_OPAQUE_XWHITEOUTS, path)
 				   : -ENOMEM;
 			lk->f->below = true;
-			lk->merging = op != OVL_OPAQUE_YES;
+			lk->merging = lk->merging && op != OVL_OPAQUE_YES;
 			if (!err && lk->merging)
 				err = follow_nested(lk, l, fd);
 		}

@@ -127,7 +127,9 @@ static int name_in_lower_parent(struct ovl_fs *fs, struct ovl_node *parent, cons
 		if (pfd < 0) {
 			found = pfd;
 		} else if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			found = ovl_is_whiteout_stat(&st) ? -ENOENT : 1;
+			/* an xattr whiteout (opaque="x" directory) hides the name as well */
+			int xwh = dl[i].xwhiteouts ? ovl_is_xwhiteout(fs, pfd, name, &st) : 0;
+			found = xwh < 0 ? xwh : ovl_is_whiteout_stat(&st) || xwh ? -ENOENT : 1;
 		} else if (errno != ENOENT) {
 			found = -errno;
 		} else if (fs->oci_whiteouts) {
@@ -152,4 +154,36 @@ int ovl_name_below(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		return r;
 	*below = r > 0;
 	return 0;
+}
+
+int ovl_redirect_parents(struct ovl_fs *fs, int layer, const char *abs)
+{
+	char path[PATH_MAX];
+	int walk = OVL_WALK_ON;
+
+	if (strlen(abs) >= sizeof(path))
+		return -ENAMETOOLONG;
+	strcpy(path, abs);
+	for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+		struct stat st;
+		int err = 0;
+
+		*slash = '\0';
+		int fd = ovl_layer_open(fs, layer, path, O_PATH);
+		*slash = '/';
+		if (fd == -ENOENT)
+			return walk; /* nothing in this layer; the next one is searched */
+		if (fd < 0)
+			return fd;
+		if (fstat(fd, &st) < 0)
+			err = -errno;
+		else if (!S_ISDIR(st.st_mode))
+			err = OVL_WALK_STOP; /* a whiteout or another non-directory */
+		else if (ovl_dir_opaque(fs, fd, ".", layer < fs->nlayers - 1) == OVL_OPAQUE_YES)
+			walk = OVL_WALK_LAST;
+		close(fd);
+		if (err)
+			return err;
+	}
+	return walk;
 }

@@ -22,6 +22,13 @@ Layout
              scenario for test_differential_write.py when no modelled step is involved).
   __main__   the command line (`make fuzz SECONDS=3600`, `python3 -m difffuzz --help` in tests/).
 
+Option modes (runner.MODES; --mode, `make fuzz MODE=...`; a list cycles seed by seed):
+  off       the kernel with redirect_dir=off (its default format), ovlfs with redirect_dir=off.
+  redirect  both with redirect_dir=on (ovlfs's default): renames write overlay.redirect, and
+            the redirect values are compared in the upper layers too.
+  metacopy  both with metacopy=on and redirect_dir=on (the kernel requires both): chown,
+            chmod, utimens and setxattr copy up metadata only.
+
 Compared: each step's result (value or errno name); the visible tree (types, modes, owners,
 sizes, content hashes, link targets, rdev, nlink, xattrs incl. escaped trusted.overlay.*,
 mtimes, with times set during the run normalised to 'now'); hard-link groups; the upper
@@ -56,19 +63,20 @@ tests/test_stress.py (KNOWN_RACES).
 import pathlib
 
 from .layers import gen_layers
-from .runner import Divergence, run_generated, run_steps
+from .runner import MODES, Divergence, run_generated, run_steps
 from .shrink import Shrinker, format_repro
 
-__all__ = ["Divergence", "Shrinker", "format_repro", "gen_layers", "replay", "run_generated",
-           "run_steps"]
+__all__ = ["MODES", "Divergence", "Shrinker", "format_repro", "gen_layers", "replay",
+           "run_generated", "run_steps"]
 
 
-def replay(tmp_path, lowers, upper, steps, check_every=1, ovlfs_opts=None):
+def replay(tmp_path, lowers, upper, steps, check_every=1, ovlfs_opts=None, mode=None):
     """Regression form of a shrunk divergence: replays the steps on both mounts, compared
     after every step (the trees every check_every steps, 0: at the end only); fails on a
-    divergence. ovlfs_opts: extra ovlfs -o options (default: OVLFS_FUZZ_OPTS)."""
+    divergence. ovlfs_opts: extra ovlfs -o options (default: OVLFS_FUZZ_OPTS); mode: the
+    option mode (runner.MODES; default OVLFS_FUZZ_MODE, else "off")."""
     import pytest
     d, notes = run_steps(pathlib.Path(tmp_path) / "replay", lowers, upper, steps, check_every,
-                         ovlfs_opts)
+                         ovlfs_opts, mode)
     if d is not None:
         pytest.fail(f"{d}\nmodelled steps: {notes}", pytrace=False)

@@ -50,21 +50,38 @@ after it are compared like any other.
    expected to answer 0 and change nothing. (Upper hard links are one overlay inode: the
    kernel's VFS does the same no-op.) RENAME_NOREPLACE still gets the VFS's EEXIST.
 4. Side effects of a failed rename on the kernel: it marks a pure-upper source directory
-   opaque before the upper rename fails (ENOTEMPTY), and ext4 updates the parent's times
-   when a RENAME_WHITEOUT rename fails with ENOTEMPTY (checked on plain ext4). A failed call
-   must change nothing (ovlfs checks first and changes nothing). Model: the opaque value
-   and the parents' times are put back in the kernel's upper layer, dentries evicted (an
+   opaque, or with redirect_dir=on copies up a merged or lower one (and its parents) and
+   writes its redirect, before the upper rename fails (ENOTEMPTY), and ext4 updates the parent's times when a
+   RENAME_WHITEOUT rename fails with ENOTEMPTY (checked on plain ext4). A failed call must
+   change nothing (ovlfs checks first and changes nothing). Model: the copies it made are
+   removed, and the opaque value, the redirect and the parents' times are put back in the
+   kernel's upper layer, dentries evicted (an
    open fd below the directory would pin its dentry, and with it the stale opaque flag: the
    open fds of both sides are then closed first, see forget()).
+5. metacopy=on (the fuzzer's "metacopy" mode): the kernel renames or links a file whose data
+   is below as a metadata-only stub with an overlay.redirect to the data; ovlfs copies the
+   data up first (README, metacopy=on: "the data goes up at the first open for writing,
+   truncate, rename or link"). Model: after such a rename or link, the kernel side's stub
+   gets its data (opened for writing through the kernel mount), its redirect (which the
+   kernel reads only for metacopy files) is dropped and its times put back (note
+   "metacopy-rename"). Also, the kernel's data copy-up of a metacopy file leaves the upper
+   file with the time of the copy as mtime (6.18 sets no timestamps after it), so an open
+   for writing that writes nothing changes the mtime there; ovlfs keeps it (POSIX: open
+   changes no time without O_TRUNC). Model: the mtime is put back (note
+   "metacopy-copy-up-mtime").
 """
+import contextlib
 import errno
 import os
+import shutil
 import stat
 
 import write_helpers as wh
 from helpers import OPAQUE, XWHITEOUT
 
 XCHG_TMP = ".fuzz-xchg"  # never a generated name
+REDIRECT = "trusted.overlay.redirect"
+METACOPY = "trusted.overlay.metacopy"
 
 
 def drop_dentry_cache():
@@ -85,13 +102,15 @@ def _errname(e):
 
 
 class KernelModel:
-    def __init__(self, kroot, kupper, lowers, close_fds=None, kernel_fds=None):
+    def __init__(self, kroot, kupper, lowers, close_fds=None, kernel_fds=None, metacopy=False):
         self.root = os.fspath(kroot)
         self.upper = os.fspath(kupper)
         self.lowers = [os.fspath(p) for p in lowers]
         self.close_fds = close_fds  # closes the open fds of both sides (see forget)
         self.kernel_fds = kernel_fds  # the kernel side's open fds
         self.fds_closed = False
+        self.metacopy = metacopy  # both sides run with metacopy=on (5. above)
+        self._stubs = {}
 
     def k(self, rel):
         return os.path.join(self.root, rel) if rel else self.root
@@ -142,6 +161,12 @@ class KernelModel:
         """Called before the kernel runs step: remembers what a failed rename may change.
         Returns (result, note) when the kernel must not run the step at all (3. above)."""
         self._saved = None
+        self._stubs = {}
+        if self.metacopy and step[0] in ("open", "fopen"):
+            rel = step[2] if step[0] == "fopen" else step[1]
+            flags = step[3] if step[0] == "fopen" else step[2]
+            if not flags & os.O_TRUNC and self._is_stub(rel):
+                self._stubs[rel] = os.lstat(self.u(rel))
         if (step[0] == "rename" and not (len(step) > 3 and step[3] & wh.RENAME_NOREPLACE)
                 and self._same_file(step[1], step[2])):  # (NOREPLACE: EEXIST from the VFS)
             return 0, "rename-between-links"
@@ -149,7 +174,9 @@ class KernelModel:
             rels = step[1:3]
             parents = {os.path.dirname(r) for r in rels}
             self._saved = ({rel: self._opaque_of_upper(rel) for rel in rels},
-                           {p: self._times_of_upper(p) for p in parents})
+                           {p: self._times_of_upper(p) for p in parents},
+                           {rel: self._redirect_of_upper(rel) for rel in rels},
+                           {a for a in map(self._first_absent_upper, rels) if a})
         return None
 
     def _same_file(self, a, b):
@@ -172,6 +199,24 @@ class KernelModel:
         except OSError:
             return None
 
+    def _first_absent_upper(self, rel):
+        """The outermost directory of rel's path (or rel) not in the kernel's upper layer."""
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if not os.path.lexists(self.u(prefix)):
+                return prefix
+        return None
+
+    def _redirect_of_upper(self, rel):
+        u = self.u(rel)
+        if not os.path.isdir(u) or os.path.islink(u):
+            return "absent"
+        try:
+            return os.getxattr(u, REDIRECT)
+        except OSError:
+            return None
+
     def _times_of_upper(self, rel):
         try:
             st = os.lstat(self.u(rel))
@@ -184,16 +229,35 @@ class KernelModel:
         source directory opaque (it marks it before the upper rename fails) and ext4 touches
         the parent's times when a RENAME_WHITEOUT rename fails (ENOTEMPTY): put both back."""
         undone = False
-        opaque, times = self._saved or ({}, {})
-        for rel, old in opaque.items():
-            if old == "absent" or self._opaque_of_upper(rel) == old:
-                continue
-            if old is None:
-                os.removexattr(self.u(rel), OPAQUE)
-            else:
-                os.setxattr(self.u(rel), OPAQUE, old)
-            self.forget(rel)  # the kernel keeps the opaque flag with its dentry
-            undone = True
+        opaque, times, redirects, absent = self._saved or ({}, {}, {}, set())
+        # With redirect_dir=on the kernel copies the source (and its parents) up before the
+        # rename fails: what was not in its upper layer before goes again.
+        for rel in sorted(absent):
+            if os.path.lexists(self.u(rel)):
+                self._close_fds_if_open_below(rel)
+                parent = os.path.dirname(rel)
+                ptimes = self._times_of_upper(parent)
+                if os.path.isdir(self.u(rel)) and not os.path.islink(self.u(rel)):
+                    shutil.rmtree(self.u(rel))
+                else:
+                    os.unlink(self.u(rel))
+                os.utime(self.u(parent), ns=ptimes, follow_symlinks=False)
+                self.forget(rel)
+                undone = True
+        for xattr, saved, now in ((OPAQUE, opaque, self._opaque_of_upper),
+                                  (REDIRECT, redirects, self._redirect_of_upper)):
+            for rel, old in saved.items():
+                # a directory the failed rename copied up: copy-up alone writes no redirect
+                if old == "absent" and xattr == REDIRECT:
+                    old = None
+                if old == "absent" or now(rel) in (old, "absent"):
+                    continue
+                if old is None:
+                    os.removexattr(self.u(rel), xattr)
+                else:
+                    os.setxattr(self.u(rel), xattr, old)
+                self.forget(rel)  # the kernel keeps both with its dentry
+                undone = True
         for rel, old in times.items():
             if old is not None and self._times_of_upper(rel) != old:
                 os.utime(self.u(rel), ns=old, follow_symlinks=False)
@@ -204,6 +268,54 @@ class KernelModel:
         """Given a step and the kernel's result for it, returns (expected ovlfs result, note):
         note is None when the kernel's result is ovlfs's too, otherwise it says which modelled
         difference applied (and the kernel tree now holds ovlfs's designed outcome)."""
+        res, note = self._adjust(step, kres)
+        if not self.metacopy:
+            return res, note
+        try:
+            extra = self._metacopy_adjust(step, kres)
+        except OSError as e:
+            raise ModelError(f"modelling {step!r} (metacopy) failed: {e}") from e
+        return res, (f"{note}, {extra}" if note and extra else note or extra)
+
+    # ------------------------------------------------------------------ metacopy (5.)
+    def _is_stub(self, rel):
+        try:
+            st = os.lstat(self.u(rel))
+            return stat.S_ISREG(st.st_mode) and os.getxattr(self.u(rel), METACOPY,
+                                                            follow_symlinks=False) is not None
+        except OSError:
+            return False
+
+    def _metacopy_adjust(self, step, kres):
+        note = None
+        for rel, st in self._stubs.items():  # an open for writing copied the data up
+            if not self._is_stub(rel) and os.path.lexists(self.u(rel)):
+                now = os.lstat(self.u(rel))
+                if now.st_mtime_ns != st.st_mtime_ns:
+                    os.utime(self.u(rel), ns=(now.st_atime_ns, st.st_mtime_ns),
+                             follow_symlinks=False)
+                    note = "metacopy-copy-up-mtime"
+        if kres != 0 or step[0] not in ("rename", "link"):
+            return note
+        if step[0] == "rename" and self._canon(step[1]) == self._canon(step[2]):
+            return note  # a rename onto its own name: a no-op in the VFS, on both
+        names = [step[2]] + ([step[1]] if step[0] == "rename" and len(step) > 3
+                             and step[3] & wh.RENAME_EXCHANGE else [])
+        for rel in names:
+            rel = self._canon(rel)
+            if rel is None or not self._is_stub(rel):
+                continue
+            u = self.u(rel)
+            st = os.lstat(u)
+            os.close(os.open(self.k(rel), os.O_WRONLY | os.O_NOFOLLOW))  # data copy-up
+            with contextlib.suppress(OSError):
+                os.removexattr(u, REDIRECT, follow_symlinks=False)
+            now = os.lstat(u)
+            os.utime(u, ns=(now.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            note = "metacopy-rename"
+        return note
+
+    def _adjust(self, step, kres):
         op = step[0]
         try:
             if op in ("ls", "lsd") and isinstance(kres, list):
@@ -248,8 +360,25 @@ class KernelModel:
             return _errname(e)
 
     # ------------------------------------------------------------------ xattr whiteouts
+    def _lower_path(self, rel):
+        """Where rel's directory is in the lower layers: its path, moved by the redirects
+        (redirect_dir=on) the kernel wrote on it or its parents in its upper layer."""
+        low = ""
+        for i, name in enumerate(rel.split("/") if rel else []):
+            up = self.u("/".join(rel.split("/")[:i + 1]))
+            try:
+                r = os.fsdecode(os.getxattr(up, REDIRECT, follow_symlinks=False))
+            except OSError:
+                r = None
+            if r is not None and r.startswith("/"):
+                low = r.lstrip("/")
+            else:
+                low = os.path.join(low, r or name) if low else r or name
+        return low
+
     def _xwh_names(self, rel):
         names = set()
+        rel = self._lower_path(rel)
         for layer in self.lowers:
             d = os.path.join(layer, rel) if rel else layer
             if not os.path.isdir(d) or os.path.islink(d):

@@ -27,6 +27,29 @@ from .model import KernelModel, ModelError
 
 STEP_TIMEOUT = 30.0
 CHECK_EVERY = 25
+REDIRECT = "trusted.overlay.redirect"
+
+# Option modes: the kernel's options and ovlfs's for one run, and the kernel bookkeeping
+# xattrs compared in the upper layers on top of the rest. "off": the kernel's default format
+# (the model copies directory renames as redirect_dir=off does, see model.py). "redirect":
+# both write redirects, whose values must match. "metacopy": metadata-only copy-up on both
+# (the kernel needs redirect_dir=on with it); the metacopy mark is compared in any mode.
+MODES = {
+    "off": dict(kernel=wh.KERNEL_OPTS, ovlfs=("redirect_dir=off",), keep=()),
+    "redirect": dict(kernel=("index=off", "redirect_dir=on", "metacopy=off"),
+                     ovlfs=("redirect_dir=on",), keep=(REDIRECT,)),
+    "metacopy": dict(kernel=("index=off", "redirect_dir=on", "metacopy=on"),
+                     ovlfs=("redirect_dir=on", "metacopy=on"), keep=(REDIRECT,)),
+}
+DEFAULT_MODE = "off"
+
+
+def mode_of(mode=None):
+    """The mode given, else OVLFS_FUZZ_MODE, else "off"."""
+    mode = mode or os.environ.get("OVLFS_FUZZ_MODE") or DEFAULT_MODE
+    if mode not in MODES:
+        raise ValueError(f"unknown fuzz mode {mode!r} (one of {', '.join(MODES)})")
+    return mode
 
 
 class Divergence(Exception):
@@ -72,7 +95,7 @@ class Pair(contextlib.AbstractContextManager):
     """Both mounts of one run. Use as a context manager; finish() does the final checks."""
 
     def __init__(self, base, lowers, upper, check_every=CHECK_EVERY, step_timeout=STEP_TIMEOUT,
-                 ovlfs_opts=None):
+                 ovlfs_opts=None, mode=None):
         self.base = pathlib.Path(base)
         self.lowers, self.upper = lowers, upper
         self.check_every = check_every
@@ -81,11 +104,13 @@ class Pair(contextlib.AbstractContextManager):
         self.ovlfs_opts = tuple(o for o in (ovlfs_opts if ovlfs_opts is not None else
                                             os.environ.get("OVLFS_FUZZ_OPTS", "")).split(",")
                                 if o)
-        # The model (model.py) copies directories as redirect_dir=off does, the kernel's
-        # KERNEL_OPTS: ovlfs renames them so too unless told otherwise. (With redirect_dir=on
-        # the kernel also marks new directories in merged ones opaque, which ovlfs does not.)
-        if not any(o.startswith("redirect_dir=") for o in self.ovlfs_opts):
-            self.ovlfs_opts = ("redirect_dir=off",) + self.ovlfs_opts
+        self.mode = mode_of(mode)
+        m = MODES[self.mode]
+        self.kernel_opts, self.keep_xattrs = m["kernel"], m["keep"]
+        # the mode's options first: explicit ones (later) win
+        given = {o.split("=")[0] for o in self.ovlfs_opts}
+        self.ovlfs_opts = tuple(o for o in m["ovlfs"] if o.split("=")[0] not in given) + \
+            self.ovlfs_opts
         self.stack = contextlib.ExitStack()
         self.notes = {}  # step index -> modelled difference applied
         self.index = 0
@@ -98,7 +123,7 @@ class Pair(contextlib.AbstractContextManager):
         self.t0 = time.time_ns() - 10**9
         try:
             self.km = self.stack.enter_context(
-                self.kset.kernel(mnt=self.base / "mk", extra_opts=wh.KERNEL_OPTS))
+                self.kset.kernel(mnt=self.base / "mk", extra_opts=self.kernel_opts))
             self.om = self.stack.enter_context(
                 self.oset.ovlfs(mnt=self.base / "mo", extra_opts=self.ovlfs_opts))
         except BaseException:
@@ -106,7 +131,8 @@ class Pair(contextlib.AbstractContextManager):
             raise
         self.kstate, self.ostate = fops.new_state(), fops.new_state()
         self.model = KernelModel(self.km, self.kset.upper, self.kset.lowers, self._close_fds,
-                                 lambda: list(self.kstate["fds"].values()))
+                                 lambda: list(self.kstate["fds"].values()),
+                                 metacopy=self.mode == "metacopy")
         self.dog = _Watchdog()
         return self
 
@@ -191,8 +217,8 @@ class Pair(contextlib.AbstractContextManager):
             self.check_upper(i, step)
 
     def check_upper(self, i, step, when="while mounted"):
-        ku = wh.upper_snapshot(self.kset.upper, self.t0)
-        ou = wh.upper_snapshot(self.oset.upper, self.t0)
+        ku = wh.upper_snapshot(self.kset.upper, self.t0, keep=self.keep_xattrs)
+        ou = wh.upper_snapshot(self.oset.upper, self.t0, keep=self.keep_xattrs)
         lines = diff_snapshots(ku, ou, ("kernel upper", "ovlfs upper"))
         if lines:
             raise Divergence("upper", i, step, f"upper layers differ ({when}):\n" +
@@ -221,9 +247,9 @@ def _short(v, n=300):
     return s if len(s) <= n else s[:n] + f"...({len(s)} chars)"
 
 
-def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=None):
+def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=None, mode=None):
     """Replays steps; returns (None, notes) or (Divergence, notes)."""
-    with Pair(base, lowers, upper, check_every, ovlfs_opts=ovlfs_opts) as pair:
+    with Pair(base, lowers, upper, check_every, ovlfs_opts=ovlfs_opts, mode=mode) as pair:
         try:
             for step in steps:
                 pair.apply(step)
@@ -233,13 +259,14 @@ def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=No
     return None, pair.notes
 
 
-def run_generated(base, seed, lowers, upper, nops, check_every=CHECK_EVERY, exclude=()):
-    """Generates and applies nops steps for seed (without the ops in exclude); returns
-    (steps applied, Divergence|None, notes)."""
+def run_generated(base, seed, lowers, upper, nops, check_every=CHECK_EVERY, exclude=(),
+                  mode=None):
+    """Generates and applies nops steps for seed (without the ops in exclude) in an option
+    mode (MODES); returns (steps applied, Divergence|None, notes)."""
     gen = fops.OpGen(seed, exclude)
     steps = []
     view = None
-    with Pair(base, lowers, upper, check_every) as pair:
+    with Pair(base, lowers, upper, check_every, mode=mode) as pair:
         try:
             for _ in range(nops):
                 if view is None:

@@ -17,8 +17,9 @@ from .runner import run_steps
 
 class Shrinker:
     def __init__(self, workdir, lowers, upper, steps, div, budget_s=240.0, max_runs=600,
-                 log=None, check_every=25):
+                 log=None, check_every=25, mode=None):
         self.workdir = workdir
+        self.mode = mode
         self.lowers, self.upper = lowers, upper
         self.steps = list(steps[:div.index + 1]) if div.index is not None else list(steps)
         self.div = div
@@ -42,7 +43,8 @@ class Shrinker:
         upper = self.upper if upper is None else upper
         base = tempfile.mkdtemp(prefix="shrink-", dir=self.workdir)
         try:
-            d, notes = run_steps(base, lowers, upper, steps, check_every=self.check_every)
+            d, notes = run_steps(base, lowers, upper, steps, check_every=self.check_every,
+                                 mode=self.mode)
         finally:
             shutil.rmtree(base, ignore_errors=True)
         if d is not None and d.signature() == self.sig:
@@ -195,12 +197,12 @@ def _flags_src(flags):
     return " | ".join([f"os.{n}" for n in names] + ([str(rest)] if rest else [])) or "0"
 
 
-def format_repro(seed, lowers, upper, steps, div, notes, name=None, check_every=1):
+def format_repro(seed, lowers, upper, steps, div, notes, name=None, check_every=1, mode=None):
     """A ready-to-paste regression test (for tests/test_fuzz.py) and, when the sequence uses
     only write_helpers steps and no modelled difference, the S(...) scenario line for
     test_differential_write.py."""
-    name = name or f"fuzz_seed{seed}"
-    lines = [f"# seed {seed}: {div.kind} divergence at step {div.index} "
+    name = name or (f"fuzz_{mode}_seed{seed}" if mode and mode != "off" else f"fuzz_seed{seed}")
+    lines = [f"# seed {seed}{f' (mode {mode})' if mode else ''}: {div.kind} divergence at step {div.index} "
              f"{div.step!r}" if div.step else f"# seed {seed}: {div.kind} divergence at the end"]
     for ln in str(div.detail).splitlines()[:12]:
         lines.append(f"#   {ln}")
@@ -213,8 +215,9 @@ def format_repro(seed, lowers, upper, steps, div, notes, name=None, check_every=
               f"           lowers={lowers_src},",
               f"           upper={flayers.spec_src(upper, 11)},",
               f"           steps={steps_src},",
-              f"           check_every={check_every})"]
-    plain = not notes and not any(s[0] in EXTRA_OPS or s[0] == "check" for s in steps)
+              f"           check_every={check_every}" +
+              (f", mode={mode!r})" if mode and mode != "off" else ")")]
+    plain = (mode or "off") == "off" and not notes and not any(s[0] in EXTRA_OPS or s[0] == "check" for s in steps)
     if plain:
         lines += ["", "# as a test_differential_write.py scenario:",
                   f"S({name!r}, {lowers_src},", f"  {steps_src},",
