@@ -276,6 +276,9 @@ void ovl_maps_free(struct ovl_fs *fs);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
+/* getxattr of the directory dirfd (O_PATH or not) in one syscall where the kernel has
+ * getxattrat (fgetxattr refuses O_PATH fds: ovl_fd_getxattr takes two there). */
+int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size);
 
 /* acl.c: whether a new object in the directory gets its mode from a default ACL (and not
  * from the umask). */
