@@ -75,7 +75,7 @@ static int set_owner(struct ovl_fs *fs, int dirfd, const char *name, struct new_
 		return err;
 
 	/* The daemon's own ids are already the object's. */
-	if ((uid != geteuid() || gid != getegid() || setgid_dir) &&
+	if ((uid != fs->euid || gid != fs->egid || setgid_dir) &&
 	    fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (S_ISDIR(o->mode) && setgid_dir)
@@ -302,7 +302,7 @@ static int set_tmpfile_owner(struct ovl_fs *fs, int fd, mode_t mode, uid_t uid, 
 
 	if (err || done)
 		return err;
-	if ((uid != geteuid() || gid != getegid()) && fchown(fd, uid, gid) < 0)
+	if ((uid != fs->euid || gid != fs->egid) && fchown(fd, uid, gid) < 0)
 		return -errno;
 	if ((mode & 07000) && fchmod(fd, mode & 07777) < 0)
 		return -errno;

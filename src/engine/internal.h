@@ -164,6 +164,9 @@ struct ovl_fs {
 	bool readonly;
 	bool no_fsync;
 	bool noatime, nodiratime; /* the mount's atime mode, for upper objects (layer.c) */
+	/* The daemon's own ids, which never change: the owner a new object gets by itself. */
+	uid_t euid;
+	gid_t egid;
 	/* O_NOATIME was refused (EPERM: the daemon neither owns the object nor has CAP_FOWNER):
 	 * layer objects are opened without it from then on. */
 	atomic_bool noatime_denied;
