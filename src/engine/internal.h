@@ -352,6 +352,7 @@ struct ovl_found {
 	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
 	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
+	bool no_xattrs;		/* an upper file of one name found without any xattr */
 	/* A metacopy file: where its data is (as ovl_node.data_path; owned), else NULL. */
 	char *data_path;
 	int data_layer;
@@ -462,6 +463,11 @@ int ovl_has_wh_file(int dfd, const char *name);
  * OVL_OPAQUE_XWHITEOUTS or 0. With below, layers under this one would merge: the marks that
  * only hide them are read too. */
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
+/* Which records an upper file dfd/name carries, from one listing of its xattrs (most files
+ * have none: then neither record is read): OVL_REC_ORIGIN, OVL_REC_METACOPY, and
+ * OVL_REC_ANY when it has any xattr at all; -1 (every bit): unknown, read each. */
+enum { OVL_REC_ORIGIN = 1, OVL_REC_METACOPY = 2, OVL_REC_ANY = 1 << 8 };
+int ovl_upper_records(struct ovl_fs *fs, int dfd, const char *name);
 int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
 /* The writers below change the names in directory dirfd. Preconditions: the rename lock and
  * the op lock of dirfd's node, or the rename lock written (neither for the work directory). */
