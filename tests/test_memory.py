@@ -109,29 +109,3 @@ def test_nodes_follow_kernel_forgets(layers):
         assert os.path.isfile(m / "tree" / "d00000" / "f0001")
         assert len(os.listdir(m / "tree" / "d00000")) == min(PER_DIR - 1, total - 1)
 
-
-def request_counts(m):
-    """Sends SIGUSR1 and returns the per-opcode counts of the "requests:" line it logs."""
-    before = len(re.findall(r"requests:", m.log()))
-    m.proc.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + POLL_LIMIT
-    while len(re.findall(r"requests:.*", m.log())) <= before:
-        assert m.proc.poll() is None, "the daemon died on SIGUSR1"
-        assert time.monotonic() < deadline, "no request counts logged after SIGUSR1"
-        time.sleep(0.05)
-    line = re.findall(r"requests:(.*)", m.log())[-1]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
-
-
-def test_request_counts_per_opcode(layers):
-    """SIGUSR1 also logs how many requests of each kind the daemon read: a name looked up
-    once more is one LOOKUP more, a new file one CREATE more."""
-    ls = layers(lowers=[{"f": "x"}])
-    with ls.ovlfs() as m:
-        before = request_counts(m)
-        assert before.get("INIT") == 1
-        assert not os.path.exists(m / "absent-1")
-        (m / "new").write_text("y")
-        after = request_counts(m)
-        assert after.get("LOOKUP", 0) - before.get("LOOKUP", 0) >= 2  # absent-1, new
-        assert after.get("CREATE", 0) - before.get("CREATE", 0) == 1

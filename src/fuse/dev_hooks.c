@@ -28,6 +28,7 @@
 #define PT_OP_CREATE 35
 #define PT_INIT_EXT (1u << 30)
 #define PT_WRITEBACK_CACHE (1u << 16)
+#define PT_KILLPRIV_V2 (1u << 28)	/* FUSE_HANDLE_KILLPRIV_V2 */
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, bit 37 of the 64-bit flags */
 #define PT_FLAGS2_ALLOW_MMAP (1u << 4)	/* FUSE_DIRECT_IO_ALLOW_MMAP, bit 36 (Linux 6.6+) */
 #define PT_FLAGS2_NO_EXPORT (1u << 6)	/* FUSE_NO_EXPORT_SUPPORT, bit 38 (Linux 6.9+) */
@@ -179,6 +180,7 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 		fe->dev.kernel_allows_mmap =
 		    (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_ALLOW_MMAP);
 		fe->dev.kernel_no_export = (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_NO_EXPORT);
+		fe->dev.kernel_killpriv_v2 = flags & PT_KILLPRIV_V2;
 	}
 	return n;
 }
@@ -208,7 +210,7 @@ static ssize_t send_patched(struct ovl_frontend *fe, int fd, const struct iovec 
 static bool init_to_fix(const struct ovl_frontend *fe)
 {
 	return (fe->dev.kernel_offers && fe->dev.offer_passthrough) || fe->dev.kernel_allows_mmap ||
-	       fe->dev.kernel_no_export;
+	       fe->dev.kernel_no_export || fe->dev.kernel_killpriv_v2;
 }
 
 /* arg: the frontend. */
@@ -229,6 +231,11 @@ static void fix_init(char *out, size_t len, void *arg)
 	 * process_init_reply: fuse_export_fid_operations). */
 	if (fe->dev.kernel_no_export)
 		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_NO_EXPORT);
+	/* The setuid rule is ours on every write that reaches us (fuse_file.c drop_setid), on
+	 * truncate and chown (fuse_ops.c): the kernel then asks for security.capability once
+	 * per inode (SB_NOSEC), not before each write (fs/fuse/inode.c, process_init_reply). */
+	if (fe->dev.kernel_killpriv_v2)
+		put32(out + INIT_OUT_FLAGS, get32(out + INIT_OUT_FLAGS) | PT_KILLPRIV_V2);
 	if (!fe->dev.kernel_offers || !fe->dev.offer_passthrough ||
 	    (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
 		return;
