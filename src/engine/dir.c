@@ -95,9 +95,11 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 
 	if (fstatat(pdfd, name, &f.st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	/* A new file has the xattrs its filesystem gave it (ACLs, labels), nearly always none:
-	 * listed once here, none need be asked for later (a write asks security.capability). */
-	f.no_xattrs = S_ISREG(f.st.st_mode) && ovl_upper_records(fs, pdfd, name) == 0;
+	/* A new file or directory has the xattrs its filesystem gave it (ACLs, labels), nearly
+	 * always none: listed once here, none need be asked for later (a write asks for
+	 * security.capability, a create in a directory for its protattr). */
+	f.no_xattrs = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) &&
+		      ovl_upper_records(fs, pdfd, name) == 0;
 	if (S_ISDIR(f.st.st_mode)) {
 		f.dirlayers = calloc(1, sizeof(*f.dirlayers));
 		if (!f.dirlayers)
