@@ -78,9 +78,16 @@ int ovl_upper_records(struct ovl_fs *fs, int dfd, const char *name)
 
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 {
+	int has;
+
+	return ovl_dir_opaque_listed(fs, dfd, name, below, &has);
+}
+
+int ovl_dir_opaque_listed(struct ovl_fs *fs, int dfd, const char *name, bool below, int *listed)
+{
 	const char *const marks[] = {OVL_XATTR_OPAQUE, fs->x_opaque, OVL_FXATTR_OPAQUE};
 	char path[NAME_MAX + sizeof(OVL_WH_OPAQUE) + 2];
-	int has = listed_marks(dfd, name, marks, 3);
+	int has = *listed = listed_marks(dfd, name, marks, 3);
 	struct stat st;
 	int v = 0, u;
 

@@ -463,6 +463,9 @@ int ovl_has_wh_file(int dfd, const char *name);
  * OVL_OPAQUE_XWHITEOUTS or 0. With below, layers under this one would merge: the marks that
  * only hide them are read too. */
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
+/* The same, and in *listed what one listing of its xattrs showed: 0 none at all, -1
+ * unknown, else bits (OVL_REC_ANY among them). */
+int ovl_dir_opaque_listed(struct ovl_fs *fs, int dfd, const char *name, bool below, int *listed);
 /* Which records an upper file dfd/name carries, from one listing of its xattrs (most files
  * have none: then neither record is read): OVL_REC_ORIGIN, OVL_REC_METACOPY, and
  * OVL_REC_ANY when it has any xattr at all; -1 (every bit): unknown, read each. */

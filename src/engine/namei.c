@@ -224,7 +224,8 @@ static int note_redirect(struct lookup *lk, int i, int dfd, const char *name)
  * it. */
 static int merge_dir(struct lookup *lk, int i, int dfd)
 {
-	int op = ovl_dir_opaque(lk->fs, dfd, lk->lname, i < lk->n - 1);
+	int listed;
+	int op = ovl_dir_opaque_listed(lk->fs, dfd, lk->lname, i < lk->n - 1, &listed);
 	int err;
 	char *path = redirected_path(lk, i, &err);
 
@@ -233,7 +234,10 @@ static int merge_dir(struct lookup *lk, int i, int dfd)
 	lk->merging = op != OVL_OPAQUE_YES;
 	err = add_dirlayer(lk->f, lk->pl[i].layer,
 			   op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i), path);
-	if (!err && lk->merging)
+	/* No xattrs at all: no redirect either, and none for later requests to read. */
+	if (layer_is_upper(lk, i))
+		lk->f->no_xattrs = listed == 0;
+	if (!err && lk->merging && listed != 0)
 		err = note_redirect(lk, i, dfd, lk->lname);
 	return err;
 }
