@@ -108,4 +108,3 @@ def test_nodes_follow_kernel_forgets(layers):
         # and the tree still serves (nodes are made again on demand)
         assert os.path.isfile(m / "tree" / "d00000" / "f0001")
         assert len(os.listdir(m / "tree" / "d00000")) == min(PER_DIR - 1, total - 1)
-
