@@ -1,8 +1,10 @@
 /* SIGUSR1 makes the daemon log how many nodes it holds (one per name the kernel knows), so
- * that tests and users can see memory follow the kernel's FORGETs. A thread waits for the
+ * that tests and users can see memory follow the kernel's FORGETs, and how many requests of
+ * each kind it has read (what a workload costs in round trips). A thread waits for the
  * signal: nothing is written from a signal handler. */
 #include "stats.h"
 #include "log.h"
+#include "fuse/dev_hooks.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,8 +24,12 @@ static void *wait_usr1(void *arg)
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
-	while (sigwait(&set, &sig) == 0 && !atomic_load(&stopping))
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&stopping)) {
+		char requests[1024];
 		ovl_log(LOG_NOTICE, "nodes: %zu", ovl_node_count(fs));
+		if (ovl_dev_requests_format(requests, sizeof(requests)))
+			ovl_log(LOG_NOTICE, "requests:%s", requests);
+	}
 	return NULL;
 }
 

@@ -45,7 +45,7 @@ static void put16(unsigned char *p, uint16_t v)
 
 bool ovl_has_default_acl(int dirfd)
 {
-	return ovl_fd_getxattr(dirfd, ACL_DEFAULT, NULL, 0) > 0;
+	return ovl_dir_getxattr(dirfd, ACL_DEFAULT, NULL, 0) > 0;
 }
 
 /*
@@ -111,13 +111,13 @@ int ovl_acl_inherit(int pdfd, int dirfd, const char *name, mode_t *mode)
 
 	if (S_ISLNK(*mode))
 		return 0;
-	n = ovl_fd_getxattr(pdfd, ACL_DEFAULT, NULL, 0);
+	n = ovl_dir_getxattr(pdfd, ACL_DEFAULT, NULL, 0);
 	if (n <= 0)
 		return n == -ENODATA || n == -ENOTSUP || n == 0 ? 0 : n;
 	acl = malloc((size_t)n);
 	fitted = malloc((size_t)n);
 	err = acl && fitted ? 0 : -ENOMEM;
-	if (!err && (n = ovl_fd_getxattr(pdfd, ACL_DEFAULT, acl, (size_t)n)) < 0)
+	if (!err && (n = ovl_dir_getxattr(pdfd, ACL_DEFAULT, acl, (size_t)n)) < 0)
 		err = n; /* ERANGE: it changed meanwhile; the caller's create fails */
 	if (!err && (n < ACL_HEADER || (n - ACL_HEADER) % ACL_ENTRY))
 		err = -EIO;

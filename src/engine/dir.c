@@ -75,7 +75,7 @@ static int set_owner(struct ovl_fs *fs, int dirfd, const char *name, struct new_
 		return err;
 
 	/* The daemon's own ids are already the object's. */
-	if ((uid != geteuid() || gid != getegid() || setgid_dir) &&
+	if ((uid != fs->euid || gid != fs->egid || setgid_dir) &&
 	    fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (S_ISDIR(o->mode) && setgid_dir)
@@ -95,6 +95,11 @@ static int install_new(struct ovl_fs *fs, struct ovl_node *parent, const char *n
 
 	if (fstatat(pdfd, name, &f.st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
+	/* A new file or directory has the xattrs its filesystem gave it (ACLs, labels), nearly
+	 * always none: listed once here, none need be asked for later (a write asks for
+	 * security.capability, a create in a directory for its protattr). */
+	f.no_xattrs = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) &&
+		      ovl_upper_records(fs, pdfd, name) == 0;
 	if (S_ISDIR(f.st.st_mode)) {
 		f.dirlayers = calloc(1, sizeof(*f.dirlayers));
 		if (!f.dirlayers)
@@ -318,7 +323,7 @@ static int set_tmpfile_owner(struct ovl_fs *fs, int fd, mode_t mode, uid_t uid, 
 
 	if (err || done)
 		return err;
-	if ((uid != geteuid() || gid != getegid()) && fchown(fd, uid, gid) < 0)
+	if ((uid != fs->euid || gid != fs->egid) && fchown(fd, uid, gid) < 0)
 		return -errno;
 	if ((mode & 07000) && fchmod(fd, mode & 07777) < 0)
 		return -errno;

@@ -180,6 +180,13 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 int ovl_drop_setid_on_write(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 			    const struct ovl_cred *cred);
 int ovl_drop_setgid_on_acl(struct ovl_fs *fs, struct ovl_node *node, const struct ovl_cred *cred);
+/* For a setattr the kernel asks to clear the set-id bits with (a chown, a truncate by a
+ * caller without CAP_FSETID, when the filesystem handles it: FUSE_HANDLE_KILLPRIV_V2) and
+ * that sets no mode: the mode the kernel used to send along (fs/fuse/dir.c fuse_setattr):
+ * setuid off, setgid off where the group may run the file. Adds OVL_SET_MODE to *to_set
+ * and the mode to attr when a bit goes. 0 or -errno. */
+int ovl_setattr_kill_suidgid(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+			     int *to_set, struct stat *attr);
 
 /* Regular files. */
 int ovl_open(struct ovl_fs *fs, struct ovl_node *node, int flags, struct ovl_file **out);

@@ -44,9 +44,9 @@ static int mark_value(int dfd, const char *name, const char *xname)
 #define SYS_listxattrat 465 /* Linux 6.13; one number on every architecture */
 #endif
 
-/* Which of the opaque marks dfd/name carries, from one listxattrat (most directories carry
- * none, and one call then replaces up to three getxattrs). Bit i set: marks[i] present;
- * -1: unknown (no listxattrat, or a long list), ask each. */
+/* Which of the marks dfd/name carries, from one listxattrat (most objects carry none, and
+ * one call then replaces several getxattrs). Bit i set: marks[i] present; OVL_REC_ANY: some
+ * xattr at all; -1: unknown (no listxattrat, or a long list), ask each. */
 static int listed_marks(int dfd, const char *name, const char *const *marks, int n)
 {
 	static atomic_bool no_listxattrat;
@@ -66,14 +66,28 @@ static int listed_marks(int dfd, const char *name, const char *const *marks, int
 		for (int j = 0; j < n; j++)
 			if (strcmp(list + i, marks[j]) == 0)
 				found |= 1 << j;
-	return found;
+	return len > 0 ? found | OVL_REC_ANY : found;
+}
+
+int ovl_upper_records(struct ovl_fs *fs, int dfd, const char *name)
+{
+	const char *const marks[] = {ovl_origin_xattr(fs), ovl_metacopy_xattr(fs)};
+
+	return listed_marks(dfd, name, marks, 2);
 }
 
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below)
 {
+	int has;
+
+	return ovl_dir_opaque_listed(fs, dfd, name, below, &has);
+}
+
+int ovl_dir_opaque_listed(struct ovl_fs *fs, int dfd, const char *name, bool below, int *listed)
+{
 	const char *const marks[] = {OVL_XATTR_OPAQUE, fs->x_opaque, OVL_FXATTR_OPAQUE};
 	char path[NAME_MAX + sizeof(OVL_WH_OPAQUE) + 2];
-	int has = listed_marks(dfd, name, marks, 3);
+	int has = *listed = listed_marks(dfd, name, marks, 3);
 	struct stat st;
 	int v = 0, u;
 

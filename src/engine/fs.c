@@ -143,6 +143,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->readonly = p->readonly || !p->upperdir;
 	fs->no_fsync = p->no_fsync;
 	fs->noatime = p->noatime;
+	fs->euid = geteuid();
+	fs->egid = getegid();
 	fs->nodiratime = p->nodiratime;
 	fs->oci_whiteouts = !p->no_oci_whiteouts;
 	fs->origin_uuid_off = p->origin_uuid_off;

@@ -270,3 +270,23 @@ int ovl_drop_setgid_on_acl(struct ovl_fs *fs, struct ovl_node *node, const struc
 {
 	return drop_mode_bits(fs, node, NULL, cred, setgid_after_acl);
 }
+
+int ovl_setattr_kill_suidgid(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
+			     int *to_set, struct stat *attr)
+{
+	struct stat st;
+	int err;
+
+	if (*to_set & OVL_SET_MODE)
+		return 0;
+	if ((err = ovl_getattr_file(fs, node, file, &st)))
+		return err;
+	mode_t drop = st.st_mode & S_ISUID;
+	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		drop |= S_ISGID;
+	if (!drop || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
+		return 0;
+	attr->st_mode = st.st_mode & ~drop;
+	*to_set |= OVL_SET_MODE;
+	return 0;
+}

@@ -165,6 +165,9 @@ struct ovl_fs {
 	bool readonly;
 	bool no_fsync;
 	bool noatime, nodiratime; /* the mount's atime mode, for upper objects (layer.c) */
+	/* The daemon's own ids, which never change: the owner a new object gets by itself. */
+	uid_t euid;
+	gid_t egid;
 	/* O_NOATIME was refused (EPERM: the daemon neither owns the object nor has CAP_FOWNER):
 	 * layer objects are opened without it from then on. */
 	atomic_bool noatime_denied;
@@ -289,6 +292,9 @@ void ovl_maps_free(struct ovl_fs *fs);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
+/* getxattr of the directory dirfd (O_PATH or not) in one syscall where the kernel has
+ * getxattrat (fgetxattr refuses O_PATH fds: ovl_fd_getxattr takes two there). */
+int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size);
 
 /* acl.c: whether a new object in the directory gets its mode from a default ACL (and not
  * from the umask). */
@@ -366,6 +372,7 @@ struct ovl_found {
 	bool whiteout_in_upper; /* the upper parent holds a whiteout of that name */
 	bool whfile_in_upper;	/* ... in the form of a .wh.<name> file (name itself is free) */
 	bool below;		/* the name exists in a layer under the top one */
+	bool no_xattrs;		/* an upper file of one name found without any xattr */
 	/* A metacopy file: where its data is (as ovl_node.data_path; owned), else NULL. */
 	char *data_path;
 	int data_layer;
@@ -480,6 +487,14 @@ int ovl_has_wh_file(int dfd, const char *name);
  * OVL_OPAQUE_XWHITEOUTS or 0. With below, layers under this one would merge: the marks that
  * only hide them are read too. */
 int ovl_dir_opaque(struct ovl_fs *fs, int dfd, const char *name, bool below);
+/* The same, and in *listed what one listing of its xattrs showed: 0 none at all, -1
+ * unknown, else bits (OVL_REC_ANY among them). */
+int ovl_dir_opaque_listed(struct ovl_fs *fs, int dfd, const char *name, bool below, int *listed);
+/* Which records an upper file dfd/name carries, from one listing of its xattrs (most files
+ * have none: then neither record is read): OVL_REC_ORIGIN, OVL_REC_METACOPY, and
+ * OVL_REC_ANY when it has any xattr at all; -1 (every bit): unknown, read each. */
+enum { OVL_REC_ORIGIN = 1, OVL_REC_METACOPY = 2, OVL_REC_ANY = 1 << 8 };
+int ovl_upper_records(struct ovl_fs *fs, int dfd, const char *name);
 int ovl_is_xwhiteout(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
 /* The writers below change the names in directory dirfd. Preconditions: the rename lock and
  * the op lock of dirfd's node, or the rename lock written (neither for the work directory). */

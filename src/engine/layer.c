@@ -363,6 +363,11 @@ int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, s
 	return n < 0 ? -errno : (int)n;
 }
 
+int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size)
+{
+	return ovl_getxattr_at(dirfd, ".", xname, buf, size);
+}
+
 /* The origin and fallback inode maps: (dev, ino) -> overlay inode number. */
 static uint64_t hash_dev_ino(dev_t dev, ino_t ino)
 {

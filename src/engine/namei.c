@@ -224,7 +224,8 @@ static int note_redirect(struct lookup *lk, int i, int dfd, const char *name)
  * it. */
 static int merge_dir(struct lookup *lk, int i, int dfd)
 {
-	int op = ovl_dir_opaque(lk->fs, dfd, lk->lname, i < lk->n - 1);
+	int listed;
+	int op = ovl_dir_opaque_listed(lk->fs, dfd, lk->lname, i < lk->n - 1, &listed);
 	int err;
 	char *path = redirected_path(lk, i, &err);
 
@@ -233,7 +234,10 @@ static int merge_dir(struct lookup *lk, int i, int dfd)
 	lk->merging = op != OVL_OPAQUE_YES;
 	err = add_dirlayer(lk->f, lk->pl[i].layer,
 			   op == OVL_OPAQUE_XWHITEOUTS && !layer_is_upper(lk, i), path);
-	if (!err && lk->merging)
+	/* No xattrs at all: no redirect either, and none for later requests to read. */
+	if (layer_is_upper(lk, i))
+		lk->f->no_xattrs = listed == 0;
+	if (!err && lk->merging && listed != 0)
 		err = note_redirect(lk, i, dfd, lk->lname);
 	return err;
 }
@@ -466,10 +470,18 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 		err = merge_dir(lk, i, dfd);
 		lk->f->opaque = !lk->merging;
 	} else {
-		if (lk->identity && layer_is_upper(lk, i))
+		bool upper = layer_is_upper(lk, i);
+		/* Where a record would be read: one listing instead (most files have no xattrs,
+		 * which later requests are then told without a syscall). */
+		int rec = upper && S_ISREG(st->st_mode) && lk->fs->nlayers > 1
+			      ? ovl_upper_records(lk->fs, dfd, lk->lname)
+			      : -1;
+		if (lk->identity && upper && (rec & OVL_REC_ORIGIN))
 			/* (a copied-up object keeps its origin's number: origin.c) */
 			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT);
-		err = note_metacopy(lk, i, dfd, st);
+		if (rec & OVL_REC_METACOPY)
+			err = note_metacopy(lk, i, dfd, st);
+		lk->f->no_xattrs = rec == 0 && st->st_nlink == 1;
 	}
 	return err;
 }
@@ -610,7 +622,7 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 static void node_set_found(struct ovl_node *node, struct ovl_found *f)
 {
 	pthread_spin_lock(&node->lock);
-	atomic_store(&node->no_xattrs, false); /* what is found may be another object */
+	atomic_store(&node->no_xattrs, f->no_xattrs); /* what is found may be another object */
 	atomic_store(&node->lower_unprotected, false);
 	node->top = f->top;
 	node->type = f->st.st_mode & S_IFMT;

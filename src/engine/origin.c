@@ -264,7 +264,7 @@ bool ovl_is_impure(struct ovl_fs *fs, int dirfd)
 {
 	char v;
 
-	return ovl_fd_getxattr(dirfd, impure_xattr(fs), &v, 1) == 1 && v == 'y';
+	return ovl_dir_getxattr(dirfd, impure_xattr(fs), &v, 1) == 1 && v == 'y';
 }
 
 int ovl_set_impure(struct ovl_fs *fs, int dirfd)

@@ -15,7 +15,9 @@
 #include "rawops.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -26,6 +28,7 @@
 #define PT_OP_CREATE 35
 #define PT_INIT_EXT (1u << 30)
 #define PT_WRITEBACK_CACHE (1u << 16)
+#define PT_KILLPRIV_V2 (1u << 28)	/* FUSE_HANDLE_KILLPRIV_V2 */
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, bit 37 of the 64-bit flags */
 #define PT_FLAGS2_ALLOW_MMAP (1u << 4)	/* FUSE_DIRECT_IO_ALLOW_MMAP, bit 36 (Linux 6.6+) */
 #define PT_FLAGS2_NO_EXPORT (1u << 6)	/* FUSE_NO_EXPORT_SUPPORT, bit 38 (Linux 6.9+) */
@@ -50,6 +53,64 @@ enum {
 	OPEN_OUT_BACKING_ID = 12,
 	ENTRY_OUT_SIZE = 128,
 };
+
+/* Requests read from /dev/fuse, per opcode (SIGUSR1 logs them, see stats.c): what a
+ * workload costs in round trips. One process serves one session. io_uring's are not
+ * counted. */
+#define OPCODES 53
+static atomic_uint_fast64_t requests_seen[OPCODES];
+
+/* The kernel's names (include/uapi/linux/fuse.h), without FUSE_. */
+static const char *const opcode_names[OPCODES] = {
+    [1] = "LOOKUP",	   [2] = "FORGET",	   [3] = "GETATTR",
+    [4] = "SETATTR",	   [5] = "READLINK",	   [6] = "SYMLINK",
+    [8] = "MKNOD",	   [9] = "MKDIR",	   [10] = "UNLINK",
+    [11] = "RMDIR",	   [12] = "RENAME",	   [13] = "LINK",
+    [14] = "OPEN",	   [15] = "READ",	   [16] = "WRITE",
+    [17] = "STATFS",	   [18] = "RELEASE",	   [20] = "FSYNC",
+    [21] = "SETXATTR",	   [22] = "GETXATTR",	   [23] = "LISTXATTR",
+    [24] = "REMOVEXATTR",  [25] = "FLUSH",	   [26] = "INIT",
+    [27] = "OPENDIR",	   [28] = "READDIR",	   [29] = "RELEASEDIR",
+    [30] = "FSYNCDIR",	   [31] = "GETLK",	   [32] = "SETLK",
+    [33] = "SETLKW",	   [34] = "ACCESS",	   [35] = "CREATE",
+    [36] = "INTERRUPT",	   [37] = "BMAP",	   [38] = "DESTROY",
+    [39] = "IOCTL",	   [40] = "POLL",	   [41] = "NOTIFY_REPLY",
+    [42] = "BATCH_FORGET", [43] = "FALLOCATE",	   [44] = "READDIRPLUS",
+    [45] = "RENAME2",	   [46] = "LSEEK",	   [47] = "COPY_FILE_RANGE",
+    [48] = "SETUPMAPPING", [49] = "REMOVEMAPPING", [50] = "SYNCFS",
+    [51] = "TMPFILE",	   [52] = "STATX",
+};
+
+size_t ovl_dev_requests_format(char *buf, size_t size)
+{
+	size_t len = 0;
+
+	if (size)
+		buf[0] = '\0';
+	for (unsigned op = 0; op < OPCODES; op++) {
+		uint64_t n = atomic_load_explicit(&requests_seen[op], memory_order_relaxed);
+		if (n == 0 || len >= size)
+			continue;
+		int w = opcode_names[op] ? snprintf(buf + len, size - len, " %s=%llu",
+						    opcode_names[op], (unsigned long long)n)
+					 : snprintf(buf + len, size - len, " op%u=%llu", op,
+						    (unsigned long long)n);
+		if (w > 0)
+			len += (size_t)w;
+	}
+	return len < size ? len : size ? size - 1 : 0;
+}
+
+static void count_request(const char *req, ssize_t len)
+{
+	uint32_t op;
+
+	if (len < IN_HDR)
+		return;
+	memcpy(&op, req + IN_OPCODE, sizeof(op));
+	if (op < OPCODES)
+		atomic_fetch_add_explicit(&requests_seen[op], 1, memory_order_relaxed);
+}
 
 static uint32_t get32(const char *p)
 {
@@ -102,8 +163,11 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 	ssize_t n;
 
 	/* A request answered here never reaches libfuse: wait for the next one. */
-	while ((n = read(fd, buf, len)) > 0 && answer_raw(fe, fd, buf, (size_t)n))
-		;
+	while ((n = read(fd, buf, len)) > 0) {
+		count_request(buf, n);
+		if (!answer_raw(fe, fd, buf, (size_t)n))
+			break;
+	}
 
 	if (n >= IN_HDR + INIT_IN_FLAGS2 + 4 && get32(p + IN_OPCODE) == PT_OP_INIT) {
 		uint32_t minor = get32(p + IN_HDR + INIT_IN_MINOR);
@@ -116,6 +180,7 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 		fe->dev.kernel_allows_mmap =
 		    (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_ALLOW_MMAP);
 		fe->dev.kernel_no_export = (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_NO_EXPORT);
+		fe->dev.kernel_killpriv_v2 = flags & PT_KILLPRIV_V2;
 	}
 	return n;
 }
@@ -145,7 +210,7 @@ static ssize_t send_patched(struct ovl_frontend *fe, int fd, const struct iovec 
 static bool init_to_fix(const struct ovl_frontend *fe)
 {
 	return (fe->dev.kernel_offers && fe->dev.offer_passthrough) || fe->dev.kernel_allows_mmap ||
-	       fe->dev.kernel_no_export;
+	       fe->dev.kernel_no_export || fe->dev.kernel_killpriv_v2;
 }
 
 /* arg: the frontend. */
@@ -166,6 +231,11 @@ static void fix_init(char *out, size_t len, void *arg)
 	 * process_init_reply: fuse_export_fid_operations). */
 	if (fe->dev.kernel_no_export)
 		put32(out + INIT_OUT_FLAGS2, get32(out + INIT_OUT_FLAGS2) | PT_FLAGS2_NO_EXPORT);
+	/* The setuid rule is ours on every write that reaches us (fuse_file.c drop_setid), on
+	 * truncate and chown (fuse_ops.c): the kernel then asks for security.capability once
+	 * per inode (SB_NOSEC), not before each write (fs/fuse/inode.c, process_init_reply). */
+	if (fe->dev.kernel_killpriv_v2)
+		put32(out + INIT_OUT_FLAGS, get32(out + INIT_OUT_FLAGS) | PT_KILLPRIV_V2);
 	if (!fe->dev.kernel_offers || !fe->dev.offer_passthrough ||
 	    (get32(out + INIT_OUT_FLAGS) & PT_WRITEBACK_CACHE))
 		return;

@@ -3,6 +3,7 @@
 #define OVLFS_DEV_HOOKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct ovl_frontend;
 
@@ -13,5 +14,9 @@ struct ovl_frontend;
  * fuse_session_mount (fe->session and fe->dev_fd set); passthrough only for a daemon with
  * CAP_SYS_ADMIN. 0 or -errno. */
 int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough);
+
+/* The requests read so far, per opcode, as " LOOKUP=12 CREATE=3..." (nonzero ones) in buf,
+ * cut to size; returns the length written. */
+size_t ovl_dev_requests_format(char *buf, size_t size);
 
 #endif

@@ -50,6 +50,7 @@ struct ovl_dev_state {
 	bool kernel_offers;	 /* the kernel offered FUSE_PASSTHROUGH */
 	bool kernel_allows_mmap; /* it offered FUSE_DIRECT_IO_ALLOW_MMAP */
 	bool kernel_no_export;	 /* it offered FUSE_NO_EXPORT_SUPPORT */
+	bool kernel_killpriv_v2; /* it offered FUSE_HANDLE_KILLPRIV_V2 */
 	bool init_answered;
 	bool passthrough_offered; /* our INIT reply offered it: opens may use it */
 };

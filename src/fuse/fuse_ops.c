@@ -249,8 +249,14 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		set &= ~OVL_SET_ATIME;
 	if (set & OVL_SET_MTIME_NOW)
 		set &= ~OVL_SET_MTIME;
-	int err =
-	    ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr, &st);
+	int err = 0;
+	/* FATTR_KILL_SUIDGID (libfuse's KILL_SUID bit), under HANDLE_KILLPRIV_V2 (dev_hooks.c) */
+	if (to_set & FUSE_SET_ATTR_KILL_SUID)
+		err = ovl_setattr_kill_suidgid(fs_of(req), node_of(req, ino),
+					       fi ? file_of(fi) : NULL, &set, attr);
+	if (!err)
+		err = ovl_setattr(fs_of(req), node_of(req, ino), fi ? file_of(fi) : NULL, set, attr,
+				  &st);
 	reply_attr(req, err, node_of(req, ino), &st);
 }
 
