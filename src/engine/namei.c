@@ -458,10 +458,17 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 		err = merge_dir(lk, i, dfd);
 		lk->f->opaque = !lk->merging;
 	} else {
-		if (lk->identity && layer_is_upper(lk, i))
+		if (lk->identity && layer_is_upper(lk, i)) {
 			/* (a copied-up object keeps its origin's number: origin.c) */
-			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT);
+			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT,
+						    &lk->f->indexed);
+			if (lk->f->indexed)
+				lk->f->st.st_nlink = ovl_index_nlink(lk->fs, dfd, lk->lname, st);
+		}
 		err = note_metacopy(lk, i, dfd, st);
+		/* A lower hard link copied up by another name is the index entry's object. */
+		if (!err && !layer_is_upper(lk, i) && lk->mc == MC_NONE)
+			err = ovl_index_find_lower(lk->fs, lk->pl[i].layer, dfd, lk->lname, lk->f);
 	}
 	return err;
 }
@@ -622,8 +629,13 @@ static void node_set_found(struct ovl_node *node, struct ovl_found *f)
  * Preconditions: fs->table_lock held. */
 static bool may_be_alias_table_locked(struct ovl_fs *fs, const struct ovl_found *f, unsigned how)
 {
-	return !(how & OVL_INSTALL_FRESH) && fs->layers[f->top].is_upper &&
-	       !S_ISDIR(f->st.st_mode) && (f->st.st_nlink > 1 || fs->objects.count);
+	if ((how & OVL_INSTALL_FRESH) || S_ISDIR(f->st.st_mode))
+		return false;
+	/* With the index, lower hard links are one file too (by the lower object), and the
+	 * index entry's object is its upper names' (the kernel's inodes hashed by origin). */
+	if (fs->index_layer >= 0 && (f->top == fs->index_layer || f->st.st_nlink > 1))
+		return true;
+	return fs->layers[f->top].is_upper && (f->st.st_nlink > 1 || fs->objects.count);
 }
 
 /* parent/name is another name of node's object: node gets the lookup, and the name too if
@@ -662,7 +674,7 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	struct ovl_node *node;
 
 	/* Readdir finds an upper object's number through the origin map too. */
-	if (ino && fs->layers[f->top].is_upper)
+	if (ino && (fs->layers[f->top].is_upper || f->top == fs->index_layer))
 		ovl_record_origin(fs, f->st.st_dev, f->st.st_ino, ino);
 	else
 		ino = ovl_map_ino(fs, f->top, f->st.st_dev, f->st.st_ino);
@@ -700,6 +712,7 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	}
 	if (node->nlookup++ == 0)
 		node->refs++;
+	atomic_store(&node->indexed, f->indexed);
 	node_set_found(node, f);
 	pthread_mutex_unlock(&fs->table_lock);
 	/* What is found decides, metacopy or not (a stub copied up since, say). */
