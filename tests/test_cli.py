@@ -134,7 +134,6 @@ def test_kernel_feature_options_accepted(env):
 
 
 @pytest.mark.parametrize("opt,instead", [
-    ("index=on", "index=off"),
     ("nfs_export=on", "nfs_export=off"),
 ])
 def test_kernel_feature_not_supported(env, tmp_path, opt, instead):

@@ -56,9 +56,8 @@ static const struct {
 	const char *accepted; /* the values whose meaning ovlfs has */
 	const char *instead;  /* what ovlfs does, for the refusal */
 } kernel_features[] = {
-    {"index", "off",
-     "it works as index=off: copying up one name of a lower hard link splits it from the "
-     "others"},
+    /* on: lower hard links stay one file across copy-up (engine/index.c). */
+    {"index", "on|off", NULL},
     {"nfs_export", "off", "it works as nfs_export=off: no file handle of the mount can be opened"},
     /* on: metacopy files are served, and metadata changes copy up no data (metacopy.c). */
     {"metacopy", "on|off", NULL},
@@ -94,6 +93,8 @@ static int opt_kernel_feature(struct parse_state *st, const struct opt_spec *o, 
 		st->cfg->params.redirect_write = !strcmp(value, "on");
 		st->cfg->params.redirect_nofollow = !strcmp(value, "nofollow");
 	}
+	if (!strcmp(o->name, "index"))
+		st->cfg->params.index = !strcmp(value, "on") ? OVL_INDEX_ON : OVL_INDEX_OFF;
 	/* off: a file carrying overlay.metacopy is refused (EPERM), as the kernel does. */
 	if (!strcmp(o->name, "metacopy"))
 		st->cfg->params.metacopy = !strcmp(value, "on");
@@ -244,7 +245,9 @@ const struct opt_spec opt_table[] = {
      "inside the mount); 1 (default): OCI whiteouts, hidden and honoured",
      SETS_01(params.no_oci_whiteouts, true)},
     /* The kernel overlayfs's features (kernel_features above). */
-    {"index", SEC_OVERLAY, "off only: a lower hard link copied up by one name splits",
+    {"index", SEC_OVERLAY,
+     "on: lower hard links stay one file across copy-up (workdir/index, as the kernel); "
+     "off (default): a copy-up splits the name copied",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},

@@ -412,3 +412,19 @@ void ovl_name_moved(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *p
 	if (!moved)
 		ovl_node_move(fs, node, newparent, newname);
 }
+
+void ovl_alias_rekey(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	struct ovl_object *o = object_of_node(fs, node);
+	if (o && (o->dev != st->st_dev || o->ino != st->st_ino)) {
+		ovl_htab_remove(&fs->objects, &o->by_id);
+		o->dev = st->st_dev;
+		o->ino = st->st_ino;
+		/* Cannot fail: the table had room for it a moment ago. */
+		(void)ovl_htab_insert(&fs->objects, &o->by_id);
+	} else if (!o && !object_of_id(fs, st->st_dev, st->st_ino)) {
+		object_add(fs, node, st->st_dev, st->st_ino);
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}

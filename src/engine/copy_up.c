@@ -178,6 +178,8 @@ struct copy_up {
 	/* metacopy=on, a metadata change: a sparse stub marked overlay.metacopy, the data left
 	 * below at data_path in layer (NULL: the source's own data path, a metacopy file). */
 	bool meta_only;
+	/* The node stands in for another name of a hard-link group's node (copy_up_name). */
+	bool stand_in;
 	char *data_path;
 	int layer; /* where the object is now */
 	const char *name;
@@ -190,6 +192,14 @@ struct copy_up {
 	struct stat parent_st; /* the upper parent's, whose times the move must not change */
 	struct stat upper_st;  /* the copy's */
 };
+
+static void discard_temp(struct copy_up *c)
+{
+	if (S_ISDIR(c->st.st_mode))
+		(void)ovl_remove_tree_at(c->fs->work_fd, c->tmp);
+	else
+		(void)unlinkat(c->fs->work_fd, c->tmp, 0);
+}
 
 static void close_fd(int *fd)
 {
@@ -366,7 +376,10 @@ static int flush_temp(struct copy_up *c)
  * for a lower hard link (its names may be copied up apart) nor for what was upper already. */
 static int record_origin(struct copy_up *c)
 {
-	if (c->fs->layers[c->layer].is_upper || (!S_ISDIR(c->st.st_mode) && c->st.st_nlink != 1))
+	/* As the kernel: not for a hard link, unless it goes to the index. */
+	if (c->fs->layers[c->layer].is_upper ||
+	    (!S_ISDIR(c->st.st_mode) && c->st.st_nlink != 1 &&
+	     !(ovl_index_wanted(c->fs, c->layer, &c->st) && !c->meta_only)))
 		return 0;
 	return ovl_origin_record(c->fs, c->layer, c->src_dirfd, c->name, c->tmp);
 }
@@ -434,6 +447,80 @@ static int node_now_upper(struct ovl_node *node)
 	}
 }
 
+void ovl_node_linked_up(struct ovl_node *node)
+{
+	pthread_spin_lock(&node->lock);
+	struct ovl_dirlayer *old = node->dirlayers;
+	int nold = node->ndirlayers;
+	node->dirlayers = NULL;
+	node->ndirlayers = 0;
+	node->top = 0;
+	pthread_spin_unlock(&node->lock);
+	ovl_dirlayers_free(old, nold);
+	atomic_store(&node->indexed, true);
+}
+
+/* The node's name in upper becomes a link of the index entry hex (the kernel's link-up):
+ * a lower name of a hard-link group the index holds. Preconditions: the rename lock; the
+ * node's op lock. */
+static int link_up(struct ovl_fs *fs, struct ovl_node *node, const char *hex)
+{
+	struct stat pst;
+	int err = 0, dfd = ovl_open_in_layer(fs, node->parent, 0, O_PATH | O_DIRECTORY);
+
+	if (dfd < 0)
+		return dfd;
+	if (fstat(dfd, &pst) < 0)
+		err = -errno;
+	pthread_mutex_lock(&node->parent->op_lock);
+	if (!err)
+		err = node->unlinked ? -ENOENT : ovl_index_link(fs, hex, dfd, node->name);
+	if (!err) {
+		err = ovl_set_impure(fs, dfd);
+		restore_times(dfd, &pst);
+		ovl_node_linked_up(node);
+	}
+	pthread_mutex_unlock(&node->parent->op_lock);
+	close(dfd);
+	return err;
+}
+
+/* The index entry's name a node found in the index keeps as its path there. */
+static int index_name_of_node(struct ovl_node *node, char hex[OVL_INDEX_NAME_MAX])
+{
+	int err = -ESTALE;
+
+	pthread_spin_lock(&node->lock);
+	if (node->ndirlayers == 1 && node->dirlayers[0].path &&
+	    strlen(node->dirlayers[0].path) < OVL_INDEX_NAME_MAX) {
+		strcpy(hex, node->dirlayers[0].path);
+		err = 0;
+	}
+	pthread_spin_unlock(&node->lock);
+	return err;
+}
+
+/* A copy of a lower hard link goes into the index, and the node's name links to it; the
+ * node, one for the group, is found by its upper object from now on. */
+static int copy_up_indexed(struct copy_up *c, const char *hex)
+{
+	struct ovl_fs *fs = c->fs;
+	struct stat ust;
+	int err = ovl_index_store(fs, c->tmp, hex, c->st.st_nlink);
+
+	if (err == -EEXIST)
+		discard_temp(c); /* indexed through another node meanwhile: link to it */
+	else if (err)
+		return err;
+	err = link_up(fs, c->node, hex);
+	if (!err && !c->stand_in &&
+	    fstatat(fs->layers[fs->index_layer].root_fd, hex, &ust, AT_SYMLINK_NOFOLLOW) == 0) {
+		ovl_record_origin(fs, ust.st_dev, ust.st_ino, c->node->ino);
+		ovl_alias_rekey(fs, c->node, &ust);
+	}
+	return err;
+}
+
 /* The inode number the node keeps: its own, now found on upper through the origin map.
  * As the kernel without an index: a copied-up hard link gets its own number. */
 static void keep_ino(struct copy_up *c)
@@ -483,18 +570,12 @@ static int move_into_place(struct copy_up *c)
 	return err;
 }
 
-static void discard_temp(struct copy_up *c)
-{
-	if (S_ISDIR(c->st.st_mode))
-		(void)ovl_remove_tree_at(c->fs->work_fd, c->tmp);
-	else
-		(void)unlinkat(c->fs->work_fd, c->tmp, 0);
-}
-
-static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, bool meta_only)
+static int do_copy_up_as(struct ovl_fs *fs, struct ovl_node *node, bool truncate, bool meta_only,
+			 bool stand_in)
 {
 	struct copy_up c = {.fs = fs,
 			    .node = node,
+			    .stand_in = stand_in,
 			    .truncate = truncate,
 			    .meta_only = meta_only,
 			    .layer = ovl_node_top(node),
@@ -502,6 +583,12 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, b
 			    .src_fd = -1,
 			    .tmp_fd = -1,
 			    .upper_dirfd = -1};
+	char hex[OVL_INDEX_NAME_MAX];
+
+	if (c.layer == fs->index_layer && fs->index_layer >= 0) {
+		int err = index_name_of_node(node, hex);
+		return err ? err : link_up(fs, node, hex);
+	}
 	int err = open_source(&c);
 
 	if (!err && meta_only && !ovl_node_metacopy(node)) {
@@ -516,10 +603,14 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, b
 		return err;
 	}
 	err = build_temp(&c);
+	bool indexed = !err && !meta_only && ovl_index_wanted(fs, c.layer, &c.st) &&
+		       ovl_index_name_at(fs, c.layer, c.src_dirfd, c.name, hex) == 0;
 	close_fd(&c.src_fd);
 	close_fd(&c.tmp_fd);
 	close_fd(&c.src_dirfd);
-	if (!err)
+	if (!err && indexed)
+		err = copy_up_indexed(&c, hex);
+	else if (!err)
 		err = move_into_place(&c);
 	close_fd(&c.upper_dirfd);
 	free(c.data_path); /* not taken over: the copy failed */
@@ -532,9 +623,74 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, b
 	unsigned char shown = OVL_BTIME_SHOWN;
 	bool btime_shown = atomic_compare_exchange_strong(&node->btime, &shown, OVL_BTIME_STALE);
 	/* (only then: a notification per copy-up is a write to /dev/fuse the kernel handles) */
-	if ((btime_shown || S_ISDIR(c.st.st_mode) || c.st.st_nlink > 1) && fs->attr_changed)
+	if ((btime_shown || S_ISDIR(c.st.st_mode) || c.st.st_nlink > 1) && fs->attr_changed &&
+	    !stand_in)
 		fs->attr_changed(fs->attr_changed_ctx, node);
 	return 0;
+}
+
+static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, bool meta_only)
+{
+	return do_copy_up_as(fs, node, truncate, meta_only, false);
+}
+
+/* The group's node, whose own name is still lower, now shows the index entry hex. */
+static void adopt_index(struct ovl_fs *fs, struct ovl_node *node, const char *hex)
+{
+	struct ovl_dirlayer *dl = calloc(1, sizeof(*dl));
+	struct stat ust;
+
+	if (dl && !(dl->path = strdup(hex))) {
+		free(dl);
+		dl = NULL;
+	}
+	if (!dl ||
+	    fstatat(fs->layers[fs->index_layer].root_fd, hex, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
+		free(dl);
+		return;
+	}
+	dl->layer = fs->index_layer;
+	atomic_store(&fs->redirects_seen, true);
+	pthread_spin_lock(&node->lock);
+	struct ovl_dirlayer *old = node->dirlayers;
+	int nold = node->ndirlayers;
+	node->dirlayers = dl;
+	node->ndirlayers = 1;
+	node->top = (int16_t)fs->index_layer;
+	pthread_spin_unlock(&node->lock);
+	ovl_dirlayers_free(old, nold);
+	atomic_store(&node->indexed, true);
+	ovl_record_origin(fs, ust.st_dev, ust.st_ino, node->ino);
+	ovl_alias_rekey(fs, node, &ust);
+	if (fs->attr_changed)
+		fs->attr_changed(fs->attr_changed_ctx, node); /* one name less, say */
+}
+
+int ovl_copy_up_name_locked(struct ovl_fs *fs, struct ovl_node *group, struct ovl_node *parent,
+			    const char *name, int layer)
+{
+	struct ovl_node tmp = {.parent = parent, .name = (char *)name, .top = (int16_t)layer};
+	char hex[OVL_INDEX_NAME_MAX];
+	int err, dfd;
+
+	atomic_init(&tmp.type, group->type);
+	tmp.ino = atomic_load(&group->ino);
+	pthread_spin_init(&tmp.lock, PTHREAD_PROCESS_PRIVATE);
+	pthread_mutex_init(&tmp.op_lock, NULL);
+	pthread_mutex_lock(&group->op_lock);
+	dfd = ovl_open_in_layer(fs, parent, layer, O_PATH | O_DIRECTORY);
+	err = dfd < 0 ? dfd : ovl_index_name_at(fs, layer, dfd, name, hex);
+	if (dfd >= 0)
+		close(dfd);
+	if (!err)
+		err = do_copy_up_as(fs, &tmp, false, false, true);
+	if (!err && ovl_node_top(group) != 0)
+		adopt_index(fs, group, hex);
+	pthread_mutex_unlock(&group->op_lock);
+	ovl_dirlayers_free(tmp.dirlayers, tmp.ndirlayers);
+	pthread_mutex_destroy(&tmp.op_lock);
+	pthread_spin_destroy(&tmp.lock);
+	return err;
 }
 
 /* Preconditions: the rename lock; no op lock, fs->table_lock not held. */

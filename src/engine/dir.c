@@ -746,6 +746,8 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 		if (!err)
 			err = ovl_copy_up_locked(fs, parent, false);
 	}
+	if (!err && !dir) /* a lower hard link's group counts one name less */
+		err = ovl_index_prepare_locked(fs, parent, name);
 	if (err)
 		goto unlock;
 	pthread_mutex_lock(&parent->op_lock);
@@ -759,10 +761,14 @@ static int remove_common(struct ovl_fs *fs, struct ovl_node *parent, const char 
 	if (!err && pdfd < 0)
 		err = pdfd;
 	struct ovl_orphan *keep = NULL;
+	char hex[OVL_INDEX_NAME_MAX];
+	bool indexed = !err && !dir && ovl_index_entry_of(fs, pdfd, name, hex);
 	if (!err)
 		err = ovl_keep_orphan(fs, parent, name, &keep);
 	if (!err)
 		err = ovl_remove_upper(fs, pdfd, name, &f);
+	if (!err && indexed)
+		ovl_index_name_removed(fs, hex);
 	if (!err)
 		detach_child(fs, parent, name, &f.st, keep, exclusive);
 	else

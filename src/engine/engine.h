@@ -72,6 +72,9 @@ struct ovl_fs_params {
 	 * directory renames in O(1), copied up alone and given an overlay.redirect to where its
 	 * lower layers hold it. Off: it is copied up whole and made opaque. */
 	bool redirect_write;
+	/* -o index=: OVL_INDEX_OFF (the default), ON (as the kernel: refused when the layers
+	 * do not match the index), AUTO (on, else off with a warning). */
+	int index;
 	/* -o metacopy=on: a file carrying overlay.metacopy is served with the data of the file
 	 * below it (else refused, EPERM, as the kernel). */
 	bool metacopy;
@@ -107,6 +110,7 @@ struct ovl_cred {
 };
 
 enum { OVL_WHITEOUT_AUTO, OVL_WHITEOUT_CHARDEV, OVL_WHITEOUT_FILE };
+enum { OVL_INDEX_OFF, OVL_INDEX_ON, OVL_INDEX_AUTO };
 
 int ovl_fs_new(const struct ovl_fs_params *params, struct ovl_fs **out);
 /* The on-disk format in use: user.overlay.* markers; .wh. file whiteouts. */

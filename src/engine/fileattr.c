@@ -130,13 +130,14 @@ int ovl_node_prot(struct ovl_fs *fs, struct ovl_node *node)
 	/* Our own protattr writes clear no_xattrs first. */
 	if (fs->has_upper && top == 0 && atomic_load(&node->no_xattrs))
 		return 0;
-	bool lower = !fs->layers[top].is_upper;
+	/* (an index entry's object is an upper one) */
+	bool lower = !fs->layers[top].is_upper && top != fs->index_layer;
 	if (lower && atomic_load(&node->lower_unprotected))
 		return 0;
 	int pdfd = ovl_open_parent(fs, node, top, &name);
 	if (pdfd < 0)
 		return pdfd == -ENOENT ? 0 : pdfd; /* unlinked: nothing left to protect */
-	int prot = ovl_prot_at(fs, top, pdfd, name, type);
+	int prot = ovl_prot_at(fs, lower ? top : 0, pdfd, name, type);
 	close(pdfd);
 	if (lower && prot == 0)
 		atomic_store(&node->lower_unprotected, true);
@@ -148,10 +149,14 @@ int ovl_found_prot(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 {
 	if (f->top < 0 || (!S_ISREG(f->st.st_mode) && !S_ISDIR(f->st.st_mode)))
 		return 0;
-	int pdfd = ovl_open_in_layer(fs, parent, f->top, O_PATH | O_DIRECTORY);
+	/* An index entry's object is an upper one: its marks are in overlay.protattr. */
+	bool indexed = f->top == fs->index_layer && f->ndirlayers == 1;
+	int pdfd = indexed ? ovl_layer_open(fs, f->top, ".", O_PATH | O_DIRECTORY)
+			   : ovl_open_in_layer(fs, parent, f->top, O_PATH | O_DIRECTORY);
 	if (pdfd < 0)
 		return pdfd;
-	int prot = ovl_prot_at(fs, f->top, pdfd, name, f->st.st_mode);
+	int prot = indexed ? ovl_prot_at(fs, 0, pdfd, f->dirlayers[0].path, f->st.st_mode)
+			   : ovl_prot_at(fs, f->top, pdfd, name, f->st.st_mode);
 	close(pdfd);
 	return prot;
 }

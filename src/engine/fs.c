@@ -85,10 +85,23 @@ static int open_workdir(struct ovl_fs *fs, const char *workdir)
 	}
 	fs->work_fd = openat(wfd, "work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	err = fs->work_fd < 0 ? -errno : 0;
+	if (!err)
+		err = ovl_remove_tree_at(fs->work_fd, ".");
 	close(wfd);
-	if (err)
-		return err;
-	return ovl_remove_tree_at(fs->work_fd, ".");
+	return err;
+}
+
+/* The index beside the work directory, once the layers' handles are known. */
+static int setup_index(struct ovl_fs *fs, const char *workdir, int mode)
+{
+	if (mode == OVL_INDEX_OFF || !fs->has_upper || fs->readonly)
+		return mode == OVL_INDEX_ON && !fs->has_upper ? -EINVAL : 0;
+	int wfd = open(workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (wfd < 0)
+		return -errno;
+	int err = ovl_index_init(fs, wfd, mode);
+	close(wfd);
+	return err;
 }
 
 static int make_root(struct ovl_fs *fs)
@@ -160,9 +173,11 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	fs->warn = p->warn;
 	fs->nlayers = p->nlower + (fs->has_upper ? 1 : 0);
 	fs->nregular = fs->nlayers - p->ndata;
-	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
+	/* One more: the index (index.c), used only with index=on. */
+	fs->layers = calloc((size_t)fs->nlayers + 1, sizeof(*fs->layers));
+	fs->index_layer = -1;
 	err = fs->layers ? 0 : -ENOMEM;
-	for (int j = 0; j < fs->nlayers; j++)
+	for (int j = 0; j <= fs->nlayers; j++)
 		if (fs->layers)
 			fs->layers[j].root_fd = fs->layers[j].handle_fd = -1;
 	if (!err && fs->has_upper)
@@ -187,6 +202,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	if (!err)
 		ovl_origin_init(fs);
 	if (!err)
+		err = setup_index(fs, p->workdir, p->index);
+	if (!err)
 		err = ovl_owner_setup(fs, p->owner);
 	if (!err)
 		err = ovl_node_init_table(fs);
@@ -203,6 +220,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 void ovl_fs_close_layers(struct ovl_fs *fs)
 {
 	ovl_files_free_all(fs); /* the files the kernel never released, with their fds */
+	ovl_index_close(fs);
 	for (struct ovl_node *n = fs->orphans; n; n = n->orphan->next) {
 		if (n->orphan->fd >= 0)
 			close(n->orphan->fd);
@@ -230,6 +248,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	ovl_node_free_all(fs);
 	ovl_metacopy_free_all(fs);
 	ovl_maps_free(fs);
+	ovl_index_free(fs);
 	for (int i = 0; fs->layers && i < fs->nlayers; i++)
 		free(fs->layers[i].path);
 	free(fs->layers);

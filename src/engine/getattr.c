@@ -46,6 +46,8 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 		err = errno == ENOENT ? -ESTALE : -errno;
 	else if ((st->st_mode & S_IFMT) != node->type)
 		err = node->unlinked ? -ENOENT : -ESTALE; /* removed or replaced meanwhile */
+	else if (atomic_load(&node->indexed))
+		st->st_nlink = ovl_index_nlink(fs, dfd, name, st);
 	close(dfd);
 	if (!err && node->type == S_IFREG)
 		ovl_metacopy_blocks(fs, node, st);
@@ -66,7 +68,7 @@ int ovl_getattr_file(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *
 		     struct stat *st)
 {
 	/* An fd on the upper object is the object itself, whatever its name is now. */
-	int r = file ? ovl_file_upper_fstat(file, st) : 0;
+	int r = file && !atomic_load(&node->indexed) ? ovl_file_upper_fstat(file, st) : 0;
 	if (r == 0)
 		return ovl_getattr(fs, node, st);
 	if (r > 0)

@@ -200,6 +200,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_node *node, struct ovl_file *file,
 				if (node->type == S_IFREG)
 					ovl_metacopy_blocks(fs, node,
 							    out); /* a stub shows its data's */
+				if (atomic_load(&node->indexed))
+					out->st_nlink = ovl_index_nlink(fs, fd, NULL, out);
 				ovl_fill_stat(fs, node, out);
 			}
 		} else {

@@ -126,6 +126,8 @@ struct ovl_node {
 	/* A metacopy file whose data is elsewhere: where is in fs->mcdata (metacopy.c), which
 	 * keeps this rare case out of every node. */
 	atomic_bool metacopy;
+	/* The object of an index entry (index.c): its link count is the overlay's. */
+	atomic_bool indexed;
 	/* Guarded by lock (held only for a few loads and stores, hence a spinlock: the mutex
 	 * was the largest field): where the object lives. top == 0 with fs->upper: upper. */
 	pthread_spinlock_t lock;
@@ -189,11 +191,13 @@ struct ovl_fs {
 	bool origin_uuid_off;
 	bool redirect_nofollow; /* -o redirect_dir=nofollow (redirect.c) */
 	bool redirect_write; /* -o redirect_dir=on: directory renames write redirects (rename.c) */
-	bool metacopy;	     /* metacopy files are served (metacopy.c) */
-	bool metacopy_up;    /* -o metacopy=on itself: metadata changes copy no data */
-	int verity;	     /* OVL_VERITY_*: digests of metacopy records (metacopy.c) */
-	int nregular;	     /* layers but the data-only ones, which come last */
-	bool read_trusted;   /* trusted.* is readable (privileged) */
+	/* index=on: the index directory as a layer after all others (index.c), else -1. */
+	int index_layer;
+	bool metacopy;	   /* metacopy files are served (metacopy.c) */
+	bool metacopy_up;  /* -o metacopy=on itself: metadata changes copy no data */
+	int verity;	   /* OVL_VERITY_*: digests of metacopy records (metacopy.c) */
+	int nregular;	   /* layers but the data-only ones, which come last */
+	bool read_trusted; /* trusted.* is readable (privileged) */
 	char x_opaque[32], x_whiteout[32];
 	atomic_ulong tmp_counter;
 	pthread_rwlock_t rename_lock;
@@ -379,6 +383,7 @@ struct ovl_found {
 	/* The object's inode number when not the top's: a merged directory's is its first
 	 * lower directory's, an object copied up keeps its origin's (OVL_FIND_IDENTITY). */
 	uint64_t ino;
+	bool indexed; /* the object of an index entry (index.c): st_nlink is the overlay's */
 };
 /* How ovl_find_in looks: OVL_FIND_BELOW also learns whether a layer under the top one
  * holds the name (a whiteout is then needed to remove it); OVL_FIND_IDENTITY reads the
@@ -412,6 +417,11 @@ void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 /* Copies node and its ancestors up, taking each one's op lock, then its parent's.
  * Preconditions: the rename lock; no op lock, fs->table_lock not held. */
 int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate);
+/* The object of parent/name (found in layer), another name of group's hard-link group than
+ * group's own, copied up through the index for this name; group then shows the index entry.
+ * Preconditions: the rename lock; no op lock; parent copied up. */
+int ovl_copy_up_name_locked(struct ovl_fs *fs, struct ovl_node *group, struct ovl_node *parent,
+			    const char *name, int layer);
 /* The same before a change of metadata only: with metacopy=on a regular file's data stays
  * below (metacopy.c). Preconditions: as ovl_copy_up_locked. */
 int ovl_copy_up_meta_locked(struct ovl_fs *fs, struct ovl_node *node);
@@ -522,7 +532,10 @@ int ovl_origin_check(const unsigned char *buf, size_t len);
  * record, as the kernel: its lower object's, while that has one link (a lower hard link's
  * copies may be several); 0 for none, unknown, stale, foreign, mistyped or malformed.
  * Only the lower object's identity is read. */
-uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type);
+uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, bool *indexed);
+/* The same with name_to_handle_at's flags, for an upper object (the handle says so). */
+ssize_t ovl_origin_encode_at(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+			     int at_flags, bool upper, unsigned char *buf, size_t size);
 /* Records on work/tmp that it is a copy of dirfd/name in layer (copy-up). */
 int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name, const char *tmp);
 /* Marks the upper directory dirfd impure (it holds entries with an origin, whose numbers
@@ -553,6 +566,44 @@ int ovl_found_prot(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 /* Copy-up: sync and noatime from sfd's object to dfd's, immutable/append-only into dfd's
  * protattr (both fds opened for reading or writing, not O_PATH). */
 int ovl_copy_fileattr(struct ovl_fs *fs, int sfd, int dfd);
+
+/* index.c: the kernel's inode index (index=on): lower hard links stay one file. */
+#define OVL_INDEX_NAME_MAX (2 * OVL_ORIGIN_MAX + 1)
+/* At mount, with <workdir> as wfd: the index directory and its records (mode: OVL_INDEX_*);
+ * sets fs->index_layer (-1: no index). */
+int ovl_index_init(struct ovl_fs *fs, int wfd, int mode);
+void ovl_index_close(struct ovl_fs *fs);
+void ovl_index_free(struct ovl_fs *fs);
+/* Whether a copy-up of an object of layer (as st) goes through the index. */
+bool ovl_index_wanted(const struct ovl_fs *fs, int layer, const struct stat *st);
+/* The index entry's name of the lower object dirfd/name of layer (-ENODATA: none). */
+int ovl_index_name_at(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+		      char hex[OVL_INDEX_NAME_MAX]);
+/* Whether the upper object dirfd/name is the object of its origin's index entry (hex). */
+bool ovl_index_entry_of(struct ovl_fs *fs, int dirfd, const char *name,
+			char hex[OVL_INDEX_NAME_MAX]);
+bool ovl_index_holds(struct ovl_fs *fs, int dirfd, const char *name);
+/* The overlay's link count of an indexed object dirfd/name (st: its stat; name NULL: the
+ * object dirfd). */
+nlink_t ovl_index_nlink(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
+/* Moves the copy work/tmp of a group of `names` lower names into the index as hex;
+ * -EEXIST: it is indexed already. */
+int ovl_index_store(struct ovl_fs *fs, const char *tmp, const char *hex, nlink_t names);
+/* Links the index entry hex at dirfd/name (a lower name of it linked up).
+ * Preconditions: the op lock of dirfd's node. */
+int ovl_index_link(struct ovl_fs *fs, const char *hex, int dirfd, const char *name);
+/* A find's lower non-directory (layer, dirfd/name) with several links: when the index holds
+ * it, f becomes the index entry's object (top: the index layer). */
+int ovl_index_find_lower(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+			 struct ovl_found *f);
+/* After an upper name of the indexed object hex went: the entry goes with the last name. */
+void ovl_index_name_removed(struct ovl_fs *fs, const char *hex);
+/* Before parent/name is removed or renamed: a lower name of a hard-link group is copied up
+ * through the index (linked up), as the kernel does, so that the group's count follows.
+ * Preconditions: the rename lock; no op lock. */
+int ovl_index_prepare_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+/* A node found in the index, whose name was just linked up: it lives in upper now. */
+void ovl_node_linked_up(struct ovl_node *node);
 
 /* alias.c: all names of an upper hard-linked file are one node; the names other than the
  * node's own are recorded there. */
@@ -594,6 +645,9 @@ bool ovl_alias_promote(struct ovl_fs *fs, struct ovl_node *node);
  * Preconditions: fs->table_lock held (or the only thread left). */
 void ovl_alias_del_table_locked(struct ovl_fs *fs, struct ovl_node *node);
 void ovl_alias_free_all(struct ovl_fs *fs);
+/* node's object is now the upper object st (a copy-up through the index): found by it.
+ * Preconditions: fs->table_lock not held. */
+void ovl_alias_rekey(struct ovl_fs *fs, struct ovl_node *node, const struct stat *st);
 /* parent/name, one of node's names, was removed: forgotten if it was another name; node
  * takes another name if it was its own (exclusive: the rename lock is written), else it is
  * detached (ovl_node_detach, which takes orphan over).

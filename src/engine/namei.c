@@ -476,12 +476,19 @@ static int take_top(struct lookup *lk, int i, int dfd, const struct stat *st)
 		int rec = upper && S_ISREG(st->st_mode) && lk->fs->nlayers > 1
 			      ? ovl_upper_records(lk->fs, dfd, lk->lname)
 			      : -1;
-		if (lk->identity && upper && (rec & OVL_REC_ORIGIN))
+		if (lk->identity && upper && (rec & OVL_REC_ORIGIN)) {
 			/* (a copied-up object keeps its origin's number: origin.c) */
-			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT);
+			lk->f->ino = ovl_origin_ino(lk->fs, dfd, lk->lname, st->st_mode & S_IFMT,
+						    &lk->f->indexed);
+			if (lk->f->indexed)
+				lk->f->st.st_nlink = ovl_index_nlink(lk->fs, dfd, lk->lname, st);
+		}
 		if (rec & OVL_REC_METACOPY)
 			err = note_metacopy(lk, i, dfd, st);
 		lk->f->no_xattrs = rec == 0 && st->st_nlink == 1;
+		/* A lower hard link copied up by another name is the index entry's object. */
+		if (!err && !upper && lk->mc == MC_NONE)
+			err = ovl_index_find_lower(lk->fs, lk->pl[i].layer, dfd, lk->lname, lk->f);
 	}
 	return err;
 }
@@ -615,121 +622,6 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 	if (err)
 		ovl_found_free(f);
 	return err;
-}
-
-/* Sets what the node is from a find result (which it takes over).
- * Preconditions: fs->table_lock held; the node's spinlock not held. */
-static void node_set_found(struct ovl_node *node, struct ovl_found *f)
-{
-	pthread_spin_lock(&node->lock);
-	atomic_store(&node->no_xattrs, f->no_xattrs); /* what is found may be another object */
-	atomic_store(&node->lower_unprotected, false);
-	node->top = f->top;
-	node->type = f->st.st_mode & S_IFMT;
-	struct ovl_dirlayer *old = node->dirlayers;
-	int nold = node->ndirlayers;
-	node->dirlayers = f->dirlayers;
-	node->ndirlayers = f->ndirlayers;
-	f->dirlayers = NULL;
-	f->ndirlayers = 0;
-	pthread_spin_unlock(&node->lock);
-	ovl_dirlayers_free(old, nold);
-}
-
-/* Whether what was found may be one of several names of one node: an upper file (not a
- * directory) found by name, with several links, or with one left while hard-linked objects
- * are known (the node of its removed name may still be held).
- * Preconditions: fs->table_lock held. */
-static bool may_be_alias_table_locked(struct ovl_fs *fs, const struct ovl_found *f, unsigned how)
-{
-	return !(how & OVL_INSTALL_FRESH) && fs->layers[f->top].is_upper &&
-	       !S_ISDIR(f->st.st_mode) && (f->st.st_nlink > 1 || fs->objects.count);
-}
-
-/* parent/name is another name of node's object: node gets the lookup, and the name too if
- * node's own is gone (the rename lock is written then).
- * Preconditions: fs->table_lock held, released here; the rename lock. */
-static int install_alias(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-			 struct ovl_found *f, struct ovl_node *node, struct stat *st)
-{
-	int err = 0;
-
-	if (node->unlinked) {
-		ovl_alias_drop_name_table_locked(fs, parent, name);
-		node->refs++;
-		pthread_mutex_unlock(&fs->table_lock);
-		err = ovl_node_relink(fs, node, parent, name); /* takes the lookup */
-		ovl_node_unref(fs, node, 0, 1);
-	} else {
-		if (node->nlookup++ == 0)
-			node->refs++;
-		pthread_mutex_unlock(&fs->table_lock);
-	}
-	*st = f->st;
-	ovl_found_free(f);
-	if (!err)
-		ovl_fill_stat(fs, node, st);
-	return err;
-}
-
-/* Records what was found at parent/name in the node table and takes a lookup reference.
- * A fresh object (just created) always gets its own inode number. */
-int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-		     struct ovl_found *f, unsigned how, struct ovl_node **out, struct stat *st)
-{
-	bool fresh = how & OVL_INSTALL_FRESH;
-	uint64_t ino = f->ino;
-	struct ovl_node *node;
-
-	/* Readdir finds an upper object's number through the origin map too. */
-	if (ino && fs->layers[f->top].is_upper)
-		ovl_record_origin(fs, f->st.st_dev, f->st.st_ino, ino);
-	else
-		ino = ovl_map_ino(fs, f->top, f->st.st_dev, f->st.st_ino);
-
-	pthread_mutex_lock(&fs->table_lock);
-	node = ovl_node_get_child(fs, parent, name);
-	bool alias = may_be_alias_table_locked(fs, f, how);
-	if (alias) {
-		struct ovl_node *one = ovl_alias_resolve_table_locked(
-		    fs, parent, name, node, &f->st, how & OVL_INSTALL_EXCLUSIVE,
-		    how & OVL_INSTALL_MAY_RETRY);
-		if (one == OVL_ALIAS_RETRY) {
-			pthread_mutex_unlock(&fs->table_lock);
-			ovl_found_free(f);
-			return -EAGAIN;
-		}
-		if (one && one != node) {
-			*out = one;
-			return install_alias(fs, parent, name, f, one, st);
-		}
-	}
-	if (!node) {
-		node = ovl_node_new(fs, parent, name);
-		if (!node) {
-			pthread_mutex_unlock(&fs->table_lock);
-			ovl_found_free(f);
-			return -ENOMEM;
-		}
-		node->ino = ino;
-		if (alias && f->st.st_nlink > 1)
-			ovl_alias_record_new_table_locked(fs, node, &f->st);
-	} else if (fresh || node->type != (f->st.st_mode & S_IFMT)) {
-		ovl_alias_del_table_locked(fs, node); /* recorded as another object */
-		node->ino = ino;		      /* replaced behind our back */
-	}
-	if (node->nlookup++ == 0)
-		node->refs++;
-	node_set_found(node, f);
-	pthread_mutex_unlock(&fs->table_lock);
-	/* What is found decides, metacopy or not (a stub copied up since, say). */
-	ovl_metacopy_set(fs, node, f->data_layer, f->data_path);
-	f->data_path = NULL;
-
-	*st = f->st;
-	ovl_fill_stat(fs, node, st);
-	*out = node;
-	return 0;
 }
 
 /* Preconditions: the rename lock (written with OVL_INSTALL_EXCLUSIVE); fs->table_lock not

@@ -119,8 +119,8 @@ const char *ovl_origin_xattr(const struct ovl_fs *fs)
 	return fs->userxattr ? "user.overlay.origin" : "trusted.overlay.origin";
 }
 
-ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *name,
-			  unsigned char *buf, size_t size)
+ssize_t ovl_origin_encode_at(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+			     int at_flags, bool upper, unsigned char *buf, size_t size)
 {
 	struct {
 		struct file_handle fh;
@@ -132,7 +132,7 @@ ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *n
 		return -ERANGE;
 	if (!fs->origin_decodable)
 		return 0;
-	if (name_to_handle_at(dirfd, name, &h.fh, &mount_id, 0) < 0) {
+	if (name_to_handle_at(dirfd, name, &h.fh, &mount_id, at_flags) < 0) {
 		/* No handles on this filesystem (EOPNOTSUPP): the "unknown" value. */
 		return errno == EOPNOTSUPP || errno == EOVERFLOW ? 0 : -errno;
 	}
@@ -141,11 +141,17 @@ ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *n
 	buf[0] = FH_VERSION;
 	buf[1] = FH_MAGIC;
 	buf[2] = (unsigned char)(FH_HEADER + h.fh.handle_bytes);
-	buf[3] = FH_FLAG_CPU_ENDIAN;
+	buf[3] = FH_FLAG_CPU_ENDIAN | (upper ? FH_FLAG_PATH_UPPER : 0);
 	buf[4] = (unsigned char)h.fh.handle_type;
 	memcpy(buf + 5, fs->origin_uuid_off ? null_uuid : fs->layers[layer].uuid, 16);
 	memcpy(buf + FH_HEADER, h.fh.f_handle, h.fh.handle_bytes);
 	return FH_HEADER + h.fh.handle_bytes;
+}
+
+ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *name,
+			  unsigned char *buf, size_t size)
+{
+	return ovl_origin_encode_at(fs, layer, dirfd, name, 0, false, buf, size);
 }
 
 int ovl_origin_check(const unsigned char *buf, size_t len)
@@ -225,12 +231,17 @@ static int origin_find(struct ovl_fs *fs, int dirfd, const char *name, mode_t ty
 	return 0;
 }
 
-uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type)
+uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t type, bool *indexed)
 {
 	struct stat lst;
 	int layer;
 
-	if (origin_find(fs, dirfd, name, type, &lst, &layer) || lst.st_nlink != 1)
+	*indexed = false;
+	if (origin_find(fs, dirfd, name, type, &lst, &layer))
+		return 0;
+	/* A lower hard link's copies may be several, unless the index joins them (as the
+	 * kernel's OVL_INDEX inodes, which keep the origin's number). */
+	if (lst.st_nlink != 1 && !(*indexed = ovl_index_holds(fs, dirfd, name)))
 		return 0;
 	return ovl_map_ino(fs, layer, lst.st_dev, lst.st_ino);
 }

@@ -275,7 +275,8 @@ static int identity_fixup(struct ovl_fs *fs, struct ovl_node *node, struct merge
 			if (ovl_dir_opaque(fs, fd, e->name, true) != OVL_OPAQUE_YES)
 				e->ino = m->below[i];
 		} else if (impure && e->type != DT_DIR) {
-			uint64_t ino = ovl_origin_ino(fs, fd, e->name, DTTOIF(e->type));
+			bool indexed;
+			uint64_t ino = ovl_origin_ino(fs, fd, e->name, DTTOIF(e->type), &indexed);
 			if (ino)
 				e->ino = ino;
 		}

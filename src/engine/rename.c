@@ -465,6 +465,13 @@ static int prepare_redirected(struct ovl_fs *fs, struct side *s, struct ovl_node
 	return err;
 }
 
+/* Whether the side's name is its node's own (not another name of a hard-linked file, which
+ * is upper, or linked up by ovl_index_prepare_locked). */
+static bool own_name(const struct side *s)
+{
+	return s->node->parent == s->parent && strcmp(s->node->name, s->name) == 0;
+}
+
 /* Everything the rename moves goes to upper first: the parents, the source (a directory
  * with all it holds), and on an exchange the target. */
 static int copy_up_sides(struct rename_ctx *r)
@@ -479,14 +486,21 @@ static int copy_up_sides(struct rename_ctx *r)
 		err = ovl_copy_up_locked(fs, dst->parent, false);
 	if (!err && src->redirect)
 		err = prepare_redirected(fs, src, dst->parent);
-	else if (!err)
-		err = sdir ? prepare_dir(fs, src->node, dst->parent)
-			   : ovl_copy_up_locked(fs, src->node, false);
+	else if (!err && sdir)
+		err = prepare_dir(fs, src->node, dst->parent);
+	else if (!err) /* this name, which may be a lower one of a hard-link group */
+		err = ovl_index_prepare_locked(fs, src->parent, src->name);
+	if (!err && !sdir && !src->redirect && own_name(src))
+		err = ovl_copy_up_locked(fs, src->node, false);
+	/* A non-directory replaced or exchanged: its group counts names on upper. */
+	if (!err && dst->f.top >= 0 && !S_ISDIR(dst->f.st.st_mode))
+		err = ovl_index_prepare_locked(fs, dst->parent, dst->name);
 	if (!err && (r->flags & RENAME_EXCHANGE) && dst->redirect)
 		err = prepare_redirected(fs, dst, src->parent);
-	else if (!err && (r->flags & RENAME_EXCHANGE))
-		err = S_ISDIR(dst->f.st.st_mode) ? prepare_dir(fs, dst->node, src->parent)
-						 : ovl_copy_up_locked(fs, dst->node, false);
+	else if (!err && (r->flags & RENAME_EXCHANGE) && S_ISDIR(dst->f.st.st_mode))
+		err = prepare_dir(fs, dst->node, src->parent);
+	else if (!err && (r->flags & RENAME_EXCHANGE) && own_name(dst))
+		err = ovl_copy_up_locked(fs, dst->node, false);
 	if (!err && !(r->flags & RENAME_EXCHANGE) && dst->f.top == 0 && S_ISDIR(dst->f.st.st_mode))
 		err = purge_whiteouts(fs, dst->parent, dst->name);
 	return err;
@@ -590,6 +604,19 @@ static void update_nodes(struct rename_ctx *r)
 		make_subtree_upper(r->fs, r->dst.node);
 }
 
+/* Whether the rename replaces an upper name of an indexed hard-link group (hex). */
+static bool replaces_indexed(struct rename_ctx *r, char hex[OVL_INDEX_NAME_MAX])
+{
+	if (r->fs->index_layer < 0 || r->dst.f.top < 0 || S_ISDIR(r->dst.f.st.st_mode))
+		return false;
+	int dfd = ovl_open_in_layer(r->fs, r->dst.parent, 0, O_PATH | O_DIRECTORY);
+	if (dfd < 0)
+		return false;
+	bool indexed = ovl_index_entry_of(r->fs, dfd, r->dst.name, hex);
+	close(dfd);
+	return indexed;
+}
+
 static int apply_rename(struct rename_ctx *r)
 {
 	struct side *src = &r->src;
@@ -603,8 +630,12 @@ static int apply_rename(struct rename_ctx *r)
 		err = plan_redirect(r, &r->dst);
 	if (!err)
 		err = copy_up_sides(r);
+	char hex[OVL_INDEX_NAME_MAX];
+	bool indexed = !err && !(r->flags & RENAME_EXCHANGE) && replaces_indexed(r, hex);
 	if (!err)
 		err = rename_on_upper(r);
+	if (!err && indexed)
+		ovl_index_name_removed(r->fs, hex);
 	if (!err)
 		update_nodes(r);
 	return err;

@@ -599,8 +599,6 @@ void test_kernel_features(struct tally *t)
 	static const struct {
 		const char *opt, *want;
 	} refused[] = {
-	    {"index=on", "option 'index=on' is not supported by ovlfs yet (it works as index=off: "
-			 "copying up one name of a lower hard link splits it from the others)"},
 	    {"nfs_export=on", "option 'nfs_export=on' is not supported by ovlfs yet (it works as "
 			      "nfs_export=off: no file handle of the mount can be opened)"},
 	    {"index=yes", "invalid value 'yes' for option 'index' (expected one of: on|off)"},

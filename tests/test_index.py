@@ -1,0 +1,140 @@
+"""The kernel's inode index (index=on, issue #15): the names of a lower hard-link group stay
+one file across copy-up, now and after a remount, on ovlfs as on the kernel overlayfs, and
+each reads the other's layers (<workdir>/index/<hex of the origin>, overlay.nlink, the upper
+root's origin and the index directory's upper record).
+
+The same steps run on the kernel and on ovlfs, each on its own copy of the layers; what is
+compared does not depend on the layers' inode numbers: whether every name shows the lower
+file's number, link counts, data, modes, and the index entries' records.
+"""
+import fcntl
+import os
+
+import pytest
+
+import helpers
+
+pytestmark = [helpers.needs_fuse, helpers.needs_kernel_overlay]
+
+LOWER = {
+    "a": "data\n",
+    "d": {"b": helpers.Hardlink("a")},
+    "c": helpers.Hardlink("a"),
+    "solo": "one name\n",
+    "e": {"f": "f1\n", "g": helpers.Hardlink("e/f")},
+}
+NAMES = ["a", "d/b", "c", "c2", "new", "e/f", "e/g", "solo"]
+
+
+def _view(m, lower):
+    out = {}
+    for n in NAMES:
+        p = m / n
+        if not os.path.lexists(p):
+            out[n] = None
+            continue
+        st = os.lstat(p)
+        src = {"a": "a", "d/b": "a", "c": "a", "c2": "a", "new": "a", "e/f": "e/f",
+               "e/g": "e/f", "solo": "solo"}[n]
+        out[n] = (st.st_ino == os.lstat(lower / src).st_ino, st.st_nlink, st.st_mode,
+                  p.read_bytes())
+    return out
+
+
+def _flock_excludes(p1, p2):
+    f1, f2 = os.open(p1, os.O_RDONLY), os.open(p2, os.O_RDONLY)
+    try:
+        fcntl.flock(f1, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f2, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+    finally:
+        os.close(f2)
+        os.close(f1)
+
+
+def _steps(m, lower):
+    seen = [_view(m, lower)]
+    with open(m / "a", "ab") as f:  # a copy-up of one name: into the index
+        f.write(b"more\n")
+    seen.append(_view(m, lower))
+    os.chmod(m / "c", 0o600)  # a lower name of the group, linked up
+    seen.append(_view(m, lower))
+    os.unlink(m / "d" / "b")
+    seen.append(_view(m, lower))
+    os.rename(m / "c", m / "c2")
+    os.link(m / "a", m / "new")
+    seen.append(_view(m, lower))
+    seen.append(_flock_excludes(m / "a", m / "c2"))
+    os.unlink(m / "e" / "g")  # a group never copied up: the count still follows
+    seen.append(_view(m, lower))
+    return seen
+
+
+def _index_records(ls):
+    """Per index entry: its link count and overlay.nlink; the upper root's records."""
+    idx = ls.work / "index"
+    entries = sorted(
+        (os.lstat(idx / n).st_nlink, os.getxattr(idx / n, "trusted.overlay.nlink"))
+        for n in os.listdir(idx) if not n.startswith("#"))
+    has_origin = [bool(os.getxattr(idx / n, "trusted.overlay.origin"))
+                  for n in os.listdir(idx) if not n.startswith("#")]
+    return entries, has_origin, len(os.getxattr(ls.upper, "trusted.overlay.origin")) > 0, \
+        len(os.getxattr(idx, "trusted.overlay.upper")) > 0
+
+
+def _run(tmp_path, first, second):
+    ls = helpers.build_layers(tmp_path / first, [LOWER])
+    lower = ls.lowers[0]
+    with getattr(ls, first)(extra_opts=("index=on",)) as m:
+        seen = _steps(m, lower)
+    with getattr(ls, first)(extra_opts=("index=on",)) as m:
+        seen.append(_view(m, lower))  # after a remount
+    with getattr(ls, second)(extra_opts=("index=on",)) as m:
+        seen.append(_view(m, lower))  # read by the other
+        with open(m / "c2", "ab") as f:
+            f.write(b"other\n")
+        os.unlink(m / "new")
+    with getattr(ls, first)(extra_opts=("index=on",)) as m:
+        seen.append(_view(m, lower))  # and back
+    return seen, _index_records(ls)
+
+
+@pytest.mark.parametrize("first,second", [("kernel", "ovlfs"), ("ovlfs", "kernel")])
+def test_index_keeps_hard_links_as_kernel(tmp_path, first, second):
+    got = {who: _run(tmp_path / who, who, other)
+           for who, other in ((first, second), (second, first))}
+    assert got["ovlfs"][0] == got["kernel"][0]
+    assert got["ovlfs"][1] == got["kernel"][1]
+    seen = got["kernel"][0]
+    # The kernel's view, spelled out: one file for every name of the group.
+    assert seen[1]["c"] == seen[1]["a"] and seen[1]["a"][0] and seen[1]["a"][1] == 3
+    assert seen[5] is True
+
+
+def test_index_off_splits_and_index_on_needs_handles(tmp_path):
+    ls = helpers.build_layers(tmp_path, [LOWER])
+    with ls.ovlfs(extra_opts=("index=off",)) as m:
+        with open(m / "a", "ab") as f:
+            f.write(b"more\n")
+        assert (m / "c").read_bytes() == b"data\n"
+        assert os.stat(m / "a").st_nlink == 1
+    assert not (ls.work / "index").exists()
+
+
+def test_index_mismatch_refused_when_asked(tmp_path):
+    """Layers that do not match the index: refused with index=on, as the kernel does."""
+    ls = helpers.build_layers(tmp_path, [LOWER])
+    with ls.ovlfs(extra_opts=("index=on",)) as m:
+        os.chmod(m / "a", 0o600)
+    other = helpers.build_layers(tmp_path / "other", [{"x": "y"}])
+    with pytest.raises(helpers.MountError, match="index"):
+        with helpers.mount_ovlfs(other.lowers, ls.upper, ls.work, ("index=on",),
+                                 tmp_path / "m2"):
+            pass
+    with pytest.raises(helpers.MountError):
+        with helpers.mount_kernel(other.lowers, ls.upper, ls.work, ("index=on",),
+                                  tmp_path / "m3"):
+            pass
