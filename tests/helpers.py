@@ -359,6 +359,9 @@ def ovlfs_command(lowers, upper=None, work=None, extra_opts=(), mnt="MNT"):
         opts.append(f"upperdir={upper}")
     if work is not None:
         opts.append(f"workdir={work}")
+    # OVLFS_TEST_OPTS (comma-separated) goes first, so a test's own options override it:
+    # e.g. OVLFS_TEST_OPTS=writeback=1 runs every mount test with the writeback cache
+    opts.extend(o for o in os.environ.get("OVLFS_TEST_OPTS", "").split(",") if o)
     opts.extend(extra_opts)
     return [str(ovlfs_binary()), "-f", "-o", ",".join(opts), str(mnt)]
 

@@ -33,6 +33,10 @@ def read(path):
         return f.read()
 
 
+# Above the size below which files opened read-only are served through the page cache
+LOW = "lower\n" * 20_000
+
+
 def write_then_read(m):
     data = os.urandom(300_000)
     with open(m / "new", "wb") as f:
@@ -40,13 +44,13 @@ def write_then_read(m):
     with open(m / "low", "ab") as f:  # a lower file: copied up at open, then appended to
         f.write(b"tail")
     assert read(m / "new") == data
-    assert read(m / "low") == b"lower\ntail"
+    assert read(m / "low") == LOW.encode() + b"tail"
     return data
 
 
 @needs_passthrough
 def test_upper_file_data_moves_without_read_or_write_requests(layers):
-    ls = layers(lowers=[{"low": "lower\n"}])
+    ls = layers(lowers=[{"low": LOW}])
     with ls.ovlfs(extra_opts=("debug",)) as m:
         data = write_then_read(m)
         log = m.log()
@@ -54,11 +58,11 @@ def test_upper_file_data_moves_without_read_or_write_requests(layers):
     assert "OPEN" in ops and "CREATE" in ops
     assert "READ" not in ops and "WRITE" not in ops, sorted(set(ops))
     assert (ls.upper / "new").read_bytes() == data
-    assert (ls.upper / "low").read_bytes() == b"lower\ntail"
+    assert (ls.upper / "low").read_bytes() == LOW.encode() + b"tail"
 
 
 def test_passthrough_0_serves_data_through_the_daemon(layers):
-    ls = layers(lowers=[{"low": "lower\n"}])
+    ls = layers(lowers=[{"low": LOW}])
     with ls.ovlfs(extra_opts=("debug", "passthrough=0")) as m:
         write_then_read(m)
         log = m.log()
@@ -131,3 +135,68 @@ def test_many_opens_and_closes_of_one_file(layers):
             for fd in fds:
                 os.close(fd)
         assert read(m / "f").startswith(b"199")
+
+
+@needs_passthrough
+def test_small_file_read_only_is_served_from_the_page_cache(layers):
+    """A small upper file opened read-only is not put in passthrough: its first read is a
+    READ, and a read through a later open is served from the page cache kept across opens
+    (no request), where passthrough would cost a backing file per open."""
+    ls = layers(lowers=[{}])
+    data = os.urandom(2048)
+    (ls.upper / "small").write_bytes(data)
+    with ls.ovlfs(extra_opts=("debug",)) as m:
+        assert read(m / "small") == data
+        first = opcodes(m.log())
+        assert read(m / "small") == data
+        second = opcodes(m.log())[len(first):]
+    assert "READ" in first
+    assert "OPEN" in second and "READ" not in second, second
+
+
+@needs_passthrough
+def test_large_file_read_only_stays_in_passthrough(layers):
+    ls = layers(lowers=[{}])
+    data = os.urandom(1 << 20)
+    (ls.upper / "big").write_bytes(data)
+    with ls.ovlfs(extra_opts=("debug",)) as m:
+        assert read(m / "big") == data
+        ops = opcodes(m.log())
+    assert "OPEN" in ops and "READ" not in ops, sorted(set(ops))
+
+
+@needs_passthrough
+def test_cached_small_file_sees_a_write_through_passthrough(layers):
+    """Pages cached by a read-only open, then a write open (passthrough) that changes the
+    data without changing the size, and the mtime put back: the next read-only open must
+    not serve the old pages (the passthrough open empties the page cache)."""
+    ls = layers(lowers=[{}])
+    (ls.upper / "f").write_bytes(b"a" * 100)
+    with ls.ovlfs() as m:
+        assert read(m / "f") == b"a" * 100
+        st = os.stat(m / "f")
+        with open(m / "f", "r+b") as w:
+            w.write(b"b" * 100)
+        os.utime(m / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert read(m / "f") == b"b" * 100
+        assert os.stat(m / "f").st_mtime_ns == st.st_mtime_ns
+
+
+def test_small_file_modes_mix_both_ways(layers):
+    """A cached read-only fd of a small file held while it is opened for writing, and a
+    write fd held while it is opened read-only: the kernel keeps one I/O mode per inode,
+    so each later open must follow the first one's (a conflict is an EIO)."""
+    ls = layers(lowers=[{}])
+    (ls.upper / "f").write_bytes(b"one")
+    with ls.ovlfs() as m:
+        with open(m / "f", "rb", buffering=0) as held:
+            with open(m / "f", "r+b", buffering=0) as w:
+                w.write(b"TWO")
+            assert held.read() == b"TWO"
+        with open(m / "f", "r+b", buffering=0) as w:
+            with open(m / "f", "rb", buffering=0) as r:
+                w.write(b"333")
+                assert r.read() == b"333"
+            w.seek(0)
+            assert w.read() == b"333"
+        assert read(m / "f") == b"333"

@@ -31,10 +31,11 @@ static void set_open_flags(struct ovl_frontend *fe, struct fuse_file_info *fi,
 		bool eligible =
 		    !fi->direct_io && ovl_node_type(node) == S_IFREG && ovl_file_on_upper(file);
 		if (eligible) {
-			mode = ovl_pt_open(fe, node, ovl_file_get_fd(fe->fs, file), true);
+			mode =
+			    ovl_pt_open(fe, node, ovl_file_get_fd(fe->fs, file), fi->flags, true);
 			ovl_file_put_fd(file);
 		} else {
-			mode = ovl_pt_open(fe, node, -1, false);
+			mode = ovl_pt_open(fe, node, -1, fi->flags, false);
 		}
 		if (mode == OVL_PT_PASSTHROUGH)
 			fi->direct_io = 0;

@@ -13,16 +13,23 @@
  * opened in passthrough only while no open file of it is cached; once one is, every other
  * open is marked too (with direct I/O if it must not use the layer file directly), and all
  * share one backing id.
+ *
+ * A small file opened read-only starts no passthrough: the page cache serves its warm
+ * re-reads with no request at all, where passthrough costs a backing file per open.
+ * Files opened for writing stay in passthrough whatever their size: one created empty may
+ * grow to any size, and the kernel fixes the mode for as long as the file is open.
  */
 #include "frontend.h"
 #include "passthrough.h"
 #include "engine/hashtab.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 struct pt_backing_map {
 	int32_t fd;
@@ -84,9 +91,21 @@ static void drop_if_unused(struct pt_node *p)
 	free(p);
 }
 
-enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, bool eligible)
+/* A read-only open of a small file: the page cache serves it better (see the top). */
+static bool cache_pays(int fd, int open_flags)
+{
+	struct stat st;
+
+	if ((open_flags & O_ACCMODE) != O_RDONLY || fstat(fd, &st) < 0)
+		return false;
+	return st.st_size < OVL_PT_MIN_READ_SIZE;
+}
+
+enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, int open_flags,
+			     bool eligible)
 {
 	enum ovl_pt_mode mode = OVL_PT_CACHED;
+	bool start_pt = eligible && !cache_pays(fd, open_flags);
 
 	pthread_mutex_lock(&lock);
 	struct pt_node *p = find(node, true);
@@ -99,7 +118,7 @@ enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, 
 		p->pt_opens++;
 		pending_id = p->backing_id;
 		mode = eligible ? OVL_PT_PASSTHROUGH : OVL_PT_PT_DIRECT;
-	} else if (eligible && all_pt && atomic_load(&fe->pt_enabled) &&
+	} else if (start_pt && all_pt && atomic_load(&fe->pt_enabled) &&
 		   fe->dev.passthrough_offered) {
 		struct pt_backing_map map = {.fd = fd};
 		int id = ioctl(fe->dev_fd, PT_IOC_BACKING_OPEN, &map);
