@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from difffuzz import MODES, gen_layers, replay, run_generated
+from difffuzz import ALL_MODES, gen_layers, replay, run_generated
 from difffuzz.shrink import format_repro
 from difffuzz.runner import Divergence
 from helpers import (FIXED_MTIME, Chr, Dir, Fifo, File, Hardlink, Opaque, Symlink,  # noqa: F401
@@ -25,7 +25,7 @@ XCHG, NOREPLACE = 2, 1
 SEEDS = range(1, 17)
 # The seeds cycle through the option modes (difffuzz.MODES: off, redirect, metacopy), so the
 # run covers each for the time one took before.
-SEED_MODES = tuple(MODES)
+SEED_MODES = ALL_MODES
 OPS_PER_SEED = 250
 CHECK_EVERY = 25
 

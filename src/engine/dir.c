@@ -209,11 +209,12 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		if (!err && ((acl && (err = made_mode(pdfd, name, o))) ||
 			     (err = set_owner(fs, pdfd, name, o, uid, gid, sgid))))
 			remove_object(pdfd, name, o->mode);
-		/* As the kernel with redirect_dir=on or metacopy=on (whose layers allow no
-		 * offline change): a directory made in a merged one is opaque, so that nothing
+		/* As the kernel with redirect_dir=on, metacopy=on or index=on (whose layers allow
+		 * no offline change): a directory made in a merged one is opaque, so that nothing
 		 * below ever shows in it. Like the kernel's, the mark may fail: nothing is below
 		 * that name today. */
-		if (!err && S_ISDIR(o->mode) && (fs->redirect_write || fs->metacopy_up) &&
+		if (!err && S_ISDIR(o->mode) &&
+		    (fs->redirect_write || fs->metacopy_up || fs->index_layer >= 0) &&
 		    parent_is_merged(parent))
 			(void)ovl_set_opaque(fs, pdfd, name);
 	} else {

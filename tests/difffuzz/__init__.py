@@ -28,6 +28,9 @@ Option modes (runner.MODES; --mode, `make fuzz MODE=...`; a list cycles seed by 
             the redirect values are compared in the upper layers too.
   metacopy  both with metacopy=on and redirect_dir=on (the kernel requires both): chown,
             chmod, utimens and setxattr copy up metadata only.
+  index     opt-in, not in "all": both with index=on. Known to diverge where the kernel
+            links up the name an open or setattr came through (FUSE names only the inode):
+            ovlfs links up its node's name, so upper layers and a parent's nlink can differ.
 
 Compared: each step's result (value or errno name); the visible tree (types, modes, owners,
 sizes, content hashes, link targets, rdev, nlink, xattrs incl. escaped trusted.overlay.*,
@@ -63,10 +66,10 @@ tests/test_stress.py (KNOWN_RACES).
 import pathlib
 
 from .layers import gen_layers
-from .runner import MODES, Divergence, run_generated, run_steps
+from .runner import ALL_MODES, MODES, Divergence, run_generated, run_steps
 from .shrink import Shrinker, format_repro
 
-__all__ = ["MODES", "Divergence", "Shrinker", "format_repro", "gen_layers", "replay",
+__all__ = ["ALL_MODES", "MODES", "Divergence", "Shrinker", "format_repro", "gen_layers", "replay",
            "run_generated", "run_steps"]
 
 

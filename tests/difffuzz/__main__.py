@@ -19,7 +19,7 @@ import time
 
 from helpers import cleanup_leftovers, ovlfs_binary
 from .layers import gen_layers
-from .runner import MODES, run_generated
+from .runner import ALL_MODES, MODES, run_generated
 from .shrink import Shrinker, format_repro
 
 
@@ -51,7 +51,7 @@ def main(argv=None):
                     f"{', '.join(MODES)} or all (default all; also OVLFS_FUZZ_MODE)")
     ap.add_argument("--tmp", default=None, help="scratch directory (default: a new temp dir)")
     args = ap.parse_args(argv)
-    modes = list(MODES) if args.mode == "all" else [m for m in args.mode.split(",") if m]
+    modes = list(ALL_MODES) if args.mode == "all" else [m for m in args.mode.split(",") if m]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         ap.error(f"--mode: unknown {bad} (modes: {', '.join(MODES)}, all)")

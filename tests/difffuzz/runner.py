@@ -41,6 +41,14 @@ MODES = {
     "metacopy": dict(kernel=("index=off", "redirect_dir=on", "metacopy=on"),
                      ovlfs=("redirect_dir=on", "metacopy=on"), keep=(REDIRECT,)),
 }
+# Opt-in (--mode index), not in "all": the inode index, lower hard links kept one file
+# (the index lives in the work directory, whose entry names hold each side's own inode
+# numbers: not compared). Known difference: the kernel links up the very name an open or
+# a setattr went through; a FUSE request names only the inode, so ovlfs links up the name
+# its node keeps (the first looked up), and a parent copied up for it may differ.
+ALL_MODES = tuple(MODES)
+MODES["index"] = dict(kernel=("index=on", "redirect_dir=off", "metacopy=off"),
+                      ovlfs=("redirect_dir=off", "index=on"), keep=())
 DEFAULT_MODE = "off"
 
 
