@@ -138,3 +138,20 @@ def test_index_mismatch_refused_when_asked(tmp_path):
         with helpers.mount_kernel(other.lowers, ls.upper, ls.work, ("index=on",),
                                   tmp_path / "m3"):
             pass
+
+
+def test_index_removing_the_name_first_looked_up(tmp_path):
+    """The group's node keeps the name first looked up; when that name goes, the node takes
+    another, which may still be a lower name (it failed with ENOENT)."""
+    got = {}
+    for who in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / who, [{"x": "data\n", "y": helpers.Hardlink("x"),
+                                                     "z": helpers.Hardlink("x")}])
+        with getattr(ls, who)(extra_opts=("index=on",)) as m:
+            for n in ("y", "x", "z"):
+                os.stat(m / n)
+            os.unlink(m / "y")
+            os.unlink(m / "z")
+            got[who] = [(m / "x").read_bytes(), os.stat(m / "x").st_nlink,
+                        os.stat(m / "x").st_ino == os.stat(ls.lowers[0] / "x").st_ino]
+    assert got["ovlfs"] == got["kernel"] == [b"data\n", 1, True]

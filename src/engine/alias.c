@@ -320,20 +320,17 @@ bool ovl_alias_has_names(struct ovl_fs *fs, struct ovl_node *node)
 	return has;
 }
 
-/* Whether parent/name still names the object o (a stale record, say after a change in the
- * layer behind our back, is passed over). Preconditions: the rename lock written. */
+/* Whether parent/name still names the object (dev, ino), as found into f: an upper name, or
+ * with the index a lower one (a stale record, say after a change in the layer behind our
+ * back, is passed over). Preconditions: the rename lock written. */
 static bool names_object(struct ovl_fs *fs, struct ovl_node *parent, const char *name, dev_t dev,
-			 ino_t ino)
+			 ino_t ino, struct ovl_found *f)
 {
-	struct stat st;
-	int dfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
-
-	if (dfd < 0)
-		return false;
-	bool same = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
-		    st.st_ino == ino;
-	close(dfd);
-	return same;
+	if (ovl_find(fs, parent, name, 0, f) == 0 && f->top >= 0 && f->st.st_dev == dev &&
+	    f->st.st_ino == ino)
+		return true;
+	ovl_found_free(f);
+	return false;
 }
 
 bool ovl_alias_promote(struct ovl_fs *fs, struct ovl_node *node)
@@ -354,9 +351,13 @@ bool ovl_alias_promote(struct ovl_fs *fs, struct ovl_node *node)
 		altname_unhook(fs, a);
 		free(a);
 		pthread_mutex_unlock(&fs->table_lock);
-		bool usable = names_object(fs, parent, name, dev, ino);
+		struct ovl_found f = {0};
+		bool usable = names_object(fs, parent, name, dev, ino, &f);
 		if (usable)
 			usable = ovl_node_move_to(fs, node, parent, name) == 0;
+		if (usable)
+			ovl_node_refound(fs, node, &f); /* where this name is, lower or upper */
+		ovl_found_free(&f);
 		free(name);
 		ovl_node_unref(fs, parent, 0, 1);
 		if (usable)

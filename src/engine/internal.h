@@ -410,6 +410,9 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 enum { OVL_INSTALL_FRESH = 1, OVL_INSTALL_EXCLUSIVE = 2, OVL_INSTALL_MAY_RETRY = 4 };
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		     struct ovl_found *f, unsigned how, struct ovl_node **out, struct stat *st);
+/* The node now stands at the name f was found for (takes f's layers over).
+ * Preconditions: the rename lock written; fs->table_lock not held. */
+void ovl_node_refound(struct ovl_fs *fs, struct ovl_node *node, struct ovl_found *f);
 /* Preconditions: fs->table_lock and the node's spinlock not held. */
 void ovl_fill_stat(struct ovl_fs *fs, struct ovl_node *node, struct stat *st);
 

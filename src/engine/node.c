@@ -449,6 +449,14 @@ static int install_alias(struct ovl_fs *fs, struct ovl_node *parent, const char 
 	return err;
 }
 
+void ovl_node_refound(struct ovl_fs *fs, struct ovl_node *node, struct ovl_found *f)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	atomic_store(&node->indexed, f->indexed);
+	node_set_found(node, f);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
 /* Records what was found at parent/name in the node table and takes a lookup reference.
  * A fresh object (just created) always gets its own inode number. */
 int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
