@@ -353,3 +353,44 @@ def test_fuzz_redirect_seed1105(tmp_path):
                   ('rename', 'd/a/c', 'a/c'),
                   ('rename', 'a/c', 'b/n')],
            check_every=0, mode='redirect')
+
+
+# Found in the index mode (seed 544048091): a directory exchanged (copied up whole, with
+# redirect_dir=off) held a name of a lower hard-link group whose node keeps another name:
+# the copy-up of the tree copied that node's own name, this one never reached the upper
+# layer and vanished from the moved directory.
+def test_fuzz_index_seed544048091(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'a': Dir({
+                      'a': Dir({
+                              'd': Hardlink('a/c'),
+                          }, mtime=T + 778000),
+                      'c': File(b'8fvvde4u', gid=1, mtime=T + 658000),
+                      'd': Dir({}, mtime=T + 777000),
+                  }, mode=0o750, uid=1, mtime=T + 862000),
+          }],
+           upper={},
+           steps=[('stat', 'a/c'),
+                  ('rename', 'a/a', 'a/d', 2),
+                  ('lsd', 'a/d')],
+           check_every=0, mode='index')
+
+
+# Found in the index mode (seed 544048062): the same in a directory renamed by copying, and
+# the name linked up changed its parent's mtime (the kernel's link-up keeps it).
+def test_fuzz_index_seed544048062(tmp_path):
+    replay(tmp_path,
+           lowers=[{
+              'c': Dir({
+                      'a': Dir({
+                              'b': Hardlink('c/c'),
+                          }, mtime=T + 483000),
+                      'c': File(b'a30x22bbcco0a2hsi', mode=0o444, mtime=T + 164000),
+                  }, uid=1000, mtime=T + 566000),
+          }],
+           upper={},
+           steps=[('mkdir', 'e', 0o777),
+                  ('ls', 'c'),
+                  ('rename', 'c', 'e/c')],
+           check_every=0, mode='index')

@@ -374,10 +374,17 @@ int ovl_index_prepare_locked(struct ovl_fs *fs, struct ovl_node *parent, const c
 		ovl_found_free(&f);
 		return dfd;
 	}
+	struct stat pst;
 	pthread_mutex_lock(&parent->op_lock);
-	err = ovl_index_link(fs, f.dirlayers[0].path, dfd, name);
+	err = fstat(dfd, &pst) < 0 ? -errno : ovl_index_link(fs, f.dirlayers[0].path, dfd, name);
 	if (!err)
 		err = ovl_set_impure(fs, dfd);
+	if (!err) { /* as the kernel's link-up: the parent's times stay */
+		char proc[64];
+		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
+		if (ovl_proc_path(dfd, proc, sizeof(proc)) == 0)
+			(void)utimensat(AT_FDCWD, proc, ts, 0);
+	}
 	if (!err) {
 		pthread_mutex_lock(&fs->table_lock);
 		struct ovl_node *node = ovl_node_get_child(fs, parent, name);

@@ -28,13 +28,17 @@ static int copy_up_tree(struct ovl_fs *fs, struct ovl_node *node)
 		return err;
 	err = ovl_merge_dir(fs, node, &ents, &count, NULL);
 	for (size_t i = 0; !err && i < count; i++) {
-		struct ovl_node *child;
+		struct ovl_node *child = NULL;
 		struct stat st;
 		err = ovl_lookup_locked(fs, node, ents[i].name, &child, &st);
-		if (!err) {
-			err = copy_up_tree(fs, child);
-			ovl_forget(fs, child, 1);
-		}
+		if (err)
+			break;
+		/* A hard link's node may keep another of its names: this one goes up too. */
+		bool other_name = child->type != S_IFDIR &&
+				  (child->parent != node || strcmp(child->name, ents[i].name) != 0);
+		err = other_name ? ovl_index_prepare_locked(fs, node, ents[i].name)
+				 : copy_up_tree(fs, child);
+		ovl_forget(fs, child, 1);
 	}
 	ovl_dirents_free(ents, count);
 	return err;
