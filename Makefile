@@ -144,8 +144,9 @@ uninstall:
 # Differential fuzzer against the kernel overlayfs (tests/difffuzz/): `make fuzz SECONDS=3600`
 # runs seed after seed for that long, printing progress and a shrunk reproduction of every
 # divergence (FUZZ_ARGS for more options: --help). MODE=off|redirect|metacopy (a comma list
-# cycles seed by seed; default all): the kernel's and ovlfs's options (tests/difffuzz). fsx: the data-integrity exerciser on a
-# lower-layer file through an ovlfs mount, `make fsx N=100000` (tests/test_fsx.py).
+# cycles seed by seed; default all) or the opt-in MODE=index: the kernel's and ovlfs's
+# options (tests/difffuzz). fsx: the data-integrity exerciser on a lower-layer file through
+# an ovlfs mount, `make fsx N=100000` (tests/test_fsx.py).
 .PHONY: fuzz fsx
 SECONDS ?= 300
 N ?= 100000
