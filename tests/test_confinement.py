@@ -208,13 +208,14 @@ def test_clients_following_symlinks_get_no_help_from_the_daemon(layers, tmp_path
 
 def test_hard_link_to_a_file_outside_the_layer(layers, tmp_path):
     """A lower file that is a hard link of a file outside the layers (the link itself is
-    inside): every change through the mount copies it up; the outside inode never changes."""
+    inside): every change through the mount copies it up; the outside inode never changes.
+    (index=off: each name is copied up on its own; with the index see the next test.)"""
     outside = make_outside(tmp_path)
     ls = layers(lowers=[{"keep": "k"}])
     for name in ("w", "t", "c", "x", "o", "a"):
         os.link(outside / "linked", ls.lowers[0] / name)
     before = outside_state(outside)
-    with ls.ovlfs() as m:
+    with ls.ovlfs(extra_opts=("index=off",)) as m:
         with open(m / "w", "r+b") as f:
             f.write(b"X")
         os.truncate(m / "t", 0)
@@ -226,5 +227,26 @@ def test_hard_link_to_a_file_outside_the_layer(layers, tmp_path):
         assert read(m / "w") == b"XINKED" and read(m / "t") == b"" and read(m / "a") == b"LINKED+"
         for name in ("w", "t", "c", "x", "o", "a"):
             assert os.lstat(ls.upper / name).st_ino != os.lstat(outside / "linked").st_ino
+    assert outside_state(outside) == before
+    assert read(outside / "linked") == b"LINKED"
+
+
+def test_hard_link_to_a_file_outside_the_layer_indexed(layers, tmp_path):
+    """The same with the index (the default): the names in the layer stay one file, copied
+    once into the index; the outside inode still never changes."""
+    outside = make_outside(tmp_path)
+    ls = layers(lowers=[{"keep": "k"}])
+    for name in ("w", "t", "a"):
+        os.link(outside / "linked", ls.lowers[0] / name)
+    before = outside_state(outside)
+    with ls.ovlfs(extra_opts=("index=on",)) as m:
+        with open(m / "w", "r+b") as f:
+            f.write(b"X")
+        assert read(m / "t") == b"XINKED"
+        os.truncate(m / "t", 0)
+        with open(m / "a", "ab") as f:
+            f.write(b"+")
+        assert read(m / "w") == read(m / "t") == read(m / "a") == b"+"
+        assert os.lstat(ls.upper / "w").st_ino != os.lstat(outside / "linked").st_ino
     assert outside_state(outside) == before
     assert read(outside / "linked") == b"LINKED"

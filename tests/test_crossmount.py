@@ -86,20 +86,30 @@ def assert_same_view(a, b, names):
     assert a[1] == b[1], f"hard-link groups differ: {names[0]} {a[1]} {names[1]} {b[1]}"
 
 
-def kernel_mount(ls):
-    return ls.kernel(extra_opts=KERNEL_OPTS)
+def kernel_mount(ls, index):
+    return ls.kernel(extra_opts=tuple(o for o in KERNEL_OPTS if not o.startswith("index="))
+                     + (f"index={index}",))
 
 
+def ovlfs_mount(ls, index):
+    return ls.ovlfs(extra_opts=(f"index={index}",))
+
+
+# Both sides with the index off (the kernel's default), and both with it on (ovlfs's).
+INDEX = pytest.mark.parametrize("index", ["off", "on"])
+
+
+@INDEX
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_written_by_ovlfs_read_by_kernel(tmp_path, name):
+def test_written_by_ovlfs_read_by_kernel(tmp_path, name, index):
     ls = build(tmp_path / "layers")
-    with ls.ovlfs() as m:
+    with ovlfs_mount(ls, index) as m:
         results = run_steps(m, SCENARIOS[name])
         session = view(m)
     assert not work_leftovers(ls.work)
-    with ls.ovlfs() as m:
+    with ovlfs_mount(ls, index) as m:
         fresh = view(m)
-    with kernel_mount(ls) as k:
+    with kernel_mount(ls, index) as k:
         kernel = view(k)
     assert_same_view(kernel, fresh, ("kernel", "ovlfs (fresh mount)"))
     assert_same_view(kernel, session, ("kernel", "ovlfs (writing session)"))
@@ -108,18 +118,19 @@ def test_written_by_ovlfs_read_by_kernel(tmp_path, name):
     assert not failed, f"ovlfs refused steps of the scenario: {failed}"
 
 
+@INDEX
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_written_by_kernel_read_by_ovlfs(tmp_path, name):
+def test_written_by_kernel_read_by_ovlfs(tmp_path, name, index):
     ls = build(tmp_path / "layers")
-    with kernel_mount(ls) as k:
+    with kernel_mount(ls, index) as k:
         run_steps(k, SCENARIOS[name])
         kernel = view(k)
-    with ls.ovlfs() as m:
+    with ovlfs_mount(ls, index) as m:
         assert_same_view(kernel, view(m), ("kernel (writer)", "ovlfs"))
         # ovlfs writes on top of the kernel's upper: whiteouts and copy-ups of its own
         more = run_steps(m, [("creat", "added", b"a"), ("unlink", "p"), ("chmod", "hl2", 0o600),
                              ("mkdir", "newdir"), ("setx", "null", "trusted.k", b"v")])
         session = view(m)
     assert all(r in (0, 1) for r in more), more
-    with kernel_mount(ls) as k:
+    with kernel_mount(ls, index) as k:
         assert_same_view(session, view(k), ("ovlfs (second writer)", "kernel"))

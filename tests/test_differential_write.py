@@ -28,7 +28,7 @@ import pytest
 from helpers import (Blk, Chr, Dir, FIXED_MTIME, File, Fifo, Hardlink, Opaque, Socket, Symlink,
                      Whiteout, XWhiteout, assert_same_tree, build_layers, diff_snapshots,
                      needs_fuse, needs_kernel_overlay)
-from write_helpers import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KERNEL_OPTS,
+from write_helpers import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KERNEL_OPTS, OVLFS_OPTS,
                            RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, link_groups,
                            make_sparse, run_steps, tree, upper_snapshot, visible_snapshot,
                            work_leftovers)
@@ -58,9 +58,9 @@ DIR_RENAMES = []
 
 def SD(name, lowers, steps, **kw):
     S(name, lowers, steps, **kw)
-    SCENARIOS[-1]["oopts"] = ("redirect_dir=off",)
+    SCENARIOS[-1]["oopts"] = OVLFS_OPTS
     DIR_RENAMES.append(dict(SCENARIOS[-1], name=name + "_redirect", kernel=None, ovlfs=None,
-                            moved=None, oopts=(), kopts=KERNEL_REDIRECT))
+                            moved=None, oopts=("index=off",), kopts=KERNEL_REDIRECT))
 
 
 # ------------------------------------------------------------ D1-D4: lookup and whiteouts
@@ -460,7 +460,7 @@ def test_scenario(tmp_path, sc):
     # Against KERNEL_OPTS, ovlfs with redirect_dir=off too: with it on (the default) a new
     # directory in a merged one is opaque, as the kernel's with redirect_dir=on (the SD
     # scenarios' "_redirect" twins and test_redirect_write.py compare that pairing).
-    with oset.ovlfs(extra_opts=sc.get("oopts", ("redirect_dir=off",))) as om:
+    with oset.ovlfs(extra_opts=sc.get("oopts", OVLFS_OPTS)) as om:
         ores = run_steps(om, steps, t0)
         ovis, olinks, otree = visible_snapshot(om, t0), link_groups(om), tree(om)
     assert not work_leftovers(oset.work), f"stray entries in work/work: {work_leftovers(oset.work)}"

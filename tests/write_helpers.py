@@ -37,6 +37,8 @@ SYS_getdents64 = {"x86_64": 217, "aarch64": 61}.get(os.uname().machine, 217)
 # Kernel overlay options of the reference: the kernel's defaults made explicit (no redirects,
 # no index, no metacopy), i.e. the on-disk format ovlfs writes and reads.
 KERNEL_OPTS = ("index=off", "redirect_dir=off", "metacopy=off")
+# ovlfs in the same format (its defaults are redirect_dir=on and index=on where possible).
+OVLFS_OPTS = ("index=off", "redirect_dir=off")
 # Overlay xattrs left out when upper layers are compared (kernel bookkeeping, not semantics).
 IGNORED_UPPER_XATTRS = tuple(f"trusted.overlay.{n}" for n in
                              ("origin", "impure", "uuid", "redirect", "nlink", "upper"))

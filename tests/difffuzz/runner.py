@@ -35,11 +35,11 @@ REDIRECT = "trusted.overlay.redirect"
 # both write redirects, whose values must match. "metacopy": metadata-only copy-up on both
 # (the kernel needs redirect_dir=on with it); the metacopy mark is compared in any mode.
 MODES = {
-    "off": dict(kernel=wh.KERNEL_OPTS, ovlfs=("redirect_dir=off",), keep=()),
+    "off": dict(kernel=wh.KERNEL_OPTS, ovlfs=wh.OVLFS_OPTS, keep=()),
     "redirect": dict(kernel=("index=off", "redirect_dir=on", "metacopy=off"),
-                     ovlfs=("redirect_dir=on",), keep=(REDIRECT,)),
+                     ovlfs=("index=off", "redirect_dir=on"), keep=(REDIRECT,)),
     "metacopy": dict(kernel=("index=off", "redirect_dir=on", "metacopy=on"),
-                     ovlfs=("redirect_dir=on", "metacopy=on"), keep=(REDIRECT,)),
+                     ovlfs=("index=off", "redirect_dir=on", "metacopy=on"), keep=(REDIRECT,)),
 }
 # Opt-in (--mode index), not in "all": the inode index, lower hard links kept one file
 # (the index lives in the work directory, whose entry names hold each side's own inode
