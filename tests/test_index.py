@@ -155,3 +155,70 @@ def test_index_removing_the_name_first_looked_up(tmp_path):
             got[who] = [(m / "x").read_bytes(), os.stat(m / "x").st_nlink,
                         os.stat(m / "x").st_ino == os.stat(ls.lowers[0] / "x").st_ino]
     assert got["ovlfs"] == got["kernel"] == [b"data\n", 1, True]
+
+
+def _copied_up_group(tmp_path):
+    """Layers where a lower group x, y was copied up through x with index=on."""
+    ls = helpers.build_layers(tmp_path, [{"x": "data\n", "y": helpers.Hardlink("x")}])
+    with ls.ovlfs(extra_opts=("index=on",)) as m:
+        with open(m / "x", "ab") as f:
+            f.write(b"more\n")
+    (entry,) = [n for n in os.listdir(ls.work / "index") if not n.startswith("#")]
+    return ls, ls.work / "index" / entry
+
+
+@pytest.mark.parametrize("damage", ["nlink-garbage", "entry-gone", "entry-other-type",
+                                    "entry-stray"])
+def test_index_damaged_entries_are_ignored_safely(tmp_path, damage):
+    """A damaged index gives a correct view of what is there, never a crash or an object
+    from elsewhere: a garbled overlay.nlink leaves the upper count, a missing entry leaves
+    the lower names as they are below, an entry of another type is ignored with a log line,
+    and a stray entry naming nothing is left alone."""
+    ls, entry = _copied_up_group(tmp_path)
+    if damage == "nlink-garbage":
+        os.setxattr(entry, "trusted.overlay.nlink", b"Zzz")
+    elif damage == "entry-gone":
+        os.unlink(entry)
+    elif damage == "entry-other-type":
+        os.unlink(entry)
+        os.mkdir(entry)
+    else:
+        (ls.work / "index" / ("00fb1d" + "0" * 50)).write_bytes(b"stray")
+    with ls.ovlfs(extra_opts=("index=on",)) as m:
+        assert (m / "x").read_bytes() == b"data\nmore\n"
+        y = (m / "y").read_bytes()
+        assert y == (b"data\n" if damage in ("entry-gone", "entry-other-type")
+                     else b"data\nmore\n")
+        assert os.stat(m / "y").st_nlink >= 1
+        log = m.log()
+    if damage == "entry-other-type":
+        assert "not of its origin's type" in log
+
+
+def test_index_dir_renames_keep_links(tmp_path):
+    """A directory renamed, by redirect or by copying (ovlfs's redirect_dir=off; the kernel
+    answers EXDEV there, so it renames with a redirect), with names of a group inside it and
+    outside: the group stays one file, as on the kernel."""
+    lower = {"d": {"in1": "v\n", "in2": helpers.Hardlink("d/in1"), "sub": {"in3": "w\n"}},
+             "out": helpers.Hardlink("d/in1"), "out3": helpers.Hardlink("d/sub/in3")}
+    for redirect in ("on", "off"):
+        got = {}
+        for who in ("kernel", "ovlfs"):
+            ls = helpers.build_layers(tmp_path / redirect / who, [lower])
+            opts = ("index=on", f"redirect_dir={redirect if who == 'ovlfs' else 'on'}")
+            with getattr(ls, who)(extra_opts=opts) as m:
+                os.stat(m / "out")
+                os.rename(m / "d", m / "e")
+                with open(m / "e" / "in2", "ab") as f:
+                    f.write(b"x")
+                os.chmod(m / "out3", 0o600)
+                seen = [((m / n).read_bytes(), os.stat(m / n).st_nlink,
+                         oct(os.stat(m / n).st_mode))
+                        for n in ("e/in1", "e/in2", "out", "e/sub/in3", "out3")]
+            with getattr(ls, who)(extra_opts=opts) as m:
+                seen.append([os.stat(m / n).st_ino for n in ("e/in1", "e/in2", "out")])
+            got[who] = seen
+        ino = got["ovlfs"].pop()
+        got["kernel"].pop()
+        assert ino[0] == ino[1] == ino[2]
+        assert got["ovlfs"] == got["kernel"], redirect

@@ -101,7 +101,7 @@ size_t ovl_dev_requests_format(char *buf, size_t size)
 	return len < size ? len : size ? size - 1 : 0;
 }
 
-static void count_request(const char *req, ssize_t len)
+void ovl_dev_count_request(const char *req, size_t len)
 {
 	uint32_t op;
 
@@ -164,7 +164,7 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 
 	/* A request answered here never reaches libfuse: wait for the next one. */
 	while ((n = read(fd, buf, len)) > 0) {
-		count_request(buf, n);
+		ovl_dev_count_request(buf, (size_t)n);
 		if (!answer_raw(fe, fd, buf, (size_t)n))
 			break;
 	}

@@ -18,5 +18,8 @@ int ovl_dev_hooks_install(struct ovl_frontend *fe, bool passthrough);
 /* The requests read so far, per opcode, as " LOOKUP=12 CREATE=3..." (nonzero ones) in buf,
  * cut to size; returns the length written. */
 size_t ovl_dev_requests_format(char *buf, size_t size);
+/* Counts one request (its raw bytes, the fuse_in_header first): those read from /dev/fuse
+ * are counted here already; io_uring's come through uring.c. */
+void ovl_dev_count_request(const char *req, size_t len);
 
 #endif

@@ -22,6 +22,7 @@
  */
 #include "fuse_version.h"
 
+#include "dev_hooks.h"
 #include "uring.h"
 #include "cli/log.h"
 
@@ -227,6 +228,7 @@ static void serve(struct entry *e)
 	memcpy(start, h->in_out, IN_HEADER_SIZE);
 	memcpy(start + IN_HEADER_SIZE, h->op_in, op_size);
 	struct fuse_buf buf = {.mem = start, .size = len};
+	ovl_dev_count_request(start, len);
 	my_entry = e;
 	if (!u->raw || !u->raw(u->raw_arg, start, len))
 		fuse_session_process_buf(u->session, &buf);
