@@ -6,7 +6,8 @@ pkgs=("$@")
 [ $# -gt 0 ] || pkgs=(gcc make pkg-config libfuse3-dev liburing-dev fuse3 python3 python3-pytest attr zlib1g-dev tar
 	clang libclang-rt-14-dev # the libFuzzer harnesses (tests/libfuzzer/)
 	e2fsprogs btrfs-progs dmsetup # fault tests (tests/test_faults.py)
-	fsverity) # verity digests (tests/test_verity.py; skipped where the kernel lacks fs-verity)
+	fsverity # verity digests (tests/test_verity.py; skipped where the kernel lacks fs-verity)
+	erofs-utils) # mkfs.erofs: an EROFS metadata layer (tests/test_erofs_composefs.py)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
