@@ -72,10 +72,13 @@ static size_t filter_names(struct ovl_fs *fs, char *list, size_t len, bool privi
 ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t size,
 		      bool privileged)
 {
-	char proc[64], *list = NULL;
+	char proc[64], small[1024], *list = NULL;
 	int fd, err;
 	ssize_t len;
 
+	/* Known to have none (cp -a asks every file): no walk, no syscall. */
+	if (atomic_load(&node->no_xattrs))
+		return 0;
 	pthread_rwlock_rdlock(&fs->rename_lock);
 	err = object_path(fs, node, -1, &fd, proc, sizeof(proc));
 	pthread_rwlock_unlock(&fs->rename_lock);
@@ -83,8 +86,18 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 		return fd;
 	if (err)
 		goto out;
+	/* Most lists are short: one call into a stack buffer, else size and fetch. */
+	len = listxattr(proc, small, sizeof(small));
+	if (len >= 0) {
+		list = malloc((size_t)len + 1);
+		if (!list) {
+			err = -ENOMEM;
+			goto out;
+		}
+		memcpy(list, small, (size_t)len);
+	}
 	/* Filtering needs the whole list, whatever size the caller offers. */
-	for (;;) {
+	while (!list) {
 		len = listxattr(proc, NULL, 0);
 		if (len < 0) {
 			err = -errno;
@@ -103,6 +116,8 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_
 			err = -errno;
 			goto out;
 		}
+		free(list);
+		list = NULL;
 	}
 	len = (ssize_t)filter_names(fs, list, (size_t)len, privileged);
 	len = (ssize_t)ovl_owner_filter_xattrs(fs, list, (size_t)len);
