@@ -43,15 +43,10 @@ struct name_key {
 	const char *name;
 };
 
-static uint64_t id_hash(dev_t dev, ino_t ino)
-{
-	return ovl_hash_u64((uint64_t)ino ^ ((uint64_t)dev << 40));
-}
-
 static uint64_t object_id_hash(const struct ovl_hlink *link)
 {
 	const struct ovl_object *o = ovl_entry_of(link, struct ovl_object, by_id);
-	return id_hash(o->dev, o->ino);
+	return ovl_hash_dev_ino(o->dev, o->ino);
 }
 
 static uint64_t object_node_hash(const struct ovl_hlink *link)
@@ -60,15 +55,10 @@ static uint64_t object_node_hash(const struct ovl_hlink *link)
 	return ovl_hash_u64((uint64_t)(uintptr_t)o->node);
 }
 
-static uint64_t name_hash(const struct ovl_node *parent, const char *name)
-{
-	return ovl_hash_str(ovl_hash_u64((uint64_t)(uintptr_t)parent), name);
-}
-
 static uint64_t altname_hash(const struct ovl_hlink *link)
 {
 	const struct ovl_altname *a = ovl_entry_of(link, struct ovl_altname, by_name);
-	return name_hash(a->parent, a->name);
+	return ovl_hash_child(a->parent, a->name);
 }
 
 static bool object_is_id(const struct ovl_hlink *link, const void *key)
@@ -115,7 +105,8 @@ static struct ovl_object *object_of_id(struct ovl_fs *fs, dev_t dev, ino_t ino)
 
 	if (!fs->objects.count)
 		return NULL;
-	struct ovl_hlink *link = ovl_htab_find(&fs->objects, id_hash(dev, ino), object_is_id, &id);
+	struct ovl_hlink *link =
+	    ovl_htab_find(&fs->objects, ovl_hash_dev_ino(dev, ino), object_is_id, &id);
 	return link ? ovl_entry_of(link, struct ovl_object, by_id) : NULL;
 }
 
@@ -128,7 +119,7 @@ static struct ovl_altname *altname_find(struct ovl_fs *fs, const struct ovl_node
 	if (!fs->altnames.count)
 		return NULL;
 	struct ovl_hlink *link =
-	    ovl_htab_find(&fs->altnames, name_hash(parent, name), altname_is, &key);
+	    ovl_htab_find(&fs->altnames, ovl_hash_child(parent, name), altname_is, &key);
 	return link ? ovl_entry_of(link, struct ovl_altname, by_name) : NULL;
 }
 
@@ -273,11 +264,6 @@ int ovl_alias_link_table_locked(struct ovl_fs *fs, struct ovl_node *node, struct
 	return altname_add(fs, o, parent, name);
 }
 
-bool ovl_alias_is_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
-{
-	return altname_find(fs, parent, name) != NULL;
-}
-
 bool ovl_alias_drop_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
 {
 	struct ovl_altname *a = altname_find(fs, parent, name);
@@ -309,15 +295,13 @@ int ovl_alias_move_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent,
 	return 1;
 }
 
-bool ovl_alias_has_names(struct ovl_fs *fs, struct ovl_node *node)
+bool ovl_alias_child_has_names_table_locked(struct ovl_fs *fs, struct ovl_node *parent,
+					    const char *name)
 {
-	if (!atomic_load(&node->aliased))
-		return false;
-	pthread_mutex_lock(&fs->table_lock);
-	struct ovl_object *o = object_of_node(fs, node);
-	bool has = o && o->names;
-	pthread_mutex_unlock(&fs->table_lock);
-	return has;
+	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
+	struct ovl_object *o = child ? object_of_node(fs, child) : NULL;
+
+	return o && o->names;
 }
 
 /* Whether parent/name still names the object (dev, ino), as found into f: an upper name, or

@@ -399,7 +399,7 @@ static int build_temp(struct copy_up *c)
 	return err;
 }
 
-static void restore_times(int dfd, const struct stat *st)
+void ovl_restore_times(int dfd, const struct stat *st)
 {
 	char proc[64];
 	struct timespec ts[2] = {st->st_atim, st->st_mtim};
@@ -477,7 +477,7 @@ static int link_up(struct ovl_fs *fs, struct ovl_node *node, const char *hex)
 		err = node->unlinked ? -ENOENT : ovl_index_link(fs, hex, dfd, node->name);
 	if (!err) {
 		err = ovl_set_impure(fs, dfd);
-		restore_times(dfd, &pst);
+		ovl_restore_times(dfd, &pst);
 		ovl_node_linked_up(node);
 	}
 	pthread_mutex_unlock(&node->parent->op_lock);
@@ -553,7 +553,7 @@ static int move_into_place(struct copy_up *c)
 	if (!err) {
 		/* The parent now holds an entry whose number readers must look up (impure). */
 		err = ovl_set_impure(fs, c->upper_dirfd);
-		restore_times(c->upper_dirfd, &c->parent_st);
+		ovl_restore_times(c->upper_dirfd, &c->parent_st);
 		/* Where the data is, before the node shows the stub: the source's path, or for a
 		 * metacopy source the data it names (left as it is). A full copy holds the data:
 		 * the mark goes once the node shows it. */
@@ -637,20 +637,13 @@ static int do_copy_up(struct ovl_fs *fs, struct ovl_node *node, bool truncate, b
 /* The group's node, whose own name is still lower, now shows the index entry hex. */
 static void adopt_index(struct ovl_fs *fs, struct ovl_node *node, const char *hex)
 {
-	struct ovl_dirlayer *dl = calloc(1, sizeof(*dl));
 	struct stat ust;
 
-	if (dl && !(dl->path = strdup(hex))) {
-		free(dl);
-		dl = NULL;
-	}
-	if (!dl ||
-	    fstatat(fs->layers[fs->index_layer].root_fd, hex, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
-		free(dl);
+	if (fstatat(fs->layers[fs->index_layer].root_fd, hex, &ust, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
-	}
-	dl->layer = fs->index_layer;
-	atomic_store(&fs->redirects_seen, true);
+	struct ovl_dirlayer *dl = ovl_index_dirlayer(fs, hex);
+	if (!dl)
+		return;
 	pthread_spin_lock(&node->lock);
 	struct ovl_dirlayer *old = node->dirlayers;
 	int nold = node->ndirlayers;

@@ -621,15 +621,8 @@ static void detach_child(struct ovl_fs *fs, struct ovl_node *parent, const char 
 static bool removal_moves_node(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
 {
 	pthread_mutex_lock(&fs->table_lock);
-	struct ovl_node *child = ovl_node_get_child(fs, parent, name);
-	bool aliased = child && atomic_load(&child->aliased);
-	if (aliased)
-		child->refs++;
+	bool moves = ovl_alias_child_has_names_table_locked(fs, parent, name);
 	pthread_mutex_unlock(&fs->table_lock);
-	if (!aliased)
-		return false;
-	bool moves = ovl_alias_has_names(fs, child);
-	ovl_node_unref(fs, child, 0, 1);
 	return moves;
 }
 

@@ -62,5 +62,15 @@ uint64_t ovl_hash_u64(uint64_t x);
 uint64_t ovl_hash_fnv(uint64_t h, const void *data, size_t len);
 /* The hash of a name, seeded (with another hash, say): FNV-1a, then mixed. */
 uint64_t ovl_hash_str(uint64_t seed, const char *s);
+/* The hash of an object's identity, and of a name in a directory (node): the keys of the
+ * node table, the origin maps and the hard-link records. */
+static inline uint64_t ovl_hash_dev_ino(uint64_t dev, uint64_t ino)
+{
+	return ovl_hash_u64(ino ^ ovl_hash_u64(dev));
+}
+static inline uint64_t ovl_hash_child(const void *parent, const char *name)
+{
+	return ovl_hash_str(ovl_hash_u64((uint64_t)(uintptr_t)parent), name);
+}
 
 #endif

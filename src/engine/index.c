@@ -164,6 +164,20 @@ void ovl_index_free(struct ovl_fs *fs)
 		free(fs->layers[fs->index_layer].path);
 }
 
+struct ovl_dirlayer *ovl_index_dirlayer(struct ovl_fs *fs, const char *hex)
+{
+	struct ovl_dirlayer *dl = calloc(1, sizeof(*dl));
+
+	if (!dl || !(dl->path = strdup(hex))) {
+		free(dl);
+		return NULL;
+	}
+	dl->layer = fs->index_layer;
+	/* Paths now go by dirlayers for such nodes (layer.c). */
+	atomic_store(&fs->redirects_seen, true);
+	return dl;
+}
+
 bool ovl_index_wanted(const struct ovl_fs *fs, int layer, const struct stat *st)
 {
 	return fs->index_layer >= 0 && layer != 0 && layer != fs->index_layer &&
@@ -193,13 +207,6 @@ static int index_name_of_upper(struct ovl_fs *fs, int dirfd, const char *name,
 		return n < 0 ? n : -ENODATA;
 	to_hex(buf, (size_t)n, hex);
 	return 0;
-}
-
-bool ovl_index_holds(struct ovl_fs *fs, int dirfd, const char *name)
-{
-	char hex[OVL_INDEX_NAME_MAX];
-
-	return ovl_index_entry_of(fs, dirfd, name, hex);
 }
 
 /* overlay.nlink of dirfd/name (of the object dirfd, name NULL) as "U+n": n, or false when
@@ -235,14 +242,12 @@ nlink_t ovl_index_nlink(struct ovl_fs *fs, int dirfd, const char *name, const st
 static int write_nlink(struct ovl_fs *fs, int dirfd, const char *name, long overlay_nlink)
 {
 	struct stat st;
-	char val[24], proc[64 + NAME_MAX];
+	char val[24];
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	int len = snprintf(val, sizeof(val), "U%+ld", overlay_nlink - (long)st.st_nlink);
-	if (snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name) >= (int)sizeof(proc))
-		return -ENAMETOOLONG;
-	return lsetxattr(proc, nlink_xattr(fs), val, (size_t)len, 0) < 0 ? -errno : 0;
+	return ovl_setxattr_at(dirfd, name, nlink_xattr(fs), val, (size_t)len);
 }
 
 int ovl_index_store(struct ovl_fs *fs, const char *tmp, const char *hex, nlink_t names)
@@ -290,12 +295,9 @@ int ovl_index_find_lower(struct ovl_fs *fs, int layer, int dirfd, const char *na
 		ovl_warn(fs, "index: entry %s is not of its origin's type: ignored", hex);
 		return 0;
 	}
-	struct ovl_dirlayer *dl = calloc(1, sizeof(*dl));
-	if (!dl || !(dl->path = strdup(hex))) {
-		free(dl);
+	struct ovl_dirlayer *dl = ovl_index_dirlayer(fs, hex);
+	if (!dl)
 		return -ENOMEM;
-	}
-	dl->layer = fs->index_layer;
 	/* The object copied up, shown with its origin's number, as the kernel's index. */
 	f->ino = ovl_map_ino(fs, layer, f->st.st_dev, f->st.st_ino);
 	f->st = ist;
@@ -305,8 +307,6 @@ int ovl_index_find_lower(struct ovl_fs *fs, int layer, int dirfd, const char *na
 	f->dirlayers = dl;
 	f->ndirlayers = 1;
 	f->indexed = true;
-	/* Paths now go by dirlayers for this node (layer.c). */
-	atomic_store(&fs->redirects_seen, true);
 	return 0;
 }
 
@@ -379,12 +379,8 @@ int ovl_index_prepare_locked(struct ovl_fs *fs, struct ovl_node *parent, const c
 	err = fstat(dfd, &pst) < 0 ? -errno : ovl_index_link(fs, f.dirlayers[0].path, dfd, name);
 	if (!err)
 		err = ovl_set_impure(fs, dfd);
-	if (!err) { /* as the kernel's link-up: the parent's times stay */
-		char proc[64];
-		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
-		if (ovl_proc_path(dfd, proc, sizeof(proc)) == 0)
-			(void)utimensat(AT_FDCWD, proc, ts, 0);
-	}
+	if (!err) /* as the kernel's link-up: the parent's times stay */
+		ovl_restore_times(dfd, &pst);
 	if (!err) {
 		pthread_mutex_lock(&fs->table_lock);
 		struct ovl_node *node = ovl_node_get_child(fs, parent, name);

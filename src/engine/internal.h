@@ -296,6 +296,8 @@ void ovl_maps_free(struct ovl_fs *fs);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
+/* Sets xname of dirfd/name (not following a symlink): 0 or -errno. */
+int ovl_setxattr_at(int dirfd, const char *name, const char *xname, const void *value, size_t size);
 /* getxattr of the directory dirfd (O_PATH or not) in one syscall where the kernel has
  * getxattrat (fgetxattr refuses O_PATH fds: ovl_fd_getxattr takes two there). */
 int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size);
@@ -429,6 +431,8 @@ int ovl_copy_up_name_locked(struct ovl_fs *fs, struct ovl_node *group, struct ov
  * below (metacopy.c). Preconditions: as ovl_copy_up_locked. */
 int ovl_copy_up_meta_locked(struct ovl_fs *fs, struct ovl_node *node);
 int ovl_tmpname(struct ovl_fs *fs, char *buf, size_t size);
+/* Puts back the atime and mtime st of directory dfd, which a name added or moved changed. */
+void ovl_restore_times(int dfd, const struct stat *st);
 /* in's data into out (st: in's, st_size the length wanted), holes kept as holes. */
 int ovl_copy_data(int in, int out, const struct stat *st);
 int ovl_copy_xattrs(struct ovl_fs *fs, const char *src, const char *dst);
@@ -577,6 +581,8 @@ int ovl_copy_fileattr(struct ovl_fs *fs, int sfd, int dfd);
 int ovl_index_init(struct ovl_fs *fs, int wfd, int mode);
 void ovl_index_close(struct ovl_fs *fs);
 void ovl_index_free(struct ovl_fs *fs);
+/* A node's layer entry for the index entry hex: its path there (NULL without memory). */
+struct ovl_dirlayer *ovl_index_dirlayer(struct ovl_fs *fs, const char *hex);
 /* Whether a copy-up of an object of layer (as st) goes through the index. */
 bool ovl_index_wanted(const struct ovl_fs *fs, int layer, const struct stat *st);
 /* The index entry's name of the lower object dirfd/name of layer (-ENODATA: none). */
@@ -585,7 +591,6 @@ int ovl_index_name_at(struct ovl_fs *fs, int layer, int dirfd, const char *name,
 /* Whether the upper object dirfd/name is the object of its origin's index entry (hex). */
 bool ovl_index_entry_of(struct ovl_fs *fs, int dirfd, const char *name,
 			char hex[OVL_INDEX_NAME_MAX]);
-bool ovl_index_holds(struct ovl_fs *fs, int dirfd, const char *name);
 /* The overlay's link count of an indexed object dirfd/name (st: its stat; name NULL: the
  * object dirfd). */
 nlink_t ovl_index_nlink(struct ovl_fs *fs, int dirfd, const char *name, const struct stat *st);
@@ -630,8 +635,6 @@ void ovl_alias_record_new_table_locked(struct ovl_fs *fs, struct ovl_node *node,
  * -EEXIST: another node stands for the object. Preconditions: fs->table_lock held. */
 int ovl_alias_link_table_locked(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *parent,
 				const char *name, const struct stat *st);
-/* Preconditions: fs->table_lock held. */
-bool ovl_alias_is_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 /* Forgets parent/name as a node's other name: whether it was one.
  * Preconditions: fs->table_lock held. */
 bool ovl_alias_drop_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
@@ -639,8 +642,10 @@ bool ovl_alias_drop_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent
  * Preconditions: fs->table_lock held; the rename lock written. */
 int ovl_alias_move_name_table_locked(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 				     struct ovl_node *newparent, const char *newname);
-/* Whether node has names other than its own. Preconditions: fs->table_lock not held. */
-bool ovl_alias_has_names(struct ovl_fs *fs, struct ovl_node *node);
+/* Whether the node of parent/name (its own name) has other names.
+ * Preconditions: fs->table_lock held. */
+bool ovl_alias_child_has_names_table_locked(struct ovl_fs *fs, struct ovl_node *parent,
+					    const char *name);
 /* node's own name is gone: it takes another of its names (checked on disk). False if it has
  * none left. Preconditions: the rename lock written; fs->table_lock not held. */
 bool ovl_alias_promote(struct ovl_fs *fs, struct ovl_node *node);

@@ -363,21 +363,26 @@ int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, s
 	return n < 0 ? -errno : (int)n;
 }
 
+int ovl_setxattr_at(int dirfd, const char *name, const char *xname, const void *value, size_t size)
+{
+	char path[64 + NAME_MAX];
+	int n = snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	return lsetxattr(path, xname, value, size, 0) < 0 ? -errno : 0;
+}
+
 int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size)
 {
 	return ovl_getxattr_at(dirfd, ".", xname, buf, size);
 }
 
 /* The origin and fallback inode maps: (dev, ino) -> overlay inode number. */
-static uint64_t hash_dev_ino(dev_t dev, ino_t ino)
-{
-	return ovl_hash_u64((uint64_t)ino ^ ovl_hash_u64((uint64_t)dev));
-}
-
 static uint64_t origin_hash(const struct ovl_hlink *link)
 {
 	const struct ovl_origin *o = ovl_entry_of(link, struct ovl_origin, link);
-	return hash_dev_ino(o->dev, o->ino);
+	return ovl_hash_dev_ino(o->dev, o->ino);
 }
 
 static bool origin_is(const struct ovl_hlink *link, const void *key)
@@ -390,7 +395,7 @@ static bool origin_is(const struct ovl_hlink *link, const void *key)
 static struct ovl_origin *map_find(const struct ovl_htab *map, dev_t dev, ino_t ino)
 {
 	struct ovl_origin key = {.dev = dev, .ino = ino};
-	struct ovl_hlink *link = ovl_htab_find(map, hash_dev_ino(dev, ino), origin_is, &key);
+	struct ovl_hlink *link = ovl_htab_find(map, ovl_hash_dev_ino(dev, ino), origin_is, &key);
 	return link ? ovl_entry_of(link, struct ovl_origin, link) : NULL;
 }
 

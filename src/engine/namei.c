@@ -153,30 +153,34 @@ static int name_absent(struct lookup *lk, int i, int dfd, bool own)
 
 /* A directory at layer i joins the merge; its opaque mark says whether the layers below
  * join too. */
-/* Where a directory found under a relative redirect is in layer i: the parent's path
- * there and the redirected name. NULL with *err 0 when no redirect applies. */
-static char *redirected_path(struct lookup *lk, int i, int *err)
+/* The path from layer's root of `name` in the parent's directory there (owned), or NULL
+ * with *err. */
+static char *path_in_parent(struct lookup *lk, int layer, const char *name, int *err)
 {
 	char buf[PATH_MAX];
 
-	*err = 0;
-	if (!lk->rel)
-		return NULL;
-	*err = ovl_node_layer_path(lk->fs, lk->parent, lk->pl[i].layer, buf, sizeof(buf));
+	*err = ovl_node_layer_path(lk->fs, lk->parent, layer, buf, sizeof(buf));
 	if (*err)
 		return NULL;
 	size_t len = strcmp(buf, ".") == 0 ? 0 : strlen(buf);
-	if (len + 1 + strlen(lk->rel) >= sizeof(buf)) {
+	if (len + 1 + strlen(name) >= sizeof(buf)) {
 		*err = -ENAMETOOLONG;
 		return NULL;
 	}
 	if (len)
 		buf[len++] = '/';
-	strcpy(buf + len, lk->rel);
+	strcpy(buf + len, name);
 	char *p = strdup(buf);
-	if (!p)
-		*err = -ENOMEM;
+	*err = p ? 0 : -ENOMEM;
 	return p;
+}
+
+/* Where a directory found under a relative redirect is in layer i: the parent's path
+ * there and the redirected name. NULL with *err 0 when no redirect applies. */
+static char *redirected_path(struct lookup *lk, int i, int *err)
+{
+	*err = 0;
+	return lk->rel ? path_in_parent(lk, lk->pl[i].layer, lk->rel, err) : NULL;
 }
 
 /* *dst becomes the first keep bytes of prefix followed by tail (keep 0: tail alone); the
@@ -343,28 +347,12 @@ static int metacopy_redirect(struct lookup *lk, int layer, int dfd, const char *
  * followed, or the parent's path there and the name. */
 static char *data_path(struct lookup *lk, int layer, int *err)
 {
-	char buf[PATH_MAX];
-
-	*err = 0;
 	if (lk->abs) {
 		char *p = strdup(lk->abs);
 		*err = p ? 0 : -ENOMEM;
 		return p;
 	}
-	*err = ovl_node_layer_path(lk->fs, lk->parent, layer, buf, sizeof(buf));
-	if (*err)
-		return NULL;
-	size_t len = strcmp(buf, ".") == 0 ? 0 : strlen(buf);
-	if (len + 1 + strlen(lk->lname) >= sizeof(buf)) {
-		*err = -ENAMETOOLONG;
-		return NULL;
-	}
-	if (len)
-		buf[len++] = '/';
-	strcpy(buf + len, lk->lname);
-	char *p = strdup(buf);
-	*err = p ? 0 : -ENOMEM;
-	return p;
+	return path_in_parent(lk, layer, lk->lname, err);
 }
 
 /* Under a metacopy file, the name in layer (dfd/name, as st): another metacopy file (the

@@ -13,15 +13,10 @@
 _Static_assert(sizeof(void *) != 8 || sizeof(struct ovl_node) <= 152, "ovl_node grew");
 
 /* The node table: the shared hash table keyed by (parent, name). */
-static uint64_t hash_name(const struct ovl_node *parent, const char *name)
-{
-	return ovl_hash_str(ovl_hash_u64((uint64_t)(uintptr_t)parent), name);
-}
-
 static uint64_t node_hash(const struct ovl_hlink *link)
 {
 	const struct ovl_node *n = ovl_entry_of(link, struct ovl_node, hlink);
-	return hash_name(n->parent, n->name);
+	return ovl_hash_child(n->parent, n->name);
 }
 
 struct child_key {
@@ -61,7 +56,8 @@ static struct ovl_node *table_remove(struct ovl_fs *fs, struct ovl_node *node)
 struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
 {
 	struct child_key key = {parent, name};
-	struct ovl_hlink *link = ovl_htab_find(&fs->table, hash_name(parent, name), node_is, &key);
+	struct ovl_hlink *link =
+	    ovl_htab_find(&fs->table, ovl_hash_child(parent, name), node_is, &key);
 	return link ? ovl_entry_of(link, struct ovl_node, hlink) : NULL;
 }
 

@@ -241,7 +241,8 @@ uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t t
 		return 0;
 	/* A lower hard link's copies may be several, unless the index joins them (as the
 	 * kernel's OVL_INDEX inodes, which keep the origin's number). */
-	if (lst.st_nlink != 1 && !(*indexed = ovl_index_holds(fs, dirfd, name)))
+	char hex[OVL_INDEX_NAME_MAX];
+	if (lst.st_nlink != 1 && !(*indexed = ovl_index_entry_of(fs, dirfd, name, hex)))
 		return 0;
 	return ovl_map_ino(fs, layer, lst.st_dev, lst.st_ino);
 }
@@ -249,21 +250,13 @@ uint64_t ovl_origin_ino(struct ovl_fs *fs, int dirfd, const char *name, mode_t t
 int ovl_origin_record(struct ovl_fs *fs, int layer, int dirfd, const char *name, const char *tmp)
 {
 	unsigned char buf[OVL_ORIGIN_MAX];
-	char path[64 + NAME_MAX];
 	ssize_t n = ovl_origin_encode(fs, layer, dirfd, name, buf, sizeof(buf));
 
 	if (n < 0)
 		return (int)n;
-	if (snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", fs->work_fd, tmp) >=
-	    (int)sizeof(path))
-		return -ENAMETOOLONG;
-	if (lsetxattr(path, ovl_origin_xattr(fs), buf, (size_t)n, 0) < 0) {
-		/* As the kernel: an upper without xattrs, or user.* on a symlink, goes without. */
-		if (errno == EOPNOTSUPP || errno == EPERM)
-			return 0;
-		return -errno;
-	}
-	return 0;
+	int err = ovl_setxattr_at(fs->work_fd, tmp, ovl_origin_xattr(fs), buf, (size_t)n);
+	/* As the kernel: an upper without xattrs, or user.* on a symlink, goes without. */
+	return err == -EOPNOTSUPP || err == -EPERM ? 0 : err;
 }
 
 static const char *impure_xattr(const struct ovl_fs *fs)
