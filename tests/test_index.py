@@ -222,3 +222,17 @@ def test_index_dir_renames_keep_links(tmp_path):
         got["kernel"].pop()
         assert ino[0] == ino[1] == ino[2]
         assert got["ovlfs"] == got["kernel"], redirect
+
+
+@pytest.mark.parametrize("opts", [("index=on",), ("index=on", "ro")], ids=["no-upper", "ro"])
+def test_index_without_a_writable_upper_is_ignored_with_a_line(tmp_path, opts):
+    """Bad input: index=on where nothing can be copied up (no upper layer, or a read-only
+    mount). As the kernel ("useless in a non-upper mount, ignore"): one line, and the
+    mount serves the layers (it failed with 'Invalid argument')."""
+    ls = helpers.build_layers(tmp_path, [{"x": "data\n"}, {"y": "below\n"}],
+                              rw="ro" in opts)
+    with ls.ovlfs(extra_opts=opts) as m:
+        assert (m / "x").read_bytes() == b"data\n"
+        log = m.log()
+    assert "index=on has no use without a writable upper layer: ignored" in log
+    assert not (tmp_path / "work" / "index").exists()

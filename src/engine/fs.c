@@ -94,8 +94,13 @@ static int open_workdir(struct ovl_fs *fs, const char *workdir)
 /* The index beside the work directory, once the layers' handles are known. */
 static int setup_index(struct ovl_fs *fs, const char *workdir, int mode)
 {
-	if (mode == OVL_INDEX_OFF || !fs->has_upper || fs->readonly)
-		return mode == OVL_INDEX_ON && !fs->has_upper ? -EINVAL : 0;
+	if (mode == OVL_INDEX_OFF)
+		return 0;
+	/* As the kernel ("useless in a non-upper mount"): said, and the mount goes on. */
+	if (!fs->has_upper || fs->readonly) {
+		ovl_warn(fs, "index=on has no use without a writable upper layer: ignored");
+		return 0;
+	}
 	int wfd = open(workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (wfd < 0)
 		return -errno;

@@ -62,8 +62,6 @@ static int verify_or_set(int fd, const char *xname, const unsigned char *want, s
 /* Why the index cannot be used with these layers (NULL: it can). */
 static const char *index_unusable(struct ovl_fs *fs)
 {
-	if (!fs->has_upper || fs->readonly)
-		return "no writable upper layer";
 	if (!fs->origin_decodable)
 		return "file handles do not decode here (needs CAP_DAC_READ_SEARCH)";
 	/* As the kernel: a lower filesystem whose UUID cannot tell its handles apart. */
