@@ -118,3 +118,17 @@ def test_one_inode_in_every_io_mode(tmp_path, opts):
             f.write(b"12345")
         assert os.stat(m / "d" / "b").st_size == 15
         assert (m / "d" / "b").read_bytes() == (m / "a").read_bytes()
+
+
+def test_lower_link_copied_up_shows_its_own_count(tmp_path):
+    """Without the index, a copy-up splits one name off a lower hard-link group: the name's
+    cached attributes must follow (nlink 2 -> 1), as on the kernel; the fuzzer found it
+    stale once hard links were cached like other files."""
+    got = {}
+    for who in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / who, [{"a": "x" * 100, "b": helpers.Hardlink("a")}])
+        with getattr(ls, who)(extra_opts=("index=off",)) as m:
+            before = [os.stat(m / n).st_nlink for n in ("a", "b")]
+            os.close(os.open(m / "b", os.O_WRONLY))
+            got[who] = before + [os.stat(m / n).st_nlink for n in ("a", "b")]
+    assert got["ovlfs"] == got["kernel"] == [2, 2, 2, 1]

@@ -236,3 +236,18 @@ def test_index_without_a_writable_upper_is_ignored_with_a_line(tmp_path, opts):
         log = m.log()
     assert "index=on has no use without a writable upper layer: ignored" in log
     assert not (tmp_path / "work" / "index").exists()
+
+
+def test_index_mkdir_in_merged_dir_is_opaque_as_kernel(tmp_path):
+    """With index=on the kernel marks a directory made in a merged one opaque (the layers
+    allow no offline change), as with redirect_dir=on; so does ovlfs."""
+    got = {}
+    for who in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / who, [{"d": {"f": "x"}}], {"d": {}})
+        with getattr(ls, who)(extra_opts=("index=on", "redirect_dir=off")) as m:
+            os.mkdir(m / "d" / "new")
+        try:
+            got[who] = os.getxattr(ls.upper / "d" / "new", "trusted.overlay.opaque")
+        except OSError:
+            got[who] = None
+    assert got["ovlfs"] == got["kernel"] == b"y"
