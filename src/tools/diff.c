@@ -164,49 +164,6 @@ static int read_redirect(struct differ *x, int dfd, const char *dir, const char 
 	return r < 0 ? fail(x, dir, name, "read the redirect of", r) : 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted, distinct names of every directory of the stack. 0 or -errno. */
-static int stack_names(const struct lw_stack *l, char ***out, size_t *nout)
-{
-	char **all = NULL;
-	size_t n = 0, k, w = 0;
-	int r = 0;
-
-	for (size_t i = 0; i < l->n && !r; i++) {
-		char **names, **na;
-		if ((r = lw_list_names(l->d[i].fd, &names, &k)) < 0)
-			break;
-		if (!(na = realloc(all, (n + k + 1) * sizeof(*na)))) {
-			lw_free_names(names, k);
-			r = -ENOMEM;
-			break;
-		}
-		all = na;
-		memcpy(all + n, names, k * sizeof(*names));
-		n += k;
-		free(names);
-	}
-	if (r) {
-		lw_free_names(all, n);
-		return r;
-	}
-	if (n)
-		qsort(all, n, sizeof(*all), cmp_str);
-	for (size_t i = 0; i < n; i++) {
-		if (w && !strcmp(all[i], all[w - 1]))
-			free(all[i]);
-		else
-			all[w++] = all[i];
-	}
-	*out = all;
-	*nout = w;
-	return 0;
-}
-
 /* Whether the upper directory d holds name as an object or a whiteout in either form. */
 static bool upper_has(const struct lw_dir *d, const char *name, bool object_only)
 {
@@ -233,7 +190,7 @@ static int walk_merged(struct differ *x, int dfd, const struct lw_stack *content
 
 	if (r)
 		return fail(x, dir, "", "read the directory", r);
-	if (!d.opaque && (r = stack_names(content, &names, &nn)) < 0) {
+	if (!d.opaque && (r = lw_stack_names(content, &names, &nn)) < 0) {
 		lw_dir_free(&d);
 		return fail(x, dir, "", "read the lower layers' directory of", r);
 	}
@@ -288,14 +245,15 @@ static int walk_merged(struct differ *x, int dfd, const struct lw_stack *content
 	if (!r && at->n) { /* the new path hides what the lower layers hold there */
 		char **below;
 		size_t nb;
-		if ((r = stack_names(at, &below, &nb)) < 0) {
+		if ((r = lw_stack_names(at, &below, &nb)) < 0) {
 			r = fail(x, dir, "", "read the lower layers' directory of", r);
 		} else {
 			if (ns)
-				qsort(shown, ns, sizeof(*shown), cmp_str);
+				qsort(shown, ns, sizeof(*shown), lw_cmp_names);
 			for (size_t i = 0; i < nb && !r; i++) {
 				struct lw_stack as = {0};
-				if (ns && bsearch(&below[i], shown, ns, sizeof(*shown), cmp_str))
+				if (ns &&
+				    bsearch(&below[i], shown, ns, sizeof(*shown), lw_cmp_names))
 					continue;
 				int ak = lower_lookup(x, at, below[i], NULL, &as);
 				lw_stack_free(&as);

@@ -103,11 +103,6 @@ static int link_lookup(struct exporter *x, const struct stat *st, const char *pa
 	return 0;
 }
 
-static int cmp_names_export(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_xattr(const void *a, const void *b)
 {
 	return strcmp(((const struct tar_xattr *)a)->name, ((const struct tar_xattr *)b)->name);
@@ -393,31 +388,9 @@ static int add_lower_items(struct exporter *x, const struct lw_stack *low, const
 {
 	char **all = NULL;
 	size_t na = 0;
-	int r = 0;
+	int r = lw_stack_names(low, &all, &na);
 
-	for (size_t i = 0; i < low->n && !r; i++) {
-		char **names;
-		size_t k;
-		if ((r = lw_list_names(low->d[i].fd, &names, &k)) < 0)
-			break;
-		char **nn = realloc(all, (na + k + 1) * sizeof(*nn));
-		if (!nn) {
-			lw_free_names(names, k);
-			r = -ENOMEM;
-			break;
-		}
-		all = nn;
-		memcpy(all + na, names, k * sizeof(*names));
-		na += k;
-		free(names);
-	}
-	if (!r && na)
-		qsort(all, na, sizeof(*all), cmp_names_export);
-	const char *prev = NULL; /* the names moved into items stay alive there */
 	for (size_t i = 0; i < na && !r; i++) {
-		if (prev && !strcmp(all[i], prev))
-			continue;
-		prev = all[i];
 		if (d && upper_has(d, all[i]))
 			continue;
 		struct lw_found *f = calloc(1, sizeof(*f));

@@ -531,3 +531,46 @@ int lw_lookup(const struct lw_stack *parent, const struct lw_stack *roots, const
 	}
 	return kind;
 }
+
+int lw_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted, distinct names of every directory of the stack. 0 or -errno. */
+int lw_stack_names(const struct lw_stack *l, char ***out, size_t *nout)
+{
+	char **all = NULL;
+	size_t n = 0, k, w = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < l->n && !r; i++) {
+		char **names, **na;
+		if ((r = lw_list_names(l->d[i].fd, &names, &k)) < 0)
+			break;
+		if (!(na = realloc(all, (n + k + 1) * sizeof(*na)))) {
+			lw_free_names(names, k);
+			r = -ENOMEM;
+			break;
+		}
+		all = na;
+		memcpy(all + n, names, k * sizeof(*names));
+		n += k;
+		free(names);
+	}
+	if (r) {
+		lw_free_names(all, n);
+		return r;
+	}
+	if (n)
+		qsort(all, n, sizeof(*all), lw_cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		if (w && !strcmp(all[i], all[w - 1]))
+			free(all[i]);
+		else
+			all[w++] = all[i];
+	}
+	*out = all;
+	*nout = w;
+	return 0;
+}

@@ -68,6 +68,11 @@ struct lw_stack {
 };
 
 void lw_stack_free(struct lw_stack *s);
+/* Sorted, distinct names of every directory of the stack (free with lw_free_names). 0 or
+ * -errno. */
+int lw_stack_names(const struct lw_stack *l, char ***out, size_t *nout);
+/* strcmp of two char * (qsort, bsearch). */
+int lw_cmp_names(const void *a, const void *b);
 
 /* The redirect of dfd/name (overlay.redirect, trusted or user), checked as the kernel checks
  * it: NUL-terminated in *out (free it) and 1; 0 if none; -EINVAL for an invalid one (empty,
