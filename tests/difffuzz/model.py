@@ -173,9 +173,9 @@ class KernelModel:
         if step[0] == "rename":
             rels = step[1:3]
             parents = {os.path.dirname(r) for r in rels}
-            self._saved = ({rel: self._opaque_of_upper(rel) for rel in rels},
+            self._saved = ({rel: self._dir_xattr_of_upper(rel, OPAQUE) for rel in rels},
                            {p: self._times_of_upper(p) for p in parents},
-                           {rel: self._redirect_of_upper(rel) for rel in rels},
+                           {rel: self._dir_xattr_of_upper(rel, REDIRECT) for rel in rels},
                            {a for a in map(self._first_absent_upper, rels) if a})
         return None
 
@@ -190,12 +190,14 @@ class KernelModel:
         return (not stat.S_ISDIR(sa.st_mode) and (sa.st_dev, sa.st_ino) ==
                 (sb.st_dev, sb.st_ino))
 
-    def _opaque_of_upper(self, rel):
+    def _dir_xattr_of_upper(self, rel, xattr):
+        """xattr of the kernel's upper directory rel: None without it, "absent" without
+        the directory."""
         u = self.u(rel)
         if not os.path.isdir(u) or os.path.islink(u):
             return "absent"
         try:
-            return os.getxattr(u, OPAQUE)
+            return os.getxattr(u, xattr)
         except OSError:
             return None
 
@@ -207,15 +209,6 @@ class KernelModel:
             if not os.path.lexists(self.u(prefix)):
                 return prefix
         return None
-
-    def _redirect_of_upper(self, rel):
-        u = self.u(rel)
-        if not os.path.isdir(u) or os.path.islink(u):
-            return "absent"
-        try:
-            return os.getxattr(u, REDIRECT)
-        except OSError:
-            return None
 
     def _times_of_upper(self, rel):
         try:
@@ -244,13 +237,12 @@ class KernelModel:
                 os.utime(self.u(parent), ns=ptimes, follow_symlinks=False)
                 self.forget(rel)
                 undone = True
-        for xattr, saved, now in ((OPAQUE, opaque, self._opaque_of_upper),
-                                  (REDIRECT, redirects, self._redirect_of_upper)):
+        for xattr, saved in ((OPAQUE, opaque), (REDIRECT, redirects)):
             for rel, old in saved.items():
                 # a directory the failed rename copied up: copy-up alone writes no redirect
                 if old == "absent" and xattr == REDIRECT:
                     old = None
-                if old == "absent" or now(rel) in (old, "absent"):
+                if old == "absent" or self._dir_xattr_of_upper(rel, xattr) in (old, "absent"):
                     continue
                 if old is None:
                     os.removexattr(self.u(rel), xattr)
