@@ -71,22 +71,30 @@ def layerset(tmp_path):
     return helpers.build_layers(tmp_path / "l", [LOWER], UPPER)
 
 
-def test_ovlfs_identity_survives_copy_up_and_remount_as_kernel(layerset, tmp_path):
-    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+@pytest.mark.parametrize("index", ["on", "off"])
+def test_ovlfs_identity_survives_copy_up_and_remount_as_kernel(layerset, tmp_path, index):
+    """The kernel mounting the layers with the same index option shows the same numbers
+    (ovlfs's default is on; off: the hard link copied up shows its upper number)."""
+    opts = (f"index={index}",)
+    with layerset.ovlfs(mnt=tmp_path / "m1", extra_opts=opts) as m:
         before = _ids(m)
         _changes(m)
         during = _ids(m)
     _check_consistent(before, "ovlfs before")
     _check_consistent(during, "ovlfs after copy-up")
-    with layerset.ovlfs(mnt=tmp_path / "m2") as m:
+    with layerset.ovlfs(mnt=tmp_path / "m2", extra_opts=opts) as m:
         remounted = _ids(m)
     _check_consistent(remounted, "ovlfs remounted")
-    with layerset.kernel(mnt=tmp_path / "mk", extra_opts=wh.KERNEL_OPTS) as m:
+    kopts = tuple(o for o in wh.KERNEL_OPTS if not o.startswith("index=")) + opts
+    with layerset.kernel(mnt=tmp_path / "mk", extra_opts=kopts) as m:
         kernel = _ids(m)
     assert remounted[0] == during[0], "st_ino changed with the remount"
     assert kernel[0] == remounted[0], "the kernel shows other inode numbers"
     for path in ("file", "d", "d/sub", "d/sub/g", "merged", "sym", "keep", "keep/x"):
         assert during[0][path] == before[0][path], f"{path}: st_ino changed with copy-up"
+    # with the index a hard link copied up keeps its lower number too, and its group
+    same = during[0]["link1"] == before[0]["link1"]
+    assert same == (index == "on"), f"link1 {before[0]['link1']} -> {during[0]['link1']}"
     assert during[0]["d/moved"] == before[0]["other"], "a renamed copy keeps its number"
 
 
@@ -109,18 +117,25 @@ def test_same_as_kernel_before_any_change(layerset, tmp_path):
     _check_consistent(ours, "ovlfs")
 
 
-def test_origin_records_as_kernel(layerset, tmp_path):
+@pytest.mark.parametrize("index", ["on", "off"])
+def test_origin_records_as_kernel(layerset, tmp_path, index):
     """The upper layer ovlfs writes holds the kernel's records: an origin on each object
-    copied up from a single-link lower object (none on a hard link's copy), impure on
-    upper directories that received one."""
-    with layerset.ovlfs(mnt=tmp_path / "m1") as m:
+    copied up from a single-link lower object (on a hard link's copy only with the index,
+    with its nlink record), impure on upper directories that received one."""
+    with layerset.ovlfs(mnt=tmp_path / "m1", extra_opts=(f"index={index}",)) as m:
         _changes(m)
     up = layerset.upper
     origin = "trusted.overlay.origin"
     for rel in ("file", "d", "d/sub", "d/sub/g", "d/moved"):
         value = os.getxattr(up / rel, origin, follow_symlinks=False)
         assert len(value) > 21 and value[1] == 0xFB, f"{rel}: {value!r}"
-    assert origin not in os.listxattr(up / "link1", follow_symlinks=False)
+    link1 = os.listxattr(up / "link1", follow_symlinks=False)
+    if index == "on":
+        assert os.getxattr(up / "link1", origin, follow_symlinks=False)[1] == 0xFB
+        assert os.getxattr(up / "link1", "trusted.overlay.nlink",
+                           follow_symlinks=False).startswith(b"U")
+    else:
+        assert origin not in link1
     assert os.getxattr(up, "trusted.overlay.impure") == b"y"
     assert os.getxattr(up / "d", "trusted.overlay.impure") == b"y"
 

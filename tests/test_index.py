@@ -251,3 +251,35 @@ def test_index_mkdir_in_merged_dir_is_opaque_as_kernel(tmp_path):
         except OSError:
             got[who] = None
     assert got["ovlfs"] == got["kernel"] == b"y"
+
+
+def test_index_is_the_default_and_steps_aside_for_other_layers(tmp_path):
+    """Without index=, ovlfs keeps lower hard links one file through the index; layers
+    that no longer match it (the lower replaced) still mount, without the index, with one
+    line naming the cause (index=on keeps the kernel's refusal: the test above)."""
+    ls = helpers.build_layers(tmp_path, [LOWER])
+    with ls.ovlfs() as m:
+        with open(m / "a", "ab") as f:
+            f.write(b"more\n")
+        assert (m / "c").read_bytes() == b"data\nmore\n"
+        assert os.stat(m / "a").st_ino == os.stat(m / "c").st_ino
+    assert os.listdir(ls.work / "index")
+    other = helpers.build_layers(tmp_path / "other", [{"x": "y", "p": "q",
+                                                      "r": helpers.Hardlink("p")}])
+    with helpers.mount_ovlfs(other.lowers, ls.upper, ls.work, (), tmp_path / "m2") as m:
+        assert (m / "x").read_bytes() == b"y"
+        with open(m / "p", "ab") as f:  # no index: the names split, as index=off
+            f.write(b"!")
+        assert (m / "r").read_bytes() == b"q"
+        log = m.log()
+    lines = [ln for ln in log.splitlines() if "index" in ln]
+    assert len(lines) == 1 and "turned off for this mount" in lines[0] and \
+        "names another lower root" in lines[0], log
+
+
+def test_index_default_is_silent_without_an_upper(tmp_path):
+    ls = helpers.build_layers(tmp_path, [{"x": "data\n"}], rw=False)
+    with ls.ovlfs() as m:
+        assert (m / "x").read_bytes() == b"data\n"
+        log = m.log()
+    assert "index" not in log, log

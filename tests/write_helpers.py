@@ -239,7 +239,11 @@ def mount(ls, mnt=None, ovlfs_opts=()):
     overlayfs when OVLFS_WRITE_BACKEND=kernel (to check a test's expectations against the
     reference)."""
     if BACKEND == "kernel":
-        return ls.kernel(mnt=mnt, extra_opts=KERNEL_OPTS)
+        # an index= of the test holds for the reference too (the kernel's own option)
+        index = [o for o in ovlfs_opts if o.startswith("index=")]
+        opts = tuple(o for o in KERNEL_OPTS if not (index and o.startswith("index="))) + \
+            tuple(index)
+        return ls.kernel(mnt=mnt, extra_opts=opts)
     return ls.ovlfs(mnt=mnt, extra_opts=ovlfs_opts)
 
 

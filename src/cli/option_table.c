@@ -246,8 +246,8 @@ const struct opt_spec opt_table[] = {
      SETS_01(params.no_oci_whiteouts, true)},
     /* The kernel overlayfs's features (kernel_features above). */
     {"index", SEC_OVERLAY,
-     "on: lower hard links stay one file across copy-up (workdir/index, as the kernel); "
-     "off (default): a copy-up splits the name copied",
+     "on (default where the layers allow it): lower hard links stay one file across "
+     "copy-up (workdir/index, as the kernel); off: a copy-up splits the name copied",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},
     {"nfs_export", SEC_OVERLAY, "off only: name_to_handle_at gives only fanotify FIDs (Linux 6.9+)",
      CALLS(opt_kernel_feature, FORM_VALUE, "on|off")},

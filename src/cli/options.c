@@ -606,9 +606,11 @@ int ovl_parse_args(int argc, char **argv, struct ovl_config *cfg, char *err, siz
 	int ret;
 
 	memset(cfg, 0, sizeof(*cfg));
-	/* passthrough where the kernel and the daemon's privileges allow; redirect_dir=on */
+	/* passthrough where the kernel and the daemon's privileges allow; redirect_dir=on;
+	 * the index where the layers allow it */
 	cfg->passthrough = true;
 	cfg->params.redirect_write = true;
+	cfg->params.index = OVL_INDEX_AUTO;
 	if (errlen)
 		err[0] = '\0';
 	st.remount = asks_remount(argc, argv);

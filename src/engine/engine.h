@@ -72,8 +72,9 @@ struct ovl_fs_params {
 	 * directory renames in O(1), copied up alone and given an overlay.redirect to where its
 	 * lower layers hold it. Off: it is copied up whole and made opaque. */
 	bool redirect_write;
-	/* -o index=: OVL_INDEX_OFF (the default), ON (as the kernel: refused when the layers
-	 * do not match the index), AUTO (on, else off with a warning). */
+	/* -o index=: OVL_INDEX_OFF, ON (as the kernel: refused when the layers
+	 * do not match the index), AUTO (the front end's default: on where possible; layers
+	 * that do not match the index: off, with a warning). */
 	int index;
 	/* -o metacopy=on: a file carrying overlay.metacopy is served with the data of the file
 	 * below it (else refused, EPERM, as the kernel). */

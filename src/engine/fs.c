@@ -98,7 +98,8 @@ static int setup_index(struct ovl_fs *fs, const char *workdir, int mode)
 		return 0;
 	/* As the kernel ("useless in a non-upper mount"): said, and the mount goes on. */
 	if (!fs->has_upper || fs->readonly) {
-		ovl_warn(fs, "index=on has no use without a writable upper layer: ignored");
+		if (mode == OVL_INDEX_ON)
+			ovl_warn(fs, "index=on has no use without a writable upper layer: ignored");
 		return 0;
 	}
 	int wfd = open(workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -77,30 +77,29 @@ static const char *index_unusable(struct ovl_fs *fs)
 }
 
 /* The upper root's origin (the first lower root) and the index directory's upper record
- * (the upper root), set or checked. */
-static int index_records(struct ovl_fs *fs, int index_fd)
+ * (the upper root), set or checked. A mismatch: -ESTALE with *why. */
+static int index_records(struct ovl_fs *fs, int index_fd, const char **why)
 {
 	unsigned char buf[OVL_ORIGIN_MAX];
 	ssize_t n = ovl_origin_encode_at(fs, 1, fs->layers[1].root_fd, "", AT_EMPTY_PATH, false,
 					 buf, sizeof(buf));
 	int err;
 
+	*why = NULL;
 	if (n <= 0)
 		return n < 0 ? (int)n : -EOPNOTSUPP;
 	err = verify_or_set(fs->layers[0].root_fd, ovl_origin_xattr(fs), buf, (size_t)n);
-	if (err) {
-		ovl_warn(fs, "index: the upper root's %s names another lower root",
-			 ovl_origin_xattr(fs));
+	if (err == -ESTALE)
+		*why = "the upper root's origin names another lower root";
+	if (err)
 		return err;
-	}
 	n = ovl_origin_encode_at(fs, 0, fs->layers[0].root_fd, "", AT_EMPTY_PATH, true, buf,
 				 sizeof(buf));
 	if (n <= 0)
 		return n < 0 ? (int)n : -EOPNOTSUPP;
 	err = verify_or_set(index_fd, upper_xattr(fs), buf, (size_t)n);
-	if (err)
-		ovl_warn(fs, "index: the index directory's %s names another upper layer",
-			 upper_xattr(fs));
+	if (err == -ESTALE)
+		*why = "the index directory's upper record names another upper layer";
 	return err;
 }
 
@@ -114,23 +113,34 @@ int ovl_index_init(struct ovl_fs *fs, int wfd, int mode)
 	if (mode == OVL_INDEX_OFF)
 		return 0;
 	if (why) {
+		/* By default this is a property of the machine, not of these layers: no line at
+		 * every mount of a rootless user. */
+		if (mode == OVL_INDEX_AUTO)
+			return 0;
 		ovl_warn(fs, "index=on is not possible (%s): hard links split on copy-up", why);
-		return mode == OVL_INDEX_ON ? -EINVAL : 0;
+		return -EINVAL;
 	}
 	if (mkdirat(wfd, "index", 0) < 0 && errno != EEXIST)
 		return -errno;
 	fd = openat(wfd, "index", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	err = index_records(fs, fd);
+	err = index_records(fs, fd, &why);
 	if (err) {
 		close(fd);
-		/* The kernel refuses such a mount; a runtime asking for nothing in particular
-		 * still gets its root filesystem, without the index. */
-		if (mode == OVL_INDEX_ON)
+		if (!why)
 			return err;
-		ovl_warn(fs, "index: turned off for this mount (the layers do not match the "
-			     "index; delete <workdir>/index to start a new one)");
+		/* The kernel refuses such a mount; a runtime asking for nothing in particular
+		 * still gets its root filesystem, without the index. One line either way. */
+		if (mode == OVL_INDEX_ON) {
+			ovl_warn(fs, "index=on: %s (the layers do not match the index; mount "
+				     "with index=off, or delete <workdir>/index to start a new one)",
+				 why);
+			return err;
+		}
+		ovl_warn(fs, "index: turned off for this mount: %s (delete <workdir>/index to "
+			     "start a new one)",
+			 why);
 		return 0;
 	}
 	/* The index is one more layer, after all others: no name is looked up in it, only

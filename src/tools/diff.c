@@ -11,6 +11,7 @@
  * export writes it: whole at its new path (walk_merged); a metacopy file is C. */
 #include "subcommands.h"
 #include "layer_walk.h"
+#include "index_groups.h"
 #include "cli/log.h"
 
 #include <errno.h>
@@ -21,9 +22,10 @@
 #include <unistd.h>
 
 static const char diff_usage[] =
-    "usage: ovlfs diff UPPERDIR [LOWERDIR...]\n"
+    "usage: ovlfs diff UPPERDIR [LOWERDIR...] [-w WORKDIR]\n"
     "Lists the changes of the upper layer UPPERDIR over the lower layers (top first):\n"
-    "'A /path' added, 'C /path' changed, 'D /path' deleted, sorted by path.\n";
+    "'A /path' added, 'C /path' changed, 'D /path' deleted, sorted by path. The work\n"
+    "directory is needed when UPPERDIR was mounted with the index (ovlfs's default).\n";
 
 struct change {
 	char kind;
@@ -34,6 +36,7 @@ struct differ {
 	const char *upper;
 	bool have_lowers;
 	struct lw_stack roots; /* the lower layers' roots, top first */
+	struct ig_index *ix;   /* hard-link groups of the work directory's index, or NULL */
 	struct change *ch;
 	size_t n, cap;
 };
@@ -289,6 +292,30 @@ static int walk_redirected(struct differ *x, int cfd, const struct lw_stack *l, 
 	return r;
 }
 
+/* ig_walk's visitor: a lower name of a group changed through another name is changed. */
+static int group_changed(void *ctx, const char *path, const struct ig_name *g)
+{
+	return g->entry && add_change(ctx, 'C', "", path) < 0 ? 1 : 0;
+}
+
+/* The group names the lower directory l shows at dir beside the upper directory d. */
+static int report_groups(struct differ *x, const struct lw_stack *l, const struct lw_dir *d,
+			 const char *dir)
+{
+	const size_t cap = 1 << 16;
+	char *path = malloc(cap);
+	int r;
+
+	if (!path)
+		return fail(x, dir, "", "walk", -ENOMEM);
+	snprintf(path, cap, "%s", dir[0] ? dir + 1 : "");
+	r = ig_walk(x->ix, &x->roots, l, d, path, strlen(path), cap, group_changed, x);
+	free(path);
+	if (r > 0) /* reported */
+		return -1;
+	return r < 0 ? fail(x, dir, "", "look up the index's names below", r) : 0;
+}
+
 static bool has_origin(int dfd, const char *name)
 {
 	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
@@ -371,6 +398,8 @@ static int walk(struct differ *x, int dfd, const char *dir, const struct lw_stac
 	}
 	if (!r && x->have_lowers && hidden && l->n)
 		r = report_hidden(x, l, &d, dir);
+	if (!r && x->ix && !hidden && l->n)
+		r = report_groups(x, l, &d, dir);
 	lw_dir_free(&d);
 	return r;
 }
@@ -386,7 +415,7 @@ int ovl_diff_main(int argc, char **argv)
 {
 	struct differ x = {0};
 	struct lw_stack roots = {0};
-	const char *upper = NULL;
+	const char *upper = NULL, *workdir = NULL;
 	bool dashdash = false, below, opaque;
 	int ufd = -1, r = 0;
 
@@ -402,10 +431,17 @@ int ovl_diff_main(int argc, char **argv)
 		} else if (!dashdash && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
 			lw_stack_free(&roots);
 			return fputs(diff_usage, stdout) < 0 || fflush(stdout) ? 1 : 0;
+		} else if (!dashdash && (!strcmp(a, "-w") || !strcmp(a, "--workdir"))) {
+			if (++i == argc) {
+				ovl_log(LOG_ERR, "diff: %s needs a directory", a);
+				r = -1;
+			} else {
+				workdir = argv[i];
+			}
 		} else if (!dashdash && a[0] == '-' && a[1]) {
 			ovl_log(LOG_ERR,
 				"diff: unknown option '%s' (usage: ovlfs diff UPPERDIR "
-				"[LOWERDIR...])",
+				"[LOWERDIR...] [-w WORKDIR])",
 				a);
 			r = -1;
 		} else if (!upper) {
@@ -449,6 +485,8 @@ int ovl_diff_main(int argc, char **argv)
 	x.upper = upper;
 	x.have_lowers = roots.n > 0;
 	x.roots = roots;
+	if (!r && ig_load("diff", upper, ufd, workdir, &roots, &x.ix) < 0)
+		r = -1;
 	if (!r)
 		r = walk(&x, ufd, "", &roots, false, &below, &opaque);
 	if (!r) {
@@ -470,6 +508,7 @@ int ovl_diff_main(int argc, char **argv)
 	for (size_t i = 0; i < x.n; i++)
 		free(x.ch[i].path);
 	free(x.ch);
+	ig_free(x.ix);
 	lw_stack_free(&roots);
 	if (ufd >= 0)
 		close(ufd);

@@ -8,6 +8,7 @@
  * and without them are refused. */
 #include "subcommands.h"
 #include "layer_walk.h"
+#include "index_groups.h"
 #include "cli/log.h"
 #include "tar_writer.h"
 #include "archive_out.h"
@@ -24,10 +25,12 @@
 #include <unistd.h>
 
 static const char export_usage[] =
-    "usage: ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z]\n"
+    "usage: ovlfs export UPPERDIR [LOWERDIR...] [-w WORKDIR] [-o FILE|-] [-z]\n"
     "Writes the upper layer UPPERDIR as an OCI layer tarball (POSIX tar) to FILE or to\n"
     "standard output. -z compresses it with gzip. The lower layers (top first) are needed\n"
-    "when UPPERDIR holds redirected directories or metacopy files.\n";
+    "when UPPERDIR holds redirected directories or metacopy files. The work directory\n"
+    "is needed when UPPERDIR was mounted with the index (ovlfs's default): lower hard\n"
+    "links changed through one name are recorded there.\n";
 
 struct link_slot {
 	dev_t dev;
@@ -44,6 +47,7 @@ struct exporter {
 	bool out_is_file;
 	struct link_slot *links; /* first path of each multiply-linked inode */
 	struct lw_stack roots;	 /* the lower layers' roots, top first (none: not given) */
+	struct ig_index *ix;	 /* hard-link groups of the work directory's index, or NULL */
 	size_t nlinks, links_cap;
 };
 
@@ -325,6 +329,7 @@ struct item {
 	char *out;		  /* name in the layer */
 	const struct lw_entry *e; /* an upper entry, or NULL: */
 	struct lw_found *lf;	  /* an object of the lower layers only (merged directories) */
+	struct ig_name *g;	  /* a lower name a hard-link group of the index touches */
 };
 
 static int cmp_items(const void *a, const void *b)
@@ -361,26 +366,6 @@ static int need_lowers(struct exporter *x, const char *what, const char *path)
 static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, bool merged,
 		       bool opq_first, char *path, size_t plen, size_t cap);
 
-static int cmp_entry_name(const void *a, const void *b)
-{
-	return strcmp(((const struct lw_entry *)a)->name, ((const struct lw_entry *)b)->name);
-}
-
-/* Whether the upper directory d holds name as an object or a whiteout in either form. */
-static bool upper_has(const struct lw_dir *d, const char *name)
-{
-	struct lw_entry key = {.name = (char *)name};
-	char wh[sizeof(OVL_WH_PREFIX) + NAME_MAX];
-	const struct lw_entry *e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_name);
-
-	if (e && (e->kind == LW_OBJECT || e->kind == LW_WHITEOUT))
-		return true;
-	snprintf(wh, sizeof(wh), OVL_WH_PREFIX "%s", name);
-	key.name = wh;
-	e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_name);
-	return e && e->kind == LW_WHITEOUT;
-}
-
 /* The names of the lower layers' merged directory `low` that the upper directory d (NULL:
  * none) neither holds nor whites out, looked up, added to items. 0 or -errno. */
 static int add_lower_items(struct exporter *x, const struct lw_stack *low, const struct lw_dir *d,
@@ -391,7 +376,7 @@ static int add_lower_items(struct exporter *x, const struct lw_stack *low, const
 	int r = lw_stack_names(low, &all, &na);
 
 	for (size_t i = 0; i < na && !r; i++) {
-		if (d && upper_has(d, all[i]))
+		if (d && lw_dir_hides(d, all[i]))
 			continue;
 		struct lw_found *f = calloc(1, sizeof(*f));
 		if (!f) {
@@ -477,6 +462,8 @@ static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, 
 {
 	struct lw_dir d = {0};
 	struct item *items;
+	struct ig_name *groups = NULL;
+	size_t ngroups = 0;
 	const struct stat *opq_st = NULL;
 	struct stat dst;
 	size_t n = 0;
@@ -507,6 +494,18 @@ static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, 
 	}
 	if (!r && merged && !d.opaque && low->n)
 		r = add_lower_items(x, low, dfd >= 0 ? &d : NULL, &items, &n);
+	/* The lower names of groups changed through another name: the index holds their
+	 * change, the upper layer does not (dfd -1, not merged: only those, below a name). */
+	if (!r && x->ix && !merged && !d.opaque && low->n &&
+	    !(r = ig_names(x->ix, &x->roots, low, dfd >= 0 ? &d : NULL, &groups, &ngroups))) {
+		struct item *ni = ngroups ? realloc(items, (n + ngroups) * sizeof(*ni)) : items;
+		if (!ni)
+			r = -ENOMEM;
+		else
+			items = ni;
+		for (size_t i = 0; i < ngroups && !r; i++)
+			items[n++] = (struct item){.out = groups[i].name, .g = &groups[i]};
+	}
 	if (r) {
 		r = r == -ENOMEM ? out_fail(x, r) : in_fail(x, plen ? path : ".", "merge", r);
 		goto out;
@@ -543,10 +542,30 @@ static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, 
 			r = write_marker(x, path, &e->st, e->st.st_mode & 07777);
 			continue;
 		}
+		if (items[i].g) {
+			const struct ig_name *g = items[i].g;
+			r = g->entry ? export_object(x, g->edfd, g->entry, &g->est, -1, path)
+				     : export_object(x, g->f.dirs.d[0].fd, ".", &g->f.st, -1, path);
+			if (r == 0 && !g->entry)
+				r = export_tree(x, -1, &g->f.dirs, false, false, path, clen, cap);
+			r = r > 0 ? 0 : r;
+			continue;
+		}
 		if (lf) { /* from the lower layers: a directory's metadata is its top layer's */
 			bool dir = lf->dirs.n > 0;
-			r = export_object(x, dir ? lf->dirs.d[0].fd : lf->pfd, dir ? "." : lf->name,
-					  &lf->st, lf->datafd, path);
+			int edfd;
+			const char *entry;
+			struct stat est;
+			int m = dir || !x->ix ? 0
+					      : ig_member(x->ix, lf->pfd, lf->name, &lf->st, &edfd,
+							  &entry, &est);
+			if (m > 0) /* a name of a group: the index entry shows */
+				r = export_object(x, edfd, entry, &est, -1, path);
+			else if (m < 0)
+				r = in_fail(x, path, "look up in the index", m);
+			else
+				r = export_object(x, dir ? lf->dirs.d[0].fd : lf->pfd,
+						  dir ? "." : lf->name, &lf->st, lf->datafd, path);
 			if (r == 0 && dir)
 				r = export_tree(x, -1, &lf->dirs, true, false, path, clen, cap);
 			r = r > 0 ? 0 : r;
@@ -579,13 +598,15 @@ static int export_tree(struct exporter *x, int dfd, const struct lw_stack *low, 
 out:
 	path[plen] = '\0';
 	for (size_t i = 0; i < n; i++) {
-		free(items[i].out);
+		if (!items[i].g) /* a group's name is its */
+			free(items[i].out);
 		if (items[i].lf) {
 			lw_found_free(items[i].lf);
 			free(items[i].lf);
 		}
 	}
 	free(items);
+	ig_names_free(groups, ngroups);
 	lw_dir_free(&d);
 	return r;
 }
@@ -622,14 +643,16 @@ static int usage_error(const char *fmt, const char *arg)
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), fmt, arg);
-	ovl_log(LOG_ERR, "export: %s (usage: ovlfs export UPPERDIR [LOWERDIR...] [-o FILE|-] [-z])",
+	ovl_log(LOG_ERR,
+		"export: %s (usage: ovlfs export UPPERDIR [LOWERDIR...] [-w WORKDIR] [-o FILE|-] "
+		"[-z])",
 		msg);
 	return 1;
 }
 
 int ovl_export_main(int argc, char **argv)
 {
-	const char *upper = NULL, *out_name = NULL;
+	const char *upper = NULL, *out_name = NULL, *workdir = NULL;
 	bool gzip = false, dashdash = false;
 	struct exporter x = {0};
 	struct ovl_archive_out o;
@@ -664,6 +687,10 @@ int ovl_export_main(int argc, char **argv)
 			out_name = a + 2;
 		} else if (!strcmp(a, "-z") || !strcmp(a, "--gzip")) {
 			gzip = true;
+		} else if (!strcmp(a, "-w") || !strcmp(a, "--workdir")) {
+			if (++i == argc)
+				return free(lowers), usage_error("%s needs a directory", a);
+			workdir = argv[i];
 		} else {
 			return free(lowers), usage_error("unknown option '%s'", a);
 		}
@@ -685,6 +712,11 @@ int ovl_export_main(int argc, char **argv)
 		else
 			ovl_log(LOG_ERR, "export: cannot open the upper layer '%s': %s", upper,
 				strerror(errno));
+		lw_stack_free(&x.roots);
+		return 1;
+	}
+	if (ig_load("export", upper, ufd, workdir, &x.roots, &x.ix) < 0) {
+		close(ufd);
 		lw_stack_free(&x.roots);
 		return 1;
 	}
@@ -729,6 +761,7 @@ int ovl_export_main(int argc, char **argv)
 	for (size_t i = 0; i < x.links_cap; i++)
 		free(x.links[i].path);
 	free(x.links);
+	ig_free(x.ix);
 	lw_stack_free(&x.roots);
 	if (ovl_archive_close(out_name, &o, r == 0) < 0)
 		r = -1;

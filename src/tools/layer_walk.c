@@ -75,6 +75,26 @@ int lw_list_names(int dfd, char ***out, size_t *nout)
 	return 0;
 }
 
+static int cmp_entry_by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct lw_entry *)a)->name, ((const struct lw_entry *)b)->name);
+}
+
+/* Whether the upper directory d holds name as an object or a whiteout in either form. */
+bool lw_dir_hides(const struct lw_dir *d, const char *name)
+{
+	struct lw_entry key = {.name = (char *)name};
+	char wh[sizeof(OVL_WH_PREFIX) + NAME_MAX];
+	const struct lw_entry *e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_by_name);
+
+	if (e && (e->kind == LW_OBJECT || e->kind == LW_WHITEOUT))
+		return true;
+	snprintf(wh, sizeof(wh), OVL_WH_PREFIX "%s", name);
+	key.name = wh;
+	e = bsearch(&key, d->e, d->n, sizeof(*d->e), cmp_entry_by_name);
+	return e && e->kind == LW_WHITEOUT;
+}
+
 int lw_open_dir(int dfd, const char *name)
 {
 	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -34,6 +34,8 @@ struct lw_dir {
  * 0 or -errno. */
 int lw_read_upper_dir(int dfd, struct lw_dir *out);
 void lw_dir_free(struct lw_dir *d);
+/* Whether the upper directory d holds name as an object or a whiteout in either form. */
+bool lw_dir_hides(const struct lw_dir *d, const char *name);
 
 /* Sorted names of the directory open at dfd (no "." and ".."). 0 or -errno. */
 int lw_list_names(int dfd, char ***names, size_t *n);
