@@ -693,8 +693,8 @@ int ovl_copy_up_locked(struct ovl_fs *fs, struct ovl_node *node, bool truncate)
 
 	if (!fs->has_upper || fs->readonly)
 		return -EROFS;
-	/* An upper metacopy file gets its data: every caller is about to change the file,
-	 * and a stub moved or linked elsewhere would lose the data below its path. */
+	/* An upper metacopy file gets its data: every caller is about to change the file (a
+	 * rename or link of a stub goes by ovl_copy_up_for_move_locked instead). */
 	if (ovl_node_is_upper(fs, node))
 		return node->type == S_IFREG ? ovl_copy_up_data_locked(fs, node) : 0;
 	if (node->unlinked)

@@ -548,8 +548,8 @@ int ovl_link(struct ovl_fs *fs, struct ovl_node *src, struct ovl_node *parent, c
 		err = -EPERM;
 	if (!err)
 		err = may_create(fs, parent);
-	if (!err)
-		err = ovl_copy_up_locked(fs, src, false);
+	if (!err) /* with metacopy=on a stub naming its data, as the kernel's */
+		err = ovl_copy_up_for_move_locked(fs, src, NULL, false);
 	if (!err)
 		err = ovl_copy_up_locked(fs, parent, false);
 	if (err)

@@ -241,6 +241,8 @@ enum { OVL_REDIRECT_RELATIVE = 1, OVL_REDIRECT_ABSOLUTE = 2 };
 int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size);
 /* The raw overlay.redirect of upper directory dirfd/name into buf (NUL-terminated): its
  * length, 0 if none, or -errno. */
+/* The redirect xattr's name in this mount's namespace. */
+const char *ovl_redirect_xattr(const struct ovl_fs *fs);
 int ovl_get_redirect_raw(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size);
 /* *below (set from f: the found object has layers below) becomes whether the parent's
  * lower layers hold name itself, as the kernel's ovl_lower_positive asks before leaving a
@@ -454,6 +456,12 @@ int ovl_node_data_open(struct ovl_fs *fs, struct ovl_node *node, int flags);
 /* Copies a metacopy upper node's data into its object, then drops the mark (the kernel's
  * order: the mark keeps a partial copy unseen). Preconditions: the rename lock; no op lock. */
 int ovl_copy_up_data_locked(struct ovl_fs *fs, struct ovl_node *node);
+/* Before node, as name, moves (samedir: within its directory) or takes another name (link:
+ * name NULL, samedir false): with metacopy=on and redirect_dir=on a regular file goes up
+ * metadata-only and its stub names its data below with an overlay.redirect, as the
+ * kernel's; otherwise as ovl_copy_up_locked. Preconditions: as ovl_copy_up_locked. */
+int ovl_copy_up_for_move_locked(struct ovl_fs *fs, struct ovl_node *node, const char *name,
+				bool samedir);
 /* The record for a new stub over the data file data_fd (open for reading), as the
  * kernel's: into rec (METACOPY_MAX bytes) its length, 0 for the empty record; -ENODATA when
  * verity=require and data_fd has no fs-verity digest (the copy-up copies the data then). */

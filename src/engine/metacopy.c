@@ -320,3 +320,99 @@ int ovl_copy_up_data_locked(struct ovl_fs *fs, struct ovl_node *node)
 	pthread_mutex_unlock(&node->op_lock);
 	return err;
 }
+
+/* Whether node's lower object (its data file when the node is a stub) has other links: 1
+ * if so, 0 if not, or -errno. */
+static int lower_linked(struct ovl_fs *fs, struct ovl_node *node, bool stub)
+{
+	struct stat st;
+	int fd = stub ? ovl_node_data_open(fs, node, O_PATH)
+		      : ovl_open_in_layer(fs, node, ovl_node_top(node), O_PATH);
+
+	if (fd < 0)
+		return fd;
+	int err = fstat(fd, &st) < 0 ? -errno : 0;
+	close(fd);
+	return err ? err : st.st_nlink > 1;
+}
+
+/* The kernel's ovl_set_redirect for a stub: a redirect it has stays, unless it is relative
+ * and an absolute one is needed (another directory, or a lower hard link, whose names may
+ * end up in several directories); the new one is the moved name within its directory,
+ * else the data's path from the layer root. 1 if the stub holds one now, 0 when it is a
+ * stub no more. Preconditions: the rename lock and the node's op lock. */
+static int set_stub_redirect(struct ovl_fs *fs, struct ovl_node *node, const char *name,
+			     bool samedir)
+{
+	char have[PATH_MAX], want[OVL_REDIRECT_MAX + 1];
+	const char *own;
+
+	if (!ovl_node_metacopy(node))
+		return 0; /* its data went up meanwhile */
+	int linked = lower_linked(fs, node, true);
+	if (linked < 0)
+		return linked;
+	bool absolute = !samedir || linked || !name;
+	int pfd = ovl_open_parent(fs, node, 0, &own);
+	if (pfd < 0)
+		return pfd;
+	int n = ovl_get_redirect_raw(fs, pfd, own, have, sizeof(have));
+	close(pfd);
+	if (n < 0)
+		return n;
+	if (n > 0 && (!absolute || have[0] == '/'))
+		return 1;
+	if (!absolute) {
+		if (strlen(name) >= sizeof(want))
+			return -EXDEV;
+		strcpy(want, name);
+	} else {
+		want[0] = '/';
+		/* too long for the kernel's redirect_max: it would refuse the move (EXDEV) */
+		if (data_where(fs, node, want + 1, sizeof(want) - 1) < 0)
+			return -EXDEV;
+	}
+	int fd = ovl_open_in_layer(fs, node, 0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	int err = fsetxattr(fd, ovl_redirect_xattr(fs), want, strlen(want), 0) < 0 ? -errno : 0;
+	close(fd);
+	return err ? err : 1;
+}
+
+int ovl_copy_up_for_move_locked(struct ovl_fs *fs, struct ovl_node *node, const char *name,
+				bool samedir)
+{
+	/* As the kernel: redirects need redirect_dir=on, and it has neither them nor metacopy
+	 * with userxattr; OCI layers are for tools that know no redirect. */
+	if (!fs->metacopy_up || !fs->redirect_write || fs->userxattr || fs->file_whiteouts ||
+	    node->type != S_IFREG || !fs->has_upper || fs->readonly || !node->parent)
+		return ovl_copy_up_locked(fs, node, false);
+	bool upper = ovl_node_is_upper(fs, node);
+	if (upper && !ovl_node_metacopy(node))
+		return 0;
+	if (!upper) {
+		/* A lower stub (composefs): its data path is not its own path, which the
+		 * kernel's redirect would name; an indexed hard link goes up whole with its
+		 * index entry, which keeps its group joined. */
+		if (ovl_node_metacopy(node))
+			return ovl_copy_up_locked(fs, node, false);
+		int linked = lower_linked(fs, node, false);
+		if (linked < 0)
+			return linked;
+		if (linked && fs->index_layer >= 0)
+			return ovl_copy_up_locked(fs, node, false);
+		int err = ovl_copy_up_meta_locked(fs, node);
+		if (err)
+			return err;
+	}
+	pthread_mutex_lock(&node->op_lock);
+	int set = set_stub_redirect(fs, node, name, samedir);
+	pthread_mutex_unlock(&node->op_lock);
+	if (set >= 0)
+		return 0;
+	/* The kernel would answer EXDEV (and mv copy the file): the data goes up instead. */
+	ovl_warn(fs, "cannot set the redirect of a moved metacopy file (%s): copying its data",
+		 strerror(-set));
+	return ovl_copy_up_data_locked(fs, node);
+}

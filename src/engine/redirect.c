@@ -5,7 +5,8 @@
  * name in the same parent ("b") for a rename within a directory. Lookup then continues
  * in the layers below at that path (namei.c), and walks in those layers start from it
  * (layer.c). Every path is resolved beneath the layer root like any other walk.
- * Written by rename.c with redirect_dir=on, as the kernel writes it.
+ * Written by rename.c with redirect_dir=on, as the kernel writes it; on a metacopy file
+ * moved or linked, by metacopy.c.
  */
 #include "internal.h"
 
@@ -17,7 +18,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static const char *redirect_xattr(const struct ovl_fs *fs)
+const char *ovl_redirect_xattr(const struct ovl_fs *fs)
 {
 	return fs->userxattr ? OVL_UXATTR_PREFIX OVL_X_REDIRECT : OVL_XATTR_PREFIX OVL_X_REDIRECT;
 }
@@ -53,7 +54,7 @@ static int check_redirect(const char *v)
 
 int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size)
 {
-	int n = ovl_getxattr_at(dirfd, name, redirect_xattr(fs), buf, size - 1);
+	int n = ovl_getxattr_at(dirfd, name, ovl_redirect_xattr(fs), buf, size - 1);
 
 	if (n == -ENODATA || n == -EOPNOTSUPP)
 		return 0;
@@ -84,7 +85,7 @@ int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf,
 
 int ovl_get_redirect_raw(struct ovl_fs *fs, int dirfd, const char *name, char *buf, size_t size)
 {
-	int n = ovl_getxattr_at(dirfd, name, redirect_xattr(fs), buf, size - 1);
+	int n = ovl_getxattr_at(dirfd, name, ovl_redirect_xattr(fs), buf, size - 1);
 
 	if (n == -ENODATA || n == -EOPNOTSUPP)
 		return 0;
@@ -101,7 +102,7 @@ int ovl_write_redirect(struct ovl_fs *fs, int dirfd, const char *name, const cha
 
 	if (fd < 0)
 		return -errno;
-	if (fsetxattr(fd, redirect_xattr(fs), value, strlen(value), 0) < 0)
+	if (fsetxattr(fd, ovl_redirect_xattr(fs), value, strlen(value), 0) < 0)
 		err = -errno;
 	close(fd);
 	return err;
@@ -145,9 +146,12 @@ static int name_in_lower_parent(struct ovl_fs *fs, struct ovl_node *parent, cons
 int ovl_name_below(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		   const struct ovl_found *f, bool *below)
 {
-	/* Only a directory found through a redirect has layers below under another name. */
-	if (!*below || !S_ISDIR(f->st.st_mode) || !fs->layers[f->top].is_upper ||
-	    !atomic_load(&fs->redirects_seen))
+	/* Only what a redirect names has layers below under another name: a directory, or a
+	 * metacopy file's data, whose search may have skipped the name (the kernel's
+	 * ovl_lower_positive looks for the name itself). */
+	bool stub = S_ISREG(f->st.st_mode) && f->data_path;
+	if ((!*below && !stub) || !(S_ISDIR(f->st.st_mode) || stub) ||
+	    !fs->layers[f->top].is_upper || !atomic_load(&fs->redirects_seen))
 		return 0;
 	int r = name_in_lower_parent(fs, parent, name);
 	if (r < 0)

@@ -482,7 +482,7 @@ static int copy_up_sides(struct rename_ctx *r)
 {
 	struct ovl_fs *fs = r->fs;
 	struct side *src = &r->src, *dst = &r->dst;
-	bool sdir = S_ISDIR(src->f.st.st_mode);
+	bool sdir = S_ISDIR(src->f.st.st_mode), same = src->parent == dst->parent;
 	int err;
 
 	err = ovl_copy_up_locked(fs, src->parent, false);
@@ -495,7 +495,7 @@ static int copy_up_sides(struct rename_ctx *r)
 	else if (!err) /* this name, which may be a lower one of a hard-link group */
 		err = ovl_index_prepare_locked(fs, src->parent, src->name);
 	if (!err && !sdir && !src->redirect && own_name(src))
-		err = ovl_copy_up_locked(fs, src->node, false);
+		err = ovl_copy_up_for_move_locked(fs, src->node, src->name, same);
 	/* A non-directory replaced or exchanged: its group counts names on upper. */
 	if (!err && dst->f.top >= 0 && !S_ISDIR(dst->f.st.st_mode))
 		err = ovl_index_prepare_locked(fs, dst->parent, dst->name);
@@ -504,7 +504,7 @@ static int copy_up_sides(struct rename_ctx *r)
 	else if (!err && (r->flags & RENAME_EXCHANGE) && S_ISDIR(dst->f.st.st_mode))
 		err = prepare_dir(fs, dst->node, src->parent);
 	else if (!err && (r->flags & RENAME_EXCHANGE) && own_name(dst))
-		err = ovl_copy_up_locked(fs, dst->node, false);
+		err = ovl_copy_up_for_move_locked(fs, dst->node, dst->name, same);
 	if (!err && !(r->flags & RENAME_EXCHANGE) && dst->f.top == 0 && S_ISDIR(dst->f.st.st_mode))
 		err = purge_whiteouts(fs, dst->parent, dst->name);
 	return err;

@@ -58,19 +58,13 @@ after it are compared like any other.
    kernel's upper layer, dentries evicted (an
    open fd below the directory would pin its dentry, and with it the stale opaque flag: the
    open fds of both sides are then closed first, see forget()).
-5. metacopy=on (the fuzzer's "metacopy" mode): the kernel renames or links a file whose data
-   is below as a metadata-only stub with an overlay.redirect to the data; ovlfs copies the
-   data up first (README, metacopy=on: "the data goes up at the first open for writing,
-   truncate, rename or link"). Model: after such a rename or link, the kernel side's stub
-   gets its data (opened for writing through the kernel mount), its redirect (which the
-   kernel reads only for metacopy files) is dropped and its times put back (note
-   "metacopy-rename"). Also, the kernel's data copy-up of a metacopy file leaves the upper
-   file with the time of the copy as mtime (6.18 sets no timestamps after it), so an open
-   for writing that writes nothing changes the mtime there; ovlfs keeps it (POSIX: open
-   changes no time without O_TRUNC). Model: the mtime is put back (note
-   "metacopy-copy-up-mtime").
+5. metacopy=on (the fuzzer's "metacopy" mode): both rename or link a file whose data is
+   below as a metadata-only stub with an overlay.redirect to the data. The kernel's data
+   copy-up of a metacopy file leaves the upper file with the time of the copy as mtime
+   (6.18 sets no timestamps after it), so an open for writing that writes nothing changes
+   the mtime there; ovlfs keeps it (POSIX: open changes no time without O_TRUNC). Model:
+   the mtime is put back (note "metacopy-copy-up-mtime").
 """
-import contextlib
 import errno
 import os
 import shutil
@@ -264,7 +258,7 @@ class KernelModel:
         if not self.metacopy:
             return res, note
         try:
-            extra = self._metacopy_adjust(step, kres)
+            extra = self._metacopy_adjust()
         except OSError as e:
             raise ModelError(f"modelling {step!r} (metacopy) failed: {e}") from e
         return res, (f"{note}, {extra}" if note and extra else note or extra)
@@ -278,7 +272,7 @@ class KernelModel:
         except OSError:
             return False
 
-    def _metacopy_adjust(self, step, kres):
+    def _metacopy_adjust(self):
         note = None
         for rel, st in self._stubs.items():  # an open for writing copied the data up
             if not self._is_stub(rel) and os.path.lexists(self.u(rel)):
@@ -287,24 +281,6 @@ class KernelModel:
                     os.utime(self.u(rel), ns=(now.st_atime_ns, st.st_mtime_ns),
                              follow_symlinks=False)
                     note = "metacopy-copy-up-mtime"
-        if kres != 0 or step[0] not in ("rename", "link"):
-            return note
-        if step[0] == "rename" and self._canon(step[1]) == self._canon(step[2]):
-            return note  # a rename onto its own name: a no-op in the VFS, on both
-        names = [step[2]] + ([step[1]] if step[0] == "rename" and len(step) > 3
-                             and step[3] & wh.RENAME_EXCHANGE else [])
-        for rel in names:
-            rel = self._canon(rel)
-            if rel is None or not self._is_stub(rel):
-                continue
-            u = self.u(rel)
-            st = os.lstat(u)
-            os.close(os.open(self.k(rel), os.O_WRONLY | os.O_NOFOLLOW))  # data copy-up
-            with contextlib.suppress(OSError):
-                os.removexattr(u, REDIRECT, follow_symlinks=False)
-            now = os.lstat(u)
-            os.utime(u, ns=(now.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            note = "metacopy-rename"
         return note
 
     def _adjust(self, step, kres):
