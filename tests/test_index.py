@@ -283,3 +283,25 @@ def test_index_default_is_silent_without_an_upper(tmp_path):
         assert (m / "x").read_bytes() == b"data\n"
         log = m.log()
     assert "index" not in log, log
+
+
+def _meta_group(m):
+    os.chmod(m / "a", 0o600)  # metadata only: a stub, unless the group must stay one
+    seen = [(os.stat(m / n).st_mode & 0o777, os.stat(m / n).st_nlink) for n in ("a", "c")]
+    same = os.stat(m / "a").st_ino == os.stat(m / "c").st_ino
+    with open(m / "c", "ab") as f:
+        f.write(b"through c\n")
+    return seen, same, (m / "a").read_bytes()
+
+
+def test_index_with_metacopy_keeps_groups_as_kernel(tmp_path):
+    """metacopy=on with the index: a chmod of one name of a lower hard link changes every
+    name, as on the kernel (it split the group: the stub was not indexed)."""
+    opts = ("index=on", "metacopy=on", "redirect_dir=on")
+    got = {}
+    for who in ("kernel", "ovlfs"):
+        ls = helpers.build_layers(tmp_path / who, [LOWER])
+        with getattr(ls, who)(extra_opts=opts) as m:
+            got[who] = _meta_group(m)
+    assert got["ovlfs"] == got["kernel"]
+    assert got["kernel"][0][1][0] == 0o600 and got["kernel"][1]

@@ -591,6 +591,10 @@ static int do_copy_up_as(struct ovl_fs *fs, struct ovl_node *node, bool truncate
 	}
 	int err = open_source(&c);
 
+	/* A lower hard link goes to the index whole: its group is then one object at once
+	 * (the kernel indexes a stub; either way every name shows the same file). */
+	if (!err && meta_only && ovl_index_wanted(fs, c.layer, &c.st))
+		meta_only = c.meta_only = false;
 	if (!err && meta_only && !ovl_node_metacopy(node)) {
 		char path[PATH_MAX];
 		err = ovl_node_layer_path(fs, node, c.layer, path, sizeof(path));
