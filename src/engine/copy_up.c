@@ -360,7 +360,9 @@ static int copy_metadata(struct copy_up *c)
  * each). Skipped with fsync=0, as the kernel's. */
 static int flush_temp(struct copy_up *c)
 {
-	if (c->tmp_fd < 0 || c->truncate || c->st.st_size == 0 || c->fs->no_fsync)
+	/* nothing to write out: no data (a metacopy stub's size is a hole) */
+	if (c->tmp_fd < 0 || c->truncate || c->meta_only || c->st.st_size == 0 ||
+	    c->fs->no_fsync)
 		return 0;
 	if (sync_file_range(c->tmp_fd, 0, 0,
 			    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
