@@ -30,11 +30,13 @@ PROFILES = {
     'full': dict(rounds=3, tree=50000, big_lower=20000, big_upper=2000, big_wh=1000,
                  overlap_every=10, file_mib=1024, sparse_mib=4096, sparse_data_mib=256,
                  create=20000, chown=5000, tar_files=9000, cfiles=200, fio_secs=10,
-                 rename_files=10000, rename_mib=1024, img_gib=32, timeout=1200),
+                 rename_files=10000, rename_mib=1024, hardlinks=10000, img_gib=32,
+                 timeout=1200),
     'quick': dict(rounds=1, tree=10000, big_lower=4000, big_upper=400, big_wh=200,
                   overlap_every=10, file_mib=256, sparse_mib=1024, sparse_data_mib=64,
                   create=5000, chown=1000, tar_files=2000, cfiles=40, fio_secs=3,
-                  rename_files=2000, rename_mib=128, img_gib=12, timeout=300),
+                  rename_files=2000, rename_mib=128, hardlinks=2000, img_gib=12,
+                  timeout=300),
     # The real-workload profile (bench/apps.py, issue 18): developer tools on a source tree.
     'apps': dict(suite='apps', rounds=5, app_files=10000, img_gib=4, timeout=1200,
                  count_requests=True),
@@ -51,7 +53,11 @@ LABELS = {'native': 'native', 'kernel': 'kernel overlayfs',
           'kernel-redirect': 'kernel redirect_dir=on',
           'kernel-metacopy': 'kernel metacopy=on',
           'ovlfs-redirect-off': 'ovlfs redirect_dir=off',
-          'ovlfs-metacopy': 'ovlfs metacopy=on'}
+          'ovlfs-metacopy': 'ovlfs metacopy=on',
+          # issue 15: the inode index, on by default in ovlfs, off in the kernel's default
+          # here (/sys/module/overlay/parameters/index)
+          'kernel-index': 'kernel index=on',
+          'ovlfs-index-off': 'ovlfs index=off'}
 # Extra mount options of each variant target. The kernel enables redirect_dir by itself
 # when given metacopy=on alone (fs/overlayfs/super.c, "metacopy -> redirect_dir
 # dependency"); both are spelled out so that the mount says what it measures.
@@ -59,7 +65,9 @@ TARGET_OPTS = {'ovlfs-uring': ',uring=1',
                'kernel-redirect': ',redirect_dir=on',
                'kernel-metacopy': ',redirect_dir=on,metacopy=on',
                'ovlfs-redirect-off': ',redirect_dir=off',
-               'ovlfs-metacopy': ',metacopy=on'}
+               'ovlfs-metacopy': ',metacopy=on',
+               'kernel-index': ',index=on',
+               'ovlfs-index-off': ',index=off'}
 # Same-round ratios reported beside the default ovlfs/kernel and ovlfs/fuse-overlayfs ones,
 # when both targets ran: each variant against its kernel counterpart.
 # (metric key prefix, a, b): a/b is shown for the metrics whose key starts with the prefix.
@@ -67,7 +75,17 @@ VARIANT_PAIRS = [('rename_dir', 'ovlfs', 'kernel-redirect'),
                  ('rename_dir', 'ovlfs-redirect-off', 'kernel-redirect'),
                  ('chown_meta', 'ovlfs-metacopy', 'kernel-metacopy'),
                  ('chown_meta', 'ovlfs-metacopy', 'ovlfs'),
-                 ('chown_meta', 'ovlfs-metacopy', 'fuse-overlayfs')]
+                 ('chown_meta', 'ovlfs-metacopy', 'fuse-overlayfs'),
+                 # issue 15: what the index adds (hl_*: lower hard links; chown and
+                 # copyup: files of one name, which get an origin record only)
+                 ('hl_', 'ovlfs', 'ovlfs-index-off'),
+                 ('hl_', 'kernel-index', 'kernel'),
+                 ('hl_', 'ovlfs', 'kernel-index'),
+                 ('hl_', 'ovlfs-index-off', 'kernel'),
+                 ('chown', 'ovlfs', 'ovlfs-index-off'),
+                 ('chown', 'kernel-index', 'kernel'),
+                 ('copyup', 'ovlfs', 'ovlfs-index-off'),
+                 ('copyup', 'kernel-index', 'kernel')]
 URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
 
 
@@ -518,6 +536,19 @@ def build_layers(P, fs, ws):
             f.write(chunk)
     info['rename'] = f'{n} files of {size // 1024} KiB ({n * size / MiB:.0f} MiB)'
 
+    # 5c. hard-link tree (issue 15): hardlinks files of 2,000 bytes, mode 0644, each with
+    #     two names, hl/a/fNNNNN and hl/b/fNNNNN; built only when its workload runs.
+    n = P['hardlinks'] if P.get('hl_tree', True) else 0
+    os.makedirs(f'{l2}/hl/a')
+    os.makedirs(f'{l2}/hl/b')
+    for i in range(n):
+        a = f'{l2}/hl/a/f{i:05d}'
+        with open(a, 'wb') as f:
+            f.write(b'%05d' % i * 400)
+        os.chmod(a, 0o644)
+        os.link(a, f'{l2}/hl/b/f{i:05d}')
+    info['hardlinks'] = n
+
     # 6. A C project in the lower layer.
     make_cproj(f'{l2}/cproj', P['cfiles'])
 
@@ -767,6 +798,54 @@ def w_chown_metacopy(c):
         c.check('data after chown', fh.read(5), b'00000')
 
 
+def index_on(target):
+    """Whether target mounts with the inode index: ovlfs by default (where the layers
+    allow it: the check in w_hardlinks proves it did), the kernel by its module's
+    default, each variant as its options say; fuse-overlayfs has none."""
+    opts = TARGET_OPTS.get(target, '')
+    if ',index=on' in opts:
+        return True
+    if ',index=off' in opts:
+        return False
+    if target.startswith('kernel'):
+        with open('/sys/module/overlay/parameters/index') as f:
+            return f.read().strip() == 'Y'
+    return target.startswith('ovlfs')
+
+
+def du_bytes(*paths):
+    """Bytes allocated under paths, each inode counted once (du sees hard links)."""
+    _, out = run(['du', '-s', '-c', '--block-size=1', *paths], capture=True)
+    return int(out.splitlines()[-1].split()[0])
+
+
+def w_hardlinks(c):
+    """Lower hard links (issue 15): a cold walk of their names, a copy-up of one name of
+    each pair, a read of the other names (with the index they show the copy) and what the
+    copy-ups add to the upper layer and to the work directory (where the index lives)."""
+    n = c.P['hardlinks']
+    hl, work = c.p('hl'), os.path.join(os.path.dirname(c.upper), 'work')
+    drop_caches()
+    c.res['hl_find_cold'] = c.timed('hl_find_cold', ['find', hl, '-ls'])
+    os.sync()
+    upper0, work0, both0 = du_bytes(c.upper), du_bytes(work), du_bytes(c.upper, work)
+    c.res['hl_chmod'] = c.timed('hl_chmod', ['chmod', '-R', '600', f'{hl}/a'])
+    got = []
+    c.res['hl_cat'] = c.timed('hl_cat', f"cd '{hl}/b' && cat -- * | wc -c",
+                              parse=got.append)   # None: the wall clock
+    os.sync()
+    c.res['hl_upper'] = (du_bytes(c.upper) - upper0) / MiB
+    c.res['hl_work'] = (du_bytes(work) - work0) / MiB
+    c.res['hl_both'] = (du_bytes(c.upper, work) - both0) / MiB
+    on = index_on(c.target)
+    c.check('bytes read from hl/b', int(got[0].split()[0]) if got else None, n * 2000)
+    c.check(f'mode of hl/b/f00000 after the chmod (index {"on" if on else "off"})',
+            oct(os.stat(f'{hl}/b/f00000').st_mode & 0o7777), oct(0o600 if on else 0o644))
+    idx = os.path.join(work, 'index')
+    c.check('entries in the index after the chmod',
+            len(os.listdir(idx)) if os.path.isdir(idx) else 0, n if on else 0)
+
+
 def w_untar(c):
     d = os.path.join(c.wdir, 'untar')
     tarball = f'{c.fs}/src.tar'
@@ -809,8 +888,10 @@ WORKLOADS = [
     # issue 16, opt-in (not in the default run: --only rename_dir,chown_metacopy)
     ('rename_dir', w_rename_dir, False),
     ('chown_metacopy', w_chown_metacopy, False),
+    # issue 15, opt-in: lower hard links with and without the index (--only hardlinks)
+    ('hardlinks', w_hardlinks, False),
 ]
-OPT_IN = {'rename_dir', 'chown_metacopy'}
+OPT_IN = {'rename_dir', 'chown_metacopy', 'hardlinks'}
 
 
 def metrics(P, info):
@@ -849,6 +930,13 @@ def metrics(P, info):
         ('chown_meta_upper', 'upper layer growth from that chown (du)', 'MiB', False),
         ('chown_meta_data', 'file data copied up by that chown (upper files without '
                             'overlay.metacopy)', 'MiB', False),
+        ('hl_find_cold', f'find -ls of hl/, {info.get("hardlinks", "")} lower files of '
+                         'two names each, cold', 's', False),
+        ('hl_chmod', 'chmod -R 600 of hl/a (copy-up of one name of each file)', 's', False),
+        ('hl_cat', 'cat of the other names, hl/b/*, warm', 's', False),
+        ('hl_upper', 'upper layer growth from that chmod (du)', 'MiB', False),
+        ('hl_work', 'work directory growth from that chmod (du; the index)', 'MiB', False),
+        ('hl_both', 'upper + work growth, each inode counted once (du)', 'MiB', False),
         ('rss', f'daemon RSS after the cold walk of {t} entries', 'MiB', False),
         ('bytes_node', 'daemon memory per cached node (RSS growth / entries)', 'B', False),
     ]
@@ -1080,7 +1168,9 @@ def write_layers(L, info, P, targets):
              f'a sparse {P["sparse_mib"]} MiB file with {P["sparse_data_mib"]} MiB of data in '
              f'16 extents; {P["chown"]} small files for chown; a C project of {P["cfiles"]} files'
              + (f'; for rename_dir a directory of {info["rename"]}'
-                if not info.get('rename', '0').startswith('0') else ''))
+                if not info.get('rename', '0').startswith('0') else '')
+             + (f'; for hardlinks {info["hardlinks"]} files of 2,000 bytes, each with two '
+                'names, hl/a/fNNNNN and hl/b/fNNNNN' if info.get('hardlinks') else ''))
     L.append(f'- top lower: {info["overlap"]}')
     L.append(f'- upper (copied fresh for every mount): {info["big"]}')
     L.append('- native: a plain directory holding the merged view (for writes: a fresh '
@@ -1389,6 +1479,7 @@ def main():
         wls = [w for w in WORKLOADS if w[0] not in OPT_IN]
     # The 1 GiB rename tree is built only when its workload runs.
     P['rename_tree'] = any(w[0] == 'rename_dir' for w in wls)
+    P['hl_tree'] = any(w[0] == 'hardlinks' for w in wls)
     if not shutil.which('fio') and suite != 'apps':
         log('fio is not installed: random reads are skipped')
         wls = [w for w in wls if w[0] != 'randread']
