@@ -28,7 +28,8 @@ Option modes (runner.MODES; --mode, `make fuzz MODE=...`; a list cycles seed by 
             the redirect values are compared in the upper layers too.
   metacopy  both with metacopy=on and redirect_dir=on (the kernel requires both): chown,
             chmod, utimens and setxattr copy up metadata only.
-  index     opt-in, not in "all": both with index=on. Known to diverge where the kernel
+  index     opt-in, not in "all": both with index=on and redirect_dir=on (ovlfs's
+            defaults). Known to diverge where the kernel
             links up the name an open or setattr came through (FUSE names only the inode):
             ovlfs links up its node's name, so upper layers and a parent's nlink can differ.
 

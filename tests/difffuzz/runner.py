@@ -47,8 +47,10 @@ MODES = {
 # a setattr went through; a FUSE request names only the inode, so ovlfs links up the name
 # its node keeps (the first looked up), and a parent copied up for it may differ.
 ALL_MODES = tuple(MODES)
-MODES["index"] = dict(kernel=("index=on", "redirect_dir=off", "metacopy=off"),
-                      ovlfs=("redirect_dir=off", "index=on"), keep=())
+# With redirect_dir=on, as ovlfs's defaults are: with it off, ovlfs renames a directory by
+# copying it and keeps its hard links, where the kernel's EXDEV makes mv copy them apart.
+MODES["index"] = dict(kernel=("index=on", "redirect_dir=on", "metacopy=off"),
+                      ovlfs=("redirect_dir=on", "index=on"), keep=(REDIRECT,))
 DEFAULT_MODE = "off"
 
 
