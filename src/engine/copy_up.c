@@ -564,6 +564,8 @@ static int move_into_place(struct copy_up *c)
 		c->data_path = NULL;
 		if (!err)
 			err = node_now_upper(node);
+		if (node->type == S_IFDIR) /* a layer more: walks find the new upper directory */
+			ovl_dircache_invalidate(fs);
 		if (!c->meta_only)
 			ovl_metacopy_set(fs, node, -1, NULL);
 		keep_ino(c);

@@ -181,7 +181,8 @@ static int create_in(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	if (err)
 		return err;
 	pthread_mutex_lock(&parent->op_lock);
-	pdfd = ovl_open_in_layer(fs, parent, 0, O_PATH | O_DIRECTORY);
+	struct ovl_dircache_entry *lent;
+	pdfd = ovl_dir_borrow(fs, parent, 0, &lent);
 	if (pdfd < 0) {
 		pthread_mutex_unlock(&parent->op_lock);
 		return pdfd;
@@ -254,7 +255,7 @@ out:
 		close(o->fd);
 		o->fd = -1;
 	}
-	close(pdfd);
+	ovl_dir_return(fs, pdfd, lent);
 	pthread_mutex_unlock(&parent->op_lock);
 	return err;
 }
@@ -639,7 +640,8 @@ int ovl_check_empty(struct ovl_fs *fs, struct ovl_node *dir)
 	return count ? -ENOTEMPTY : 0;
 }
 
-/* A node for a directory the kernel may not have looked up, to list or walk it. */
+/* A node for a directory the kernel may not have looked up, to list or walk it. Its inode
+ * number 0 keeps it out of the directory fd cache (its address is reused). */
 static void temp_node(struct ovl_node *tmp, struct ovl_node *parent, const char *name,
 		      struct ovl_found *f)
 {

@@ -134,11 +134,12 @@ int ovl_node_prot(struct ovl_fs *fs, struct ovl_node *node)
 	bool lower = !fs->layers[top].is_upper && top != fs->index_layer;
 	if (lower && atomic_load(&node->lower_unprotected))
 		return 0;
-	int pdfd = ovl_open_parent(fs, node, top, &name);
+	struct ovl_dircache_entry *lent;
+	int pdfd = ovl_parent_borrow(fs, node, top, &name, &lent);
 	if (pdfd < 0)
 		return pdfd == -ENOENT ? 0 : pdfd; /* unlinked: nothing left to protect */
 	int prot = ovl_prot_at(fs, lower ? top : 0, pdfd, name, type);
-	close(pdfd);
+	ovl_dir_return(fs, pdfd, lent);
 	if (lower && prot == 0)
 		atomic_store(&node->lower_unprotected, true);
 	return prot;
@@ -151,13 +152,14 @@ int ovl_found_prot(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		return 0;
 	/* An index entry's object is an upper one: its marks are in overlay.protattr. */
 	bool indexed = f->top == fs->index_layer && f->ndirlayers == 1;
+	struct ovl_dircache_entry *lent = NULL;
 	int pdfd = indexed ? ovl_layer_open(fs, f->top, ".", O_PATH | O_DIRECTORY)
-			   : ovl_open_in_layer(fs, parent, f->top, O_PATH | O_DIRECTORY);
+			   : ovl_dir_borrow(fs, parent, f->top, &lent);
 	if (pdfd < 0)
 		return pdfd;
 	int prot = indexed ? ovl_prot_at(fs, 0, pdfd, f->dirlayers[0].path, f->st.st_mode)
 			   : ovl_prot_at(fs, f->top, pdfd, name, f->st.st_mode);
-	close(pdfd);
+	ovl_dir_return(fs, pdfd, lent);
 	return prot;
 }
 

@@ -212,6 +212,8 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	if (!err)
 		err = ovl_owner_setup(fs, p->owner);
 	if (!err)
+		err = ovl_dircache_init(fs);
+	if (!err)
 		err = ovl_node_init_table(fs);
 	if (!err)
 		err = make_root(fs);
@@ -227,6 +229,7 @@ void ovl_fs_close_layers(struct ovl_fs *fs)
 {
 	ovl_files_free_all(fs); /* the files the kernel never released, with their fds */
 	ovl_index_close(fs);
+	ovl_dircache_close(fs);
 	for (struct ovl_node *n = fs->orphans; n; n = n->orphan->next) {
 		if (n->orphan->fd >= 0)
 			close(n->orphan->fd);
@@ -255,6 +258,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	ovl_metacopy_free_all(fs);
 	ovl_maps_free(fs);
 	ovl_index_free(fs);
+	ovl_dircache_free(fs);
 	for (int i = 0; fs->layers && i < fs->nlayers; i++)
 		free(fs->layers[i].path);
 	free(fs->layers);

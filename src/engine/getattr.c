@@ -39,7 +39,8 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 		ovl_fill_stat(fs, node, st);
 		return 0;
 	}
-	dfd = ovl_open_parent(fs, node, top, &name);
+	struct ovl_dircache_entry *lent;
+	dfd = ovl_parent_borrow(fs, node, top, &name, &lent);
 	if (dfd < 0)
 		return dfd == -ENOENT || dfd == -ENOTDIR ? -ESTALE : dfd; /* gone meanwhile */
 	if (fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -48,7 +49,7 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 		err = node->unlinked ? -ENOENT : -ESTALE; /* removed or replaced meanwhile */
 	else if (atomic_load(&node->indexed))
 		st->st_nlink = ovl_index_nlink(fs, dfd, name, st);
-	close(dfd);
+	ovl_dir_return(fs, dfd, lent);
 	if (!err && node->type == S_IFREG)
 		ovl_metacopy_blocks(fs, node, st);
 	if (!err)
@@ -90,13 +91,14 @@ static int btime_of(struct ovl_fs *fs, struct ovl_node *node, struct timespec *b
 		if (statx(dfd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) < 0)
 			return -errno;
 	} else {
-		dfd = ovl_open_parent(fs, node, ovl_node_top(node), &name);
+		struct ovl_dircache_entry *lent;
+		dfd = ovl_parent_borrow(fs, node, ovl_node_top(node), &name, &lent);
 		if (dfd < 0)
 			return dfd == -ENOENT || dfd == -ENOTDIR ? -ESTALE
 								 : dfd; /* gone meanwhile */
 		if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) < 0)
 			err = errno == ENOENT ? -ESTALE : -errno;
-		close(dfd);
+		ovl_dir_return(fs, dfd, lent);
 		if (err)
 			return err;
 	}

@@ -15,14 +15,15 @@ int ovl_readlink(struct ovl_fs *fs, struct ovl_node *node, char *buf, size_t siz
 	int dfd;
 
 	pthread_rwlock_rdlock(&fs->rename_lock);
-	dfd = ovl_open_parent(fs, node, ovl_node_top(node), &name);
+	struct ovl_dircache_entry *lent;
+	dfd = ovl_parent_borrow(fs, node, ovl_node_top(node), &name, &lent);
 	if (dfd < 0) {
 		pthread_rwlock_unlock(&fs->rename_lock);
 		return dfd;
 	}
 	n = readlinkat(dfd, name, buf, size);
 	int err = n < 0 ? -errno : (int)n;
-	close(dfd);
+	ovl_dir_return(fs, dfd, lent);
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
 }

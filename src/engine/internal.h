@@ -44,6 +44,9 @@
  *    These three never nest in one another.
  *    fs->mcdata_lock (mutex): the metacopy map (metacopy.c); taken under fs->table_lock
  *    too (a node freed), nothing is taken under it.
+ *    The directory fd cache's lock (mutex, dircache.c): its entries; taken by walks under
+ *    the rename lock and op locks, never with fs->table_lock or another lock of this level
+ *    held, and nothing is taken under it. Its generation is atomic: bumped under any lock.
  * 5. A node's spinlock (ovl_node.lock), innermost: where the object lives (top,
  *    ndirlayers, dirlayers, kernel_mtime; type is written under it, read without). Held
  *    for a few loads and stores: no other lock, no syscall, no malloc under it.
@@ -221,6 +224,8 @@ struct ovl_fs {
 	struct ovl_owner_opts owner;
 	bool owner_active; /* some ownership option or override xattr is in effect */
 	bool owner_xattrs; /* some layer keeps owners in override xattrs */
+	/* Directory fds by node and layer (dircache.c). */
+	struct ovl_dircache *dircache;
 };
 
 struct ovl_file {
@@ -285,6 +290,17 @@ int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int f
 /* parent/name in layer, as ovl_open_in_layer. Preconditions: the rename lock. */
 int ovl_open_child_in_layer(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
 			    int flags);
+struct ovl_dircache_entry;
+/* An O_PATH fd of directory node dir in layer, lent from the directory fd cache (*entry
+ * set) or opened for the caller (*entry NULL): either way given back with ovl_dir_return,
+ * never closed or changed by the borrower. Preconditions: the rename lock (held until it is
+ * given back). */
+int ovl_dir_borrow(struct ovl_fs *fs, struct ovl_node *dir, int layer,
+		   struct ovl_dircache_entry **entry);
+/* ovl_open_parent, lent in the same way. Preconditions: as ovl_dir_borrow. */
+int ovl_parent_borrow(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name,
+		      struct ovl_dircache_entry **entry);
+void ovl_dir_return(struct ovl_fs *fs, int fd, struct ovl_dircache_entry *entry);
 /* What ovl_dirfds_open lends (engine.h). */
 struct ovl_dirfds {
 	int n;
@@ -303,6 +319,29 @@ int ovl_setxattr_at(int dirfd, const char *name, const char *xname, const void *
 /* getxattr of the directory dirfd (O_PATH or not) in one syscall where the kernel has
  * getxattrat (fgetxattr refuses O_PATH fds: ovl_fd_getxattr takes two there). */
 int ovl_dir_getxattr(int dirfd, const char *xname, void *buf, size_t size);
+
+/* dircache.c: O_PATH fds of directory nodes' objects by (node, layer), so that a
+ * walk to a name in a directory starts at the directory (layer.c). */
+int ovl_dircache_init(struct ovl_fs *fs);
+/* Closes the fds (unmount); ovl_dircache_free also frees the cache. */
+void ovl_dircache_close(struct ovl_fs *fs);
+void ovl_dircache_free(struct ovl_fs *fs);
+/* Every entry becomes stale: a directory node's path may name another object now (or
+ * none) in some layer. Called after such a change, under whatever lock the change holds. */
+void ovl_dircache_invalidate(struct ovl_fs *fs);
+/* Sets fs->redirects_seen (invalidating the cache the first time). */
+void ovl_redirects_seen(struct ovl_fs *fs);
+/* The generation an fd opened from now on belongs to (read before the walk opens it). */
+uint64_t ovl_dircache_gen(struct ovl_fs *fs);
+/* The cached fd of (node, layer), lent until ovl_dircache_put(*entry); -1 if none. */
+int ovl_dircache_get(struct ovl_fs *fs, const struct ovl_node *node, int layer,
+		     struct ovl_dircache_entry **entry);
+void ovl_dircache_put(struct ovl_fs *fs, struct ovl_dircache_entry *entry);
+/* Caches fd (opened in generation gen) for (node, layer), lent to the caller as by
+ * ovl_dircache_get: true; false if every entry of its set is in use (fd stays the
+ * caller's). */
+bool ovl_dircache_add(struct ovl_fs *fs, const struct ovl_node *node, int layer, uint64_t gen,
+		      int fd, struct ovl_dircache_entry **entry);
 
 /* acl.c: whether a new object in the directory gets its mode from a default ACL (and not
  * from the umask). */

@@ -238,9 +238,9 @@ int ovl_node_layer_path(struct ovl_fs *fs, struct ovl_node *node, int layer, cha
 	return 0;
 }
 
-/* node/last, or node itself when last is NULL. Short paths (the common case) take one
- * openat2 from the layer root; only PATH_MAX and longer walk in chunks (open_deep). */
-static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
+/* node/last, or node itself when last is NULL, walked from the layer root. Short paths
+ * (the common case) take one openat2; only PATH_MAX and longer walk in chunks (open_deep). */
+static int walk_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
 		     int flags)
 {
 	char path[PATH_MAX];
@@ -262,6 +262,118 @@ static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const 
 	if (err)
 		return err;
 	return ovl_layer_open(fs, layer, path, flags);
+}
+
+/* Whether node's object in layer is at a path of its own (a redirect, an index entry: see
+ * ovl_node_layer_path), not at its parent's there and its name. */
+static bool own_layer_path(struct ovl_fs *fs, struct ovl_node *node, int layer)
+{
+	bool own = false;
+
+	if (!atomic_load(&fs->redirects_seen))
+		return false;
+	pthread_spin_lock(&node->lock);
+	for (int i = 0; i < node->ndirlayers && !own; i++)
+		own = node->dirlayers[i].layer == layer && node->dirlayers[i].path;
+	pthread_spin_unlock(&node->lock);
+	return own;
+}
+
+/* Whether node or an ancestor is unlinked: its path names nothing (as ovl_node_path). */
+static bool path_gone(struct ovl_node *node)
+{
+	for (struct ovl_node *n = node; n; n = n->parent)
+		if (atomic_load(&n->unlinked))
+			return true;
+	return false;
+}
+
+/* node/last, or node itself when last is NULL, from the cached fd of the directory it is
+ * in (or of node itself, a directory): a walk of one name instead of the whole path. A
+ * miss walks to the directory from the root and caches it (dircache.c). */
+static int open_node(struct ovl_fs *fs, struct ovl_node *node, int layer, const char *last,
+		     int flags)
+{
+	struct ovl_node *dir = node;
+	const char *rest = last;
+	struct ovl_dircache_entry *entry;
+	bool self = false;
+
+	if (!last && atomic_load(&node->type) != S_IFDIR) {
+		if (own_layer_path(fs, node, layer))
+			return walk_node(fs, node, layer, last, flags);
+		dir = node->parent;
+		rest = node->name;
+	} else if (!last) {
+		rest = "."; /* a directory's own path may be redirected: its own entry */
+		self = true;
+	}
+	if (!dir || atomic_load(&dir->type) != S_IFDIR || !atomic_load(&dir->ino))
+		return walk_node(fs, node, layer, last, flags);
+	if (path_gone(node))
+		return -ENOENT;
+	int dirfd = ovl_dircache_get(fs, dir, layer, &entry);
+	if (dirfd < 0) {
+		uint64_t gen = ovl_dircache_gen(fs);
+		dirfd = walk_node(fs, dir, layer, NULL, O_PATH | O_DIRECTORY);
+		/* What the whole walk would have met as well (not for node itself: it may be
+		 * no directory there). */
+		if (dirfd == -ENOENT || (dirfd == -ENOTDIR && !self))
+			return dirfd;
+		if (dirfd < 0)
+			return walk_node(fs, node, layer, last, flags);
+		if (!ovl_dircache_add(fs, dir, layer, gen, dirfd, &entry)) {
+			int fd = layer_open_at(fs, layer, dirfd, rest, flags);
+			close(dirfd);
+			return fd;
+		}
+	}
+	int fd;
+	if (self && (flags & OVL_OPEN_FLAGS) == (O_PATH | O_DIRECTORY)) {
+		fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0); /* the same object: no walk at all */
+		fd = fd < 0 ? -errno : fd;
+	} else {
+		fd = layer_open_at(fs, layer, dirfd, rest, flags);
+	}
+	ovl_dircache_put(fs, entry);
+	return fd;
+}
+
+int ovl_dir_borrow(struct ovl_fs *fs, struct ovl_node *dir, int layer,
+		   struct ovl_dircache_entry **entry)
+{
+	*entry = NULL;
+	if (atomic_load(&dir->type) != S_IFDIR || !atomic_load(&dir->ino))
+		return walk_node(fs, dir, layer, NULL, O_PATH | O_DIRECTORY);
+	if (path_gone(dir))
+		return -ENOENT;
+	int fd = ovl_dircache_get(fs, dir, layer, entry);
+	if (fd >= 0)
+		return fd;
+	uint64_t gen = ovl_dircache_gen(fs);
+	fd = walk_node(fs, dir, layer, NULL, O_PATH | O_DIRECTORY);
+	if (fd >= 0 && !ovl_dircache_add(fs, dir, layer, gen, fd, entry))
+		*entry = NULL; /* the caller's to close */
+	return fd;
+}
+
+int ovl_parent_borrow(struct ovl_fs *fs, struct ovl_node *node, int layer, const char **name,
+		      struct ovl_dircache_entry **entry)
+{
+	*entry = NULL;
+	/* Redirected, or an index entry: not its parent's name there (ovl_open_parent). */
+	if (node->unlinked || !node->parent || own_layer_path(fs, node, layer))
+		return ovl_open_parent(fs, node, layer, name);
+	*name = node->name;
+	return ovl_dir_borrow(fs, node->parent, layer, entry);
+}
+
+void ovl_dir_return(struct ovl_fs *fs, int fd, struct ovl_dircache_entry *entry)
+{
+	if (entry)
+		ovl_dircache_put(fs, entry);
+	else if (fd >= 0)
+		close(fd);
 }
 
 int ovl_open_in_layer(struct ovl_fs *fs, struct ovl_node *node, int layer, int flags)

@@ -78,6 +78,7 @@ static int missed_whiteout(struct missed *m, const char *name)
 	return r;
 }
 
+#define LENT_MAX 8
 /* A lookup in progress: the layers of the parent, top-down, and what was found so far. */
 struct lookup {
 	struct ovl_fs *fs;
@@ -98,6 +99,9 @@ struct lookup {
 	enum { MC_NONE, MC_SEARCHING, MC_FOUND } mc;
 	bool done; /* no layer below can change the result */
 	struct ovl_found *f;
+	/* Directory fds lent by the directory fd cache, given back when the lookup ends. */
+	struct ovl_dircache_entry *lent[LENT_MAX];
+	int nlent;
 };
 
 static bool layer_is_upper(const struct lookup *lk, int i)
@@ -113,7 +117,15 @@ static int parent_dirfd(struct lookup *lk, int i, bool *own)
 	*own = !lk->dirfds || lk->dirfds[layer] < 0;
 	if (!*own)
 		return lk->dirfds[layer];
-	return ovl_open_in_layer(lk->fs, lk->parent, layer, O_PATH | O_DIRECTORY);
+	if (lk->nlent == LENT_MAX)
+		return ovl_open_in_layer(lk->fs, lk->parent, layer, O_PATH | O_DIRECTORY);
+	struct ovl_dircache_entry *lent;
+	int fd = ovl_dir_borrow(lk->fs, lk->parent, layer, &lent);
+	if (fd >= 0 && lent) {
+		lk->lent[lk->nlent++] = lent;
+		*own = false;
+	}
+	return fd;
 }
 
 /* A .wh.<name> file in layer i hides the name there and below. */
@@ -604,6 +616,8 @@ int ovl_find_in(struct ovl_fs *fs, struct ovl_node *parent, const char *name, un
 		err = -EIO;
 	}
 	missed_clear(&lk.missed);
+	for (int i = 0; i < lk.nlent; i++)
+		ovl_dir_return(fs, -1, lk.lent[i]);
 	free(lk.pl);
 	free(lk.rel);
 	free(lk.abs);

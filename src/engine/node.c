@@ -63,6 +63,8 @@ struct ovl_node *ovl_node_get_child(struct ovl_fs *fs, struct ovl_node *parent, 
 
 static void node_free(struct ovl_fs *fs, struct ovl_node *node)
 {
+	if (node->type == S_IFDIR) /* its address may come back for another directory */
+		ovl_dircache_invalidate(fs);
 	ovl_alias_del_table_locked(fs, node);
 	ovl_metacopy_set(fs, node, -1, NULL);
 	ovl_orphan_free(node->orphan);
@@ -198,6 +200,8 @@ void ovl_node_detach(struct ovl_fs *fs, struct ovl_node *node, struct ovl_orphan
 		ovl_alias_del_table_locked(fs, node);
 	node->unlinked = true; /* after the record, which readers of the mark then see */
 	pthread_mutex_unlock(&fs->table_lock);
+	if (atomic_load(&node->type) == S_IFDIR) /* its cached fds name a removed directory */
+		ovl_dircache_invalidate(fs);
 	ovl_orphan_free(orphan);
 }
 
@@ -261,6 +265,7 @@ int ovl_node_move_to(struct ovl_fs *fs, struct ovl_node *node, struct ovl_node *
 	ovl_node_drop_refs_table_locked(fs, old, 1);
 	ovl_node_drop_refs_table_locked(fs, node, 1);
 	pthread_mutex_unlock(&fs->table_lock);
+	ovl_dircache_invalidate(fs); /* paths below a moved directory change */
 	return 0;
 }
 
@@ -385,11 +390,30 @@ int ovl_node_object_fd(struct ovl_fs *fs, struct ovl_node *node, int layer)
 }
 
 /* Lookup results into the table. */
+/* Whether a directory's layers differ from what a find found: its paths may name other
+ * objects now. Preconditions: the node's spinlock. */
+static bool dirlayers_changed(const struct ovl_node *node, const struct ovl_found *f)
+{
+	if (node->type != S_IFDIR)
+		return false; /* nothing was cached for it (dircache.c) */
+	if ((f->st.st_mode & S_IFMT) != S_IFDIR || f->ndirlayers != node->ndirlayers)
+		return true;
+	for (int i = 0; i < f->ndirlayers; i++) {
+		const struct ovl_dirlayer *a = &node->dirlayers[i], *b = &f->dirlayers[i];
+		if (a->layer != b->layer || !a->path != !b->path ||
+		    (a->path && strcmp(a->path, b->path)))
+			return true;
+	}
+	return false;
+}
+
 /* Sets what the node is from a find result (which it takes over).
  * Preconditions: fs->table_lock held; the node's spinlock not held. */
-static void node_set_found(struct ovl_node *node, struct ovl_found *f)
+static void node_set_found(struct ovl_fs *fs, struct ovl_node *node, struct ovl_found *f)
 {
 	pthread_spin_lock(&node->lock);
+	if (dirlayers_changed(node, f))
+		ovl_dircache_invalidate(fs);
 	atomic_store(&node->no_xattrs, f->no_xattrs); /* what is found may be another object */
 	atomic_store(&node->lower_unprotected, false);
 	node->top = f->top;
@@ -449,7 +473,7 @@ void ovl_node_refound(struct ovl_fs *fs, struct ovl_node *node, struct ovl_found
 {
 	pthread_mutex_lock(&fs->table_lock);
 	atomic_store(&node->indexed, f->indexed);
-	node_set_found(node, f);
+	node_set_found(fs, node, f);
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
@@ -502,7 +526,7 @@ int ovl_node_install(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	if (node->nlookup++ == 0)
 		node->refs++;
 	atomic_store(&node->indexed, f->indexed);
-	node_set_found(node, f);
+	node_set_found(fs, node, f);
 	pthread_mutex_unlock(&fs->table_lock);
 	/* What is found decides, metacopy or not (a stub copied up since, say). */
 	ovl_metacopy_set(fs, node, f->data_layer, f->data_path);

@@ -76,7 +76,7 @@ int ovl_read_redirect(struct ovl_fs *fs, int dirfd, const char *name, char *buf,
 		ovl_warn(fs, "refusing to follow the redirect of %s (redirect_dir=nofollow)", name);
 		return -EPERM;
 	}
-	atomic_store(&fs->redirects_seen, true);
+	ovl_redirects_seen(fs);
 	if (buf[0] != '/')
 		return OVL_REDIRECT_RELATIVE;
 	memmove(buf, buf + 1, (size_t)n); /* from the layer root, as every walk goes */

@@ -97,6 +97,8 @@ static void node_now_upper_only(struct ovl_hlink *link, void *arg)
 		n->dirlayers[0].no_wh_files = false;
 	}
 	pthread_spin_unlock(&n->lock);
+	if (n->type == S_IFDIR) /* its copy in upper replaces what it had there */
+		ovl_dircache_invalidate(t->fs);
 	for (int i = 0; i < npaths; i++)
 		free(paths[i]);
 	/* No longer merged: its link count is the real one now. */
@@ -563,7 +565,7 @@ static void keep_lower_paths(struct ovl_fs *fs, struct side *s)
 
 	if (!s->redirect)
 		return;
-	atomic_store(&fs->redirects_seen, true); /* before any walk goes by the paths */
+	ovl_redirects_seen(fs); /* before any walk goes by the paths */
 	pthread_spin_lock(&n->lock);
 	for (int i = 0; i < n->ndirlayers; i++) {
 		for (int j = 0; j < s->nold; j++) {
@@ -678,6 +680,9 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	if (err)
 		return err;
 	pthread_rwlock_wrlock(&fs->rename_lock);
+	/* Paths of directories move (and redirects and whole copied-up trees change what
+	 * they name): no walk runs meanwhile, none starts from an fd cached before. */
+	ovl_dircache_invalidate(fs);
 	err = find_sides(&r);
 	if (!err && !same_name(&r)) {
 		if (same_object(&r)) {
@@ -691,6 +696,7 @@ int ovl_rename2(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		}
 	}
 	rename_finish(&r);
+	ovl_dircache_invalidate(fs); /* and none opened during the rename is used after it */
 	pthread_rwlock_unlock(&fs->rename_lock);
 	return err;
 }
