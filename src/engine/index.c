@@ -133,13 +133,15 @@ int ovl_index_init(struct ovl_fs *fs, int wfd, int mode)
 		/* The kernel refuses such a mount; a runtime asking for nothing in particular
 		 * still gets its root filesystem, without the index. One line either way. */
 		if (mode == OVL_INDEX_ON) {
-			ovl_warn(fs, "index=on: %s (the layers do not match the index; mount "
-				     "with index=off, or delete <workdir>/index to start a new one)",
+			ovl_warn(fs,
+				 "index=on: %s (the layers do not match the index; mount "
+				 "with index=off, or delete <workdir>/index to start a new one)",
 				 why);
 			return err;
 		}
-		ovl_warn(fs, "index: turned off for this mount: %s (delete <workdir>/index to "
-			     "start a new one)",
+		ovl_warn(fs,
+			 "index: turned off for this mount: %s (delete <workdir>/index to "
+			 "start a new one)",
 			 why);
 		return 0;
 	}
@@ -224,7 +226,7 @@ static bool read_nlink_delta(struct ovl_fs *fs, int dirfd, const char *name, lon
 	char buf[16];
 	char *end;
 	int n = name ? ovl_getxattr_at(dirfd, name, nlink_xattr(fs), buf, sizeof(buf) - 1)
-		     : ovl_fd_getxattr(dirfd, nlink_xattr(fs), buf, sizeof(buf) - 1);
+		     : ovl_opath_getxattr(dirfd, nlink_xattr(fs), buf, sizeof(buf) - 1);
 
 	if (n < 3)
 		return false;

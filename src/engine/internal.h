@@ -312,6 +312,9 @@ uint64_t ovl_map_ino(struct ovl_fs *fs, int layer, dev_t dev, ino_t ino);
 void ovl_record_origin(struct ovl_fs *fs, dev_t dev, ino_t ino, uint64_t ovl_ino);
 void ovl_maps_free(struct ovl_fs *fs);
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size);
+/* The same for an fd known to be O_PATH: straight through its magic link, one syscall
+ * (fgetxattr, and getxattrat with AT_EMPTY_PATH, refuse O_PATH fds with EBADF). */
+int ovl_opath_getxattr(int fd, const char *name, void *buf, size_t size);
 int ovl_proc_path(int fd, char *buf, size_t size);
 int ovl_getxattr_at(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 /* Sets xname of dirfd/name (not following a symlink): 0 or -errno. */

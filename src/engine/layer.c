@@ -441,6 +441,16 @@ int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size)
 	return n < 0 ? -errno : (int)n;
 }
 
+int ovl_opath_getxattr(int fd, const char *name, void *buf, size_t size)
+{
+	char proc[64];
+
+	if (ovl_proc_path(fd, proc, sizeof(proc)) < 0)
+		return -ENAMETOOLONG;
+	ssize_t n = getxattr(proc, name, buf, size);
+	return n < 0 ? -errno : (int)n;
+}
+
 #ifndef SYS_getxattrat
 #define SYS_getxattrat 464 /* Linux 6.13; one number on every architecture */
 #endif
