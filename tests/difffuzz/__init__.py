@@ -16,7 +16,8 @@ Layout
              out, the kernel side is brought to ovlfs's designed outcome (see its docstring).
   runner.py  both mounts at once, every step on both, compared after every step; trees,
              hard-link groups and upper layers every K steps; after unmount the upper layers,
-             ovlfs's work/work and its exit status. A watchdog kills a stuck ovlfs daemon.
+             ovlfs's work/work and its exit status; then the cross remount. A watchdog kills
+             a stuck ovlfs daemon.
   shrink.py  delta debugging of the steps and the layers; the reproduction printed as a
              `def test_...(tmp_path): replay(...)` for tests/test_fuzz.py (and as an S(...)
              scenario for test_differential_write.py when no modelled step is involved).
@@ -31,13 +32,20 @@ Option modes (runner.MODES; --mode, `make fuzz MODE=...`; a list cycles seed by 
   index     opt-in, not in "all": both with index=on and redirect_dir=on (ovlfs's
             defaults). Known to diverge where the kernel
             links up the name an open or setattr came through (FUSE names only the inode):
-            ovlfs links up its node's name, so upper layers and a parent's nlink can differ.
+            ovlfs links up its node's name, so upper layers and a parent's nlink can differ
+            (the cross remount must still show one tree: each finds the other's name
+            through the index).
 
 Compared: each step's result (value or errno name); the visible tree (types, modes, owners,
 sizes, content hashes, link targets, rdev, nlink, xattrs incl. escaped trusted.overlay.*,
 mtimes, with times set during the run normalised to 'now'); hard-link groups; the upper
 layers (whiteouts, opaque values, xattrs; the kernel's origin/impure/uuid/... bookkeeping is
-not ovlfs's format and is ignored). Not compared, by design: st_ino/st_dev, directory sizes,
+not ovlfs's format and is ignored). At the end, after unmount, a cross remount: ovlfs mounts
+the kernel's layers and the kernel mounts ovlfs's, each with its own options of the mode; the
+visible tree and hard-link groups each shows must be what the writer showed last (a
+"remount" divergence names the direction): each reads the other's on-disk records
+(redirects, metacopy marks, the index, origins, whiteouts), bookkeeping included that the
+upper comparison ignores. Not compared, by design: st_ino/st_dev, directory sizes,
 atime/ctime.
 
 Kernel behaviours modelled (the kernel is the odd one out, or ovlfs differs on purpose;
@@ -74,13 +82,15 @@ __all__ = ["ALL_MODES", "MODES", "Divergence", "Shrinker", "format_repro", "gen_
            "run_generated", "run_steps"]
 
 
-def replay(tmp_path, lowers, upper, steps, check_every=1, ovlfs_opts=None, mode=None):
+def replay(tmp_path, lowers, upper, steps, check_every=1, ovlfs_opts=None, mode=None,
+           remount=True):
     """Regression form of a shrunk divergence: replays the steps on both mounts, compared
     after every step (the trees every check_every steps, 0: at the end only); fails on a
     divergence. ovlfs_opts: extra ovlfs -o options (default: OVLFS_FUZZ_OPTS); mode: the
-    option mode (runner.MODES; default OVLFS_FUZZ_MODE, else "off")."""
+    option mode (runner.MODES; default OVLFS_FUZZ_MODE, else "off"); remount: end with the
+    cross remount (runner.Pair.cross_remount)."""
     import pytest
     d, notes = run_steps(pathlib.Path(tmp_path) / "replay", lowers, upper, steps, check_every,
-                         ovlfs_opts, mode)
+                         ovlfs_opts, mode, remount)
     if d is not None:
         pytest.fail(f"{d}\nmodelled steps: {notes}", pytrace=False)

@@ -9,7 +9,10 @@ mounted at once; every step is applied to both and compared:
     upper layers (whiteouts, opaque marks, xattrs incl. the escaped trusted.overlay.overlay.*,
     kernel bookkeeping xattrs ignored);
   * at the end, after unmounting: the upper layers again, ovlfs's work/work (empty) and
-    ovlfs's exit status (0).
+    ovlfs's exit status (0);
+  * then a cross remount: ovlfs mounts the kernel's layers and the kernel mounts ovlfs's
+    (each with its own options of the mode); each must show the visible tree and hard-link
+    groups its writer showed last, since each reads the other's on-disk records.
 Not compared, by design: st_ino/st_dev, directory sizes, atime/ctime.
 A watchdog kills the ovlfs daemon (this run's, by pid) when one step takes longer than
 STEP_TIMEOUT: the stuck call then fails with ENOTCONN and the run reports a divergence
@@ -45,7 +48,9 @@ MODES = {
 # (the index lives in the work directory, whose entry names hold each side's own inode
 # numbers: not compared). Known difference: the kernel links up the very name an open or
 # a setattr went through; a FUSE request names only the inode, so ovlfs links up the name
-# its node keeps (the first looked up), and a parent copied up for it may differ.
+# its node keeps (the first looked up), and a parent copied up for it may differ. The cross
+# remount shows one tree all the same: each side finds the other's linked-up name through
+# the index (test_fuzz.py, test_cross_remount_index_other_name_linked_up).
 ALL_MODES = tuple(MODES)
 # With redirect_dir=on, as ovlfs's defaults are: with it off, ovlfs renames a directory by
 # copying it and keeps its hard links, where the kernel's EXDEV makes mv copy them apart.
@@ -63,7 +68,7 @@ def mode_of(mode=None):
 
 
 class Divergence(Exception):
-    """kind: result | tree | links | upper | work | daemon | model | hang."""
+    """kind: result | tree | links | upper | work | daemon | model | hang | remount."""
 
     def __init__(self, kind, index, step, detail):
         super().__init__(f"{kind} divergence at step {index} {step!r}:\n{detail}")
@@ -105,8 +110,9 @@ class Pair(contextlib.AbstractContextManager):
     """Both mounts of one run. Use as a context manager; finish() does the final checks."""
 
     def __init__(self, base, lowers, upper, check_every=CHECK_EVERY, step_timeout=STEP_TIMEOUT,
-                 ovlfs_opts=None, mode=None):
+                 ovlfs_opts=None, mode=None, remount=True):
         self.base = pathlib.Path(base)
+        self.remount = remount  # finish() ends with the cross remount
         self.lowers, self.upper = lowers, upper
         self.check_every = check_every
         self.step_timeout = step_timeout
@@ -125,6 +131,7 @@ class Pair(contextlib.AbstractContextManager):
         self.notes = {}  # step index -> modelled difference applied
         self.index = 0
         self.finished = False
+        self.last_views = None  # (kernel, ovlfs): visible tree and link groups, last check
 
     def __enter__(self):
         self.base.mkdir(parents=True, exist_ok=True)
@@ -212,15 +219,21 @@ class Pair(contextlib.AbstractContextManager):
             raise Divergence("hang", i, step, "ovlfs did not answer while the trees were "
                              "compared; the daemon was killed")
 
-    def _check(self, i, step, upper):
-        kvis, ovis = wh.visible_snapshot(self.km, self.t0), wh.visible_snapshot(self.om, self.t0)
+    def _view(self, mnt, kernel):
+        vis = wh.visible_snapshot(mnt, self.t0)
+        if not kernel:
+            return vis
         # the kernel lists stray whiteouts of directories that never merged, names it cannot
         # look up (model.py, "stray-whiteout-listing"); ovlfs hides them
-        kvis = {p: r for p, r in kvis.items() if r != {"lstat_error": "ENOENT"}}
+        return {p: r for p, r in vis.items() if r != {"lstat_error": "ENOENT"}}
+
+    def _check(self, i, step, upper):
+        kvis, ovis = self._view(self.km, True), self._view(self.om, False)
         lines = diff_snapshots(kvis, ovis, ("kernel", "ovlfs"))
         if lines:
             raise Divergence("tree", i, step, "\n".join(lines))
         kl, ol = wh.link_groups(self.km), wh.link_groups(self.om)
+        self.last_views = ((kvis, kl), (ovis, ol))
         if kl != ol:
             raise Divergence("links", i, step, f"hard-link groups: kernel {kl} ovlfs {ol}")
         if upper:
@@ -249,7 +262,50 @@ class Pair(contextlib.AbstractContextManager):
         left = wh.work_leftovers(self.oset.work)
         if left:
             raise Divergence("work", i, None, f"stray entries in ovlfs's work/work: {left}")
+        if self.remount:
+            self.cross_remount(i)
         self.finished = True
+
+    def cross_remount(self, i):
+        """ovlfs over the kernel's layers and the kernel over ovlfs's, each with its own
+        options of the mode: each must show what the writer showed before unmount."""
+        kview, oview = self.last_views
+        self.dog = _Watchdog()  # the first one stopped with the first mounts
+        try:
+            with contextlib.ExitStack() as stack:
+                try:
+                    om = stack.enter_context(self.kset.ovlfs(mnt=self.base / "rk",
+                                                             extra_opts=self.ovlfs_opts))
+                    km = stack.enter_context(self.oset.kernel(mnt=self.base / "ro",
+                                                              extra_opts=self.kernel_opts))
+                except MountError as e:
+                    raise Divergence("remount", i, None, f"cross remount failed: {e}") from None
+                self.dog.arm(om.proc, self.step_timeout * 4)
+                try:
+                    seen = {"ovlfs reading the kernel's layers":
+                            (kview, self._links_view(om, False)),
+                            "the kernel reading ovlfs's layers":
+                            (oview, self._links_view(km, True))}
+                finally:
+                    self.dog.disarm()
+                if self.dog.fired:
+                    raise Divergence("hang", i, None, "ovlfs did not answer over the kernel's "
+                                     "layers; the daemon was killed")
+                for direction, (before, after) in seen.items():
+                    lines = diff_snapshots(before[0], after[0], ("writer", "reader"))
+                    if before[1] != after[1]:
+                        lines.append(f"hard-link groups: writer {before[1]} reader {after[1]}")
+                    if lines:
+                        raise Divergence("remount", i, None,
+                                         f"{direction} (writer before unmount, reader after "
+                                         "remount):\n" + "\n".join(lines))
+        except MountError as e:  # at unmount: ovlfs's exit status
+            raise Divergence("daemon", i, None, f"after the cross remount: {e}") from None
+        finally:
+            self.dog.stop()
+
+    def _links_view(self, mnt, kernel):
+        return self._view(mnt, kernel), wh.link_groups(mnt)
 
 
 def _short(v, n=300):
@@ -257,9 +313,11 @@ def _short(v, n=300):
     return s if len(s) <= n else s[:n] + f"...({len(s)} chars)"
 
 
-def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=None, mode=None):
+def run_steps(base, lowers, upper, steps, check_every=CHECK_EVERY, ovlfs_opts=None, mode=None,
+              remount=True):
     """Replays steps; returns (None, notes) or (Divergence, notes)."""
-    with Pair(base, lowers, upper, check_every, ovlfs_opts=ovlfs_opts, mode=mode) as pair:
+    with Pair(base, lowers, upper, check_every, ovlfs_opts=ovlfs_opts, mode=mode,
+              remount=remount) as pair:
         try:
             for step in steps:
                 pair.apply(step)
