@@ -310,8 +310,9 @@ bool ovl_alias_child_has_names_table_locked(struct ovl_fs *fs, struct ovl_node *
 static bool names_object(struct ovl_fs *fs, struct ovl_node *parent, const char *name, dev_t dev,
 			 ino_t ino, struct ovl_found *f)
 {
-	if (ovl_find(fs, parent, name, 0, f) == 0 && f->top >= 0 && f->st.st_dev == dev &&
-	    f->st.st_ino == ino)
+	/* (with its identity: whether it is the index's object, whose count is the group's) */
+	if (ovl_find(fs, parent, name, OVL_FIND_IDENTITY, f) == 0 && f->top >= 0 &&
+	    f->st.st_dev == dev && f->st.st_ino == ino)
 		return true;
 	ovl_found_free(f);
 	return false;

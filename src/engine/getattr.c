@@ -35,6 +35,9 @@ int ovl_stat_node(struct ovl_fs *fs, struct ovl_node *node, struct stat *st)
 				return -ENOENT;
 			*st = node->orphan->last_st;
 			st->st_nlink = 0;
+		} else if (atomic_load(&node->indexed)) {
+			/* the group's other names still count, as the overlay counts them */
+			st->st_nlink = ovl_index_nlink(fs, ovl_orphan_fd(node), NULL, st);
 		}
 		ovl_fill_stat(fs, node, st);
 		return 0;
