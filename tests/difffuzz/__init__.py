@@ -29,12 +29,11 @@ Option modes (runner.MODES; --mode, `make fuzz MODE=...`; a list cycles seed by 
             the redirect values are compared in the upper layers too.
   metacopy  both with metacopy=on and redirect_dir=on (the kernel requires both): chown,
             chmod, utimens and setxattr copy up metadata only.
-  index     opt-in, not in "all": both with index=on and redirect_dir=on (ovlfs's
-            defaults). Known to diverge where the kernel
-            links up the name an open or setattr came through (FUSE names only the inode):
-            ovlfs links up its node's name, so upper layers and a parent's nlink can differ
-            (the cross remount must still show one tree: each finds the other's name
-            through the index).
+  index     both with index=on and redirect_dir=on (ovlfs's defaults). The kernel links
+            up the name an open or setattr came through (FUSE names only the inode);
+            ovlfs links up its node's name, so upper layers and a parent's nlink can
+            differ: neither is compared in this mode, but the cross remount must show one
+            tree (each finds the other's name through the index).
 
 Compared: each step's result (value or errno name); the visible tree (types, modes, owners,
 sizes, content hashes, link targets, rdev, nlink, xattrs incl. escaped trusted.overlay.*,
