@@ -142,6 +142,58 @@ void ovl_drop_wh_file(int dfd, const char *name)
 		(void)unlinkat(dfd, wh, 0);
 }
 
+/* A link of the shared whiteout at dirfd/name, made first if there is none; one that is
+ * full (EMLINK) or gone is replaced (the names linked to a full one keep it). */
+static int link_shared_whiteout(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&fs->whiteout_lock);
+	for (int tries = 0; tries < 2; tries++) {
+		if (!fs->whiteout_name[0]) {
+			char tmp[sizeof(fs->whiteout_name)];
+			err = ovl_tmpname(fs, tmp, sizeof(tmp));
+			if (!err && mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
+				err = -errno;
+			if (err)
+				break;
+			memcpy(fs->whiteout_name, tmp, sizeof(tmp));
+		}
+		err = linkat(fs->work_fd, fs->whiteout_name, dirfd, name, 0) < 0 ? -errno : 0;
+		if (err == -ENOENT) { /* the target's directory, or the shared one removed? */
+			struct stat st;
+			if (fstatat(fs->work_fd, fs->whiteout_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				break;
+		} else if (err != -EMLINK) {
+			break;
+		} else if (unlinkat(fs->work_fd, fs->whiteout_name, 0) < 0) {
+			err = -errno;
+			break;
+		}
+		fs->whiteout_name[0] = '\0';
+	}
+	pthread_mutex_unlock(&fs->whiteout_lock);
+	return err;
+}
+
+/* A new whiteout (a 0/0 character device) at dirfd/name. As the kernel's (fs/overlayfs
+ * ovl_whiteout), a hard link of one whiteout kept in the work directory: on ext4 a new
+ * inode per whiteout was most of the daemon's time in rm -rf of lower files. Where a link
+ * fails and a new inode does not, sharing stops for the mount, as on the kernel. */
+static int new_whiteout(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	if (!atomic_load(&fs->whiteout_unshared)) {
+		int err = link_shared_whiteout(fs, dirfd, name);
+		if (!err || err == -EEXIST || err == -ENOENT || err == -ENOSPC || err == -EDQUOT)
+			return err; /* a new inode would fail the same way */
+	}
+	if (mknodat(dirfd, name, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
+		return -errno;
+	if (!atomic_exchange(&fs->whiteout_unshared, true))
+		ovl_warn(fs, "whiteouts: linking failed, each whiteout is a new inode from now on");
+	return 0;
+}
+
 int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool replace)
 {
 	char tmp[64];
@@ -155,12 +207,12 @@ int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name, bool repla
 		return err;
 	}
 	if (!replace)
-		return mknodat(dirfd, name, S_IFCHR, OVL_WHITEOUT_DEV) < 0 ? -errno : 0;
+		return new_whiteout(fs, dirfd, name);
 	err = ovl_tmpname(fs, tmp, sizeof(tmp));
+	if (!err)
+		err = new_whiteout(fs, fs->work_fd, tmp);
 	if (err)
 		return err;
-	if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
-		return -errno;
 	if (renameat(fs->work_fd, tmp, dirfd, name) < 0) {
 		err = -errno;
 		(void)unlinkat(fs->work_fd, tmp, 0);
@@ -178,8 +230,9 @@ int ovl_whiteout_dir(struct ovl_fs *fs, int pdfd, const char *name, const char *
 			err = -errno;
 		return err;
 	}
-	if (mknodat(fs->work_fd, tmp, S_IFCHR, OVL_WHITEOUT_DEV) < 0)
-		return -errno;
+	err = new_whiteout(fs, fs->work_fd, tmp);
+	if (err)
+		return err;
 	if (renameat2(fs->work_fd, tmp, pdfd, name, RENAME_EXCHANGE) < 0) {
 		err = -errno;
 		(void)unlinkat(fs->work_fd, tmp, 0);

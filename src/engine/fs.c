@@ -156,6 +156,7 @@ int ovl_fs_new(const struct ovl_fs_params *p, struct ovl_fs **out)
 	pthread_mutex_init(&fs->listing_lock, NULL);
 	pthread_mutex_init(&fs->files_lock, NULL);
 	pthread_mutex_init(&fs->mcdata_lock, NULL);
+	pthread_mutex_init(&fs->whiteout_lock, NULL);
 	atomic_init(&fs->tmp_counter, 0);
 	fs->work_fd = -1;
 	fs->has_upper = p->upperdir != NULL;
@@ -242,6 +243,10 @@ void ovl_fs_close_layers(struct ovl_fs *fs)
 			close(fs->layers[i].handle_fd);
 		fs->layers[i].root_fd = fs->layers[i].handle_fd = -1;
 	}
+	/* Best effort: the next mount empties the work directory anyway. */
+	if (fs->work_fd >= 0 && fs->whiteout_name[0])
+		(void)unlinkat(fs->work_fd, fs->whiteout_name, 0);
+	fs->whiteout_name[0] = '\0';
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);
 	fs->work_fd = -1;
@@ -267,6 +272,7 @@ void ovl_fs_destroy(struct ovl_fs *fs)
 	pthread_mutex_destroy(&fs->listing_lock);
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->mcdata_lock);
+	pthread_mutex_destroy(&fs->whiteout_lock);
 	free(fs);
 }
 

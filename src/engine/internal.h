@@ -44,6 +44,8 @@
  *    These three never nest in one another.
  *    fs->mcdata_lock (mutex): the metacopy map (metacopy.c); taken under fs->table_lock
  *    too (a node freed), nothing is taken under it.
+ *    fs->whiteout_lock (mutex): the shared whiteout (formats.c); taken under op locks,
+ *    nothing is taken under it.
  *    The directory fd cache's lock (mutex, dircache.c): its entries; taken by walks under
  *    the rename lock and op locks, never with fs->table_lock or another lock of this level
  *    held, and nothing is taken under it. Its generation is atomic: bumped under any lock.
@@ -182,6 +184,11 @@ struct ovl_fs {
 	/* Some directory was found through a redirect: walks look for redirected ancestors. */
 	atomic_bool redirects_seen;
 	int work_fd; /* <workdir>/work */
+	/* The whiteout in the work directory that new whiteouts link to, as the kernel's
+	 * (formats.c); its name is empty until made. Sharing stops if a link fails. */
+	pthread_mutex_t whiteout_lock;
+	char whiteout_name[64];
+	atomic_bool whiteout_unshared;
 	int ndevs;
 	int xino_bits; /* high bits used for the filesystem index */
 	long namemax;
