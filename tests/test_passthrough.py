@@ -166,6 +166,31 @@ def test_large_file_read_only_stays_in_passthrough(layers):
 
 
 @needs_passthrough
+def test_first_read_after_a_passthrough_write_sends_no_read(layers):
+    """git's pattern: small files written through the mount (in passthrough), then each
+    read once (git fsck). Their page cache holds none of the data, so the first read-only
+    open goes through the layer file too, with no READ request (it was one READ a file);
+    after it the page cache serves the file as any small one (one READ, then none)."""
+    ls = layers(lowers=[{}])
+    files = {f"obj{i}": os.urandom(200 + i) for i in range(20)}
+    with ls.ovlfs(extra_opts=("debug",)) as m:
+        for name, data in files.items():
+            (m / name).write_bytes(data)
+        start = len(opcodes(m.log()))
+        for name, data in files.items():
+            assert read(m / name) == data
+        first = opcodes(m.log())[start:]
+        for name, data in files.items():
+            assert read(m / name) == data
+        mid = len(opcodes(m.log()))
+        for name, data in files.items():
+            assert read(m / name) == data
+        third = opcodes(m.log())[mid:]
+    assert first.count("OPEN") == len(files) and "READ" not in first, sorted(set(first))
+    assert "OPEN" in third and "READ" not in third, sorted(set(third))
+
+
+@needs_passthrough
 def test_cached_small_file_sees_a_write_through_passthrough(layers):
     """Pages cached by a read-only open, then a write open (passthrough) that changes the
     data without changing the size, and the mtime put back: the next read-only open must

@@ -15,7 +15,10 @@
  * share one backing id.
  *
  * A small file opened read-only starts no passthrough: the page cache serves its warm
- * re-reads with no request at all, where passthrough costs a backing file per open.
+ * re-reads with no request at all, where passthrough costs a backing file per open. Except
+ * the first read after it was written in passthrough: the page cache then holds none of
+ * its data, and one READ request would cost more than the backing file (git writes each
+ * object, git fsck reads it once).
  * Files opened for writing stay in passthrough whatever their size: one created empty may
  * grow to any size, and the kernel fixes the mode for as long as the file is open.
  */
@@ -63,6 +66,52 @@ static bool pt_node_is(const struct ovl_hlink *link, const void *node)
 	return ovl_entry_of(link, struct pt_node, link)->node == node;
 }
 
+/* Nodes written in passthrough and not opened cached since: their page cache is cold.
+ * Bounded (a node freed and its address reused only costs one passthrough open). */
+struct cold_node {
+	const void *node;
+	struct ovl_hlink link;
+};
+#define COLD_MAX 65536
+static uint64_t cold_hash(const struct ovl_hlink *link);
+static struct ovl_htab cold = OVL_HTAB_EMPTY(cold_hash);
+static size_t ncold;
+
+static uint64_t cold_hash(const struct ovl_hlink *link)
+{
+	return ovl_hash_u64((uintptr_t)ovl_entry_of(link, struct cold_node, link)->node);
+}
+
+static bool cold_is(const struct ovl_hlink *link, const void *node)
+{
+	return ovl_entry_of(link, struct cold_node, link)->node == node;
+}
+
+/* Caller holds lock. */
+static void mark_cold(const void *node, bool is_cold)
+{
+	struct ovl_hlink *link = ovl_htab_find(&cold, ovl_hash_u64((uintptr_t)node), cold_is, node);
+	struct cold_node *c;
+
+	if (!is_cold && link) {
+		ovl_htab_remove(&cold, link);
+		free(ovl_entry_of(link, struct cold_node, link));
+		ncold--;
+	} else if (is_cold && !link && ncold < COLD_MAX && (c = calloc(1, sizeof(*c)))) {
+		c->node = node;
+		if (ovl_htab_insert(&cold, &c->link) < 0)
+			free(c);
+		else
+			ncold++;
+	}
+}
+
+/* Caller holds lock. */
+static bool is_cold(const void *node)
+{
+	return ovl_htab_find(&cold, ovl_hash_u64((uintptr_t)node), cold_is, node) != NULL;
+}
+
 /* Caller holds lock. */
 static struct pt_node *find(const void *node, bool create)
 {
@@ -105,9 +154,10 @@ enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, 
 			     bool eligible)
 {
 	enum ovl_pt_mode mode = OVL_PT_CACHED;
-	bool start_pt = eligible && !cache_pays(fd, open_flags);
+	bool small_read = eligible && cache_pays(fd, open_flags);
 
 	pthread_mutex_lock(&lock);
+	bool start_pt = eligible && (!small_read || is_cold(node));
 	struct pt_node *p = find(node, true);
 	if (!p) {
 		pthread_mutex_unlock(&lock);
@@ -135,6 +185,9 @@ enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, 
 		}
 	}
 	p->opens++;
+	/* Written in passthrough: cold. Opened otherwise (cached, or read in passthrough
+	 * once): its next small read goes through the page cache. */
+	mark_cold(node, mode == OVL_PT_PASSTHROUGH && (open_flags & O_ACCMODE) != O_RDONLY);
 	pthread_mutex_unlock(&lock);
 	return mode;
 }
