@@ -55,7 +55,7 @@ static void open_replied(struct ovl_frontend *fe, int reply_err, struct ovl_node
 		return;
 	ovl_pt_reply_done();
 	if (reply_err)
-		ovl_pt_release(fe, node, pt_mode_of(fi));
+		ovl_pt_release(fe, node, pt_mode_of(fi), -1);
 }
 
 static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -265,8 +265,16 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t 
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fe_of(req)->passthrough)
-		ovl_pt_release(fe_of(req), node_of(req, ino), pt_mode_of(fi));
+	if (fe_of(req)->passthrough) {
+		struct ovl_file *file = file_of(fi);
+		/* (a read in passthrough may leave its data to the page cache) */
+		bool reader =
+		    pt_mode_of(fi) == OVL_PT_PASSTHROUGH && (fi->flags & O_ACCMODE) == O_RDONLY;
+		int fd = reader ? ovl_file_get_fd(fs_of(req), file) : -1;
+		ovl_pt_release(fe_of(req), node_of(req, ino), pt_mode_of(fi), fd);
+		if (fd >= 0)
+			ovl_file_put_fd(file);
+	}
 	ovl_release(fs_of(req), file_of(fi));
 	fuse_reply_err(req, 0);
 }

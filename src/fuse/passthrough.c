@@ -18,7 +18,10 @@
  * re-reads with no request at all, where passthrough costs a backing file per open. Except
  * the first read after it was written in passthrough: the page cache then holds none of
  * its data, and one READ request would cost more than the backing file (git writes each
- * object, git fsck reads it once).
+ * object, git fsck reads it). When that read's last open is released, its data is put in
+ * the page cache (FUSE_NOTIFY_STORE), so the next opens are served from there as if the
+ * first had been. Under the lock, with no open file left: a later writer's passthrough
+ * open, which empties the page cache, comes after it.
  * Files opened for writing stay in passthrough whatever their size: one created empty may
  * grow to any size, and the kernel fixes the mode for as long as the file is open.
  */
@@ -33,6 +36,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct pt_backing_map {
 	int32_t fd;
@@ -47,6 +51,7 @@ struct pt_node {
 	int opens;	/* open files of the node, any mode */
 	int pt_opens;	/* of which in passthrough */
 	int backing_id; /* while pt_opens > 0 */
+	bool cold_read; /* a first small read in passthrough: its data to the page cache */
 	struct ovl_hlink link;
 };
 
@@ -182,6 +187,7 @@ enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, 
 			p->pt_opens++;
 			pending_id = p->backing_id;
 			mode = OVL_PT_PASSTHROUGH;
+			p->cold_read = small_read;
 		}
 	}
 	p->opens++;
@@ -202,12 +208,30 @@ int ovl_pt_pending_id(void)
 	return pending_id;
 }
 
-void ovl_pt_release(struct ovl_frontend *fe, const void *node, enum ovl_pt_mode mode)
+/* Puts the small file open at fd into the node's page cache. Caller holds lock. */
+static void store_pages(struct ovl_frontend *fe, const void *node, int fd)
+{
+	char *buf = malloc(OVL_PT_MIN_READ_SIZE);
+	ssize_t n = buf ? pread(fd, buf, OVL_PT_MIN_READ_SIZE, 0) : -1;
+
+	if (n > 0 && n < OVL_PT_MIN_READ_SIZE && fe->session) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
+		bv.buf[0].mem = buf;
+		/* best effort: a failure only leaves the next read its READ request */
+		(void)fuse_lowlevel_notify_store(fe->session, (fuse_ino_t)(uintptr_t)node, 0, &bv,
+						 0);
+	}
+	free(buf);
+}
+
+void ovl_pt_release(struct ovl_frontend *fe, const void *node, enum ovl_pt_mode mode, int fd)
 {
 	pthread_mutex_lock(&lock);
 	struct pt_node *p = find(node, false);
 	if (p) {
 		p->opens--;
+		if (p->cold_read && p->opens == 0 && fd >= 0)
+			store_pages(fe, node, fd);
 		bool pt = mode == OVL_PT_PASSTHROUGH || mode == OVL_PT_PT_DIRECT;
 		if (pt && --p->pt_opens == 0 && p->backing_id > 0) {
 			uint32_t id = (uint32_t)p->backing_id;

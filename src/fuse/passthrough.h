@@ -26,7 +26,9 @@ enum ovl_pt_mode {
 enum ovl_pt_mode ovl_pt_open(struct ovl_frontend *fe, const void *node, int fd, int open_flags,
 			     bool eligible);
 void ovl_pt_reply_done(void);
-void ovl_pt_release(struct ovl_frontend *fe, const void *node, enum ovl_pt_mode mode);
+/* fd: the released file's layer fd (-1: none), read for the page cache after the first
+ * read of a file written in passthrough. */
+void ovl_pt_release(struct ovl_frontend *fe, const void *node, enum ovl_pt_mode mode, int fd);
 /* For the /dev/fuse write hook: the backing id the open reply this thread is about to send
  * carries, or 0. */
 int ovl_pt_pending_id(void);
