@@ -123,6 +123,14 @@ def oci_apply(tar_path, root):
             os.utime(p, ns=(m.mtime * 10**9,) * 2)
 
 
+def assert_applied_is_merged(applied, merged):
+    """The tree a layer was applied to shows what the mount (view `merged`) showed."""
+    got = view(applied)
+    diffs = [f"{p}: merged={merged.get(p)} applied={got.get(p)}"
+             for p in sorted(set(merged) | set(got)) if merged.get(p) != got.get(p)]
+    assert not diffs, "applied layer differs from the merged view:\n" + "\n".join(diffs)
+
+
 def view(root):
     """A tree snapshot for comparing a merged view with an applied layer: link counts are
     left out (a copy-up breaks a lower hard link set in the view), times in whole seconds
@@ -294,10 +302,7 @@ def test_export_applies_to_the_merged_view(layers, tmp_path, backend):
 
     applied = clone_tree(ls.lowers[0], tmp_path / "applied")
     oci_apply(tar_path, applied)
-    got = view(applied)
-    diffs = [f"{p}: merged={merged.get(p)} applied={got.get(p)}"
-             for p in sorted(set(merged) | set(got)) if merged.get(p) != got.get(p)]
-    assert not diffs, "applied layer differs from the merged view:\n" + "\n".join(diffs)
+    assert_applied_is_merged(applied, merged)
     assert os.stat(applied / "link_src").st_ino == os.stat(applied / "etc/hardlink").st_ino
 
 

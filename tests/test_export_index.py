@@ -5,12 +5,12 @@ other names still lie below, yet show the change. The upper layer alone is then 
 whole diff, so the tools read the work directory (-w) and write those names too, as one
 hard-link group; without -w they refuse such an upper with one line."""
 import os
-import shutil
 
 import pytest
 
 import helpers
-from test_export import diff, oci_apply, one_error_line, run, view
+from test_export import (assert_applied_is_merged, diff, export, oci_apply, one_error_line,
+                         run, view)
 
 pytestmark = [helpers.needs_fuse]
 
@@ -40,17 +40,6 @@ def _changes(m):
         f.write("more\n")
 
 
-def _clone(src, dst):
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
-
-
-def _export(ls, out):
-    r = run("export", ls.upper, *ls.lowers, "-w", ls.work, "-o", out)
-    assert r.returncode == 0 and not r.stderr, r.stderr.decode()
-    return out
-
-
 @pytest.mark.parametrize("backend", [
     "ovlfs", pytest.param("kernel", marks=helpers.needs_kernel_overlay)])
 def test_export_writes_every_name_of_a_changed_group(layers, tmp_path, backend):
@@ -64,14 +53,11 @@ def test_export_writes_every_name_of_a_changed_group(layers, tmp_path, backend):
     assert not (ls.upper / "b").exists() and not (ls.upper / "deep").exists(), \
         "the group's other names are in the index, not in the upper layer"
 
-    tar = _export(ls, tmp_path / "l.tar")
-    assert _export(ls, tmp_path / "again.tar").read_bytes() == tar.read_bytes()
-    applied = _clone(ls.lowers[0], tmp_path / "applied")
+    tar = export(ls.upper, tmp_path / "l.tar", ls.lowers)
+    assert export(ls.upper, tmp_path / "again.tar", ls.lowers).read_bytes() == tar.read_bytes()
+    applied = helpers.clone_tree(ls.lowers[0], tmp_path / "applied")
     oci_apply(tar, applied)
-    got = view(applied)
-    diffs = [f"{p}: merged={merged.get(p)} applied={got.get(p)}"
-             for p in sorted(set(merged) | set(got)) if merged.get(p) != got.get(p)]
-    assert not diffs, "applied layer differs from the merged view:\n" + "\n".join(diffs)
+    assert_applied_is_merged(applied, merged)
     st = {p: os.stat(applied / p) for p in ("a/x", "b/y", "c/d/z", "r2/h1", "h2")}
     assert st["a/x"].st_ino == st["b/y"].st_ino == st["c/d/z"].st_ino, "one group in the layer"
     assert st["r2/h1"].st_ino == st["h2"].st_ino

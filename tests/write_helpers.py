@@ -181,8 +181,8 @@ def norm_times(snap, since_ns):
     return snap
 
 
-def visible_snapshot(mnt, since_ns):
-    return norm_times(snapshot(mnt, overlay_xattrs=True), since_ns)
+def visible_snapshot(mnt, since_ns, dir_nlink=True):
+    return norm_times(snapshot(mnt, overlay_xattrs=True, dir_nlink=dir_nlink), since_ns)
 
 
 def upper_snapshot(upper, since_ns, mtime=True, keep=()):

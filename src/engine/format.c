@@ -118,3 +118,18 @@ size_t ovl_xattr_unescape(const char *name, bool userxattr, char *out)
 	memmove(out + plen, name + skip, len - skip);
 	return len - (skip - plen);
 }
+
+int ovl_origin_check(const unsigned char *buf, size_t len)
+{
+	if (len == 0)
+		return -ENODATA; /* copied up, origin unknown */
+	if (len < OVL_FH_HEADER || buf[1] != OVL_FH_MAGIC || buf[2] > len || buf[2] < OVL_FH_HEADER)
+		return -EINVAL;
+	/* A newer version, unknown flags or the other byte order: origin unknown. */
+	if (buf[0] > OVL_FH_VERSION || (buf[3] & ~OVL_FH_FLAGS_KNOWN))
+		return -ENODATA;
+	if (!(buf[3] & OVL_FH_FLAG_ANY_ENDIAN) &&
+	    (buf[3] & OVL_FH_FLAG_BIG_ENDIAN) != OVL_FH_FLAG_CPU_ENDIAN)
+		return -ENODATA;
+	return 0;
+}

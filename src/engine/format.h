@@ -72,6 +72,37 @@
 /* The kernel's whiteout: a character device with this st_rdev, makedev(0, 0). */
 #define OVL_WHITEOUT_DEV ((dev_t)0)
 
+/* overlay.origin (and, in hex, the name of an index entry): a file handle of the lower
+ * object as the kernel lays it out. Byte offsets: 0 version, 1 magic, 2 length of the
+ * whole record, 3 flags, 4 the handle's type, 5..20 the UUID of the handle's filesystem,
+ * then the handle's bytes (name_to_handle_at's f_handle). */
+#define OVL_FH_VERSION 0
+#define OVL_FH_MAGIC 0xfb
+#define OVL_FH_FLAG_BIG_ENDIAN 0x1
+#define OVL_FH_FLAG_ANY_ENDIAN 0x2
+#define OVL_FH_FLAG_PATH_UPPER 0x4
+#define OVL_FH_FLAGS_KNOWN                                                                         \
+	(OVL_FH_FLAG_BIG_ENDIAN | OVL_FH_FLAG_ANY_ENDIAN | OVL_FH_FLAG_PATH_UPPER)
+#define OVL_FH_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
+#define OVL_FH_UUID 5	 /* offset of the UUID */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define OVL_FH_FLAG_CPU_ENDIAN OVL_FH_FLAG_BIG_ENDIAN
+#else
+#define OVL_FH_FLAG_CPU_ENDIAN 0
+#endif
+/* The UUID a filesystem puts in its records (FS_IOC_GETFSUUID, Linux 6.5; named apart so
+ * as not to clash with headers that have it): ioctl(fd, OVL_IOC_GETFSUUID, &struct), with
+ * <sys/ioctl.h>. */
+struct ovl_fsuuid {
+	unsigned char len;
+	unsigned char uuid[16];
+};
+#define OVL_IOC_GETFSUUID _IOR(0x15, 0, struct ovl_fsuuid)
+
+/* 0 if an origin record of len bytes is one this host reads, -ENODATA for "origin unknown"
+ * (empty, a newer version, unknown flags, the other byte order), -EINVAL if malformed. */
+int ovl_origin_check(const unsigned char *buf, size_t len);
+
 /* A character device 0/0: the kernel's whiteout. */
 bool ovl_is_whiteout_stat(const struct stat *st);
 /* What an xattr whiteout is made of: a zero-size regular file (its xattr decides). */

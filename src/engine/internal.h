@@ -590,8 +590,7 @@ const char *ovl_origin_xattr(const struct ovl_fs *fs);
  * unknown" (no handles on that filesystem, or none decodable here), or -errno. */
 ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *name,
 			  unsigned char *buf, size_t size);
-/* 0 if buf holds a usable value, -ENODATA for "unknown", -EINVAL for a malformed one. */
-int ovl_origin_check(const unsigned char *buf, size_t len);
+/* (ovl_origin_check, the record's layout: format.h) */
 /* The inode number the upper object dirfd/name (of that type) shows through its origin
  * record, as the kernel: its lower object's, while that has one link (a lower hard link's
  * copies may be several); 0 for none, unknown, stale, foreign, mistyped or malformed.

@@ -429,16 +429,10 @@ int ovl_proc_path(int fd, char *buf, size_t size)
 int ovl_fd_getxattr(int fd, const char *name, void *buf, size_t size)
 {
 	ssize_t n = fgetxattr(fd, name, buf, size);
-	char proc[64];
 
 	if (n >= 0)
 		return (int)n;
-	if (errno != EBADF)
-		return -errno;
-	if (ovl_proc_path(fd, proc, sizeof(proc)) < 0)
-		return -ENAMETOOLONG;
-	n = getxattr(proc, name, buf, size);
-	return n < 0 ? -errno : (int)n;
+	return errno == EBADF ? ovl_opath_getxattr(fd, name, buf, size) : -errno;
 }
 
 int ovl_opath_getxattr(int fd, const char *name, void *buf, size_t size)

@@ -17,51 +17,29 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define FH_VERSION 0
-#define FH_MAGIC 0xfb
-#define FH_FLAG_BIG_ENDIAN 0x1
-#define FH_FLAG_ANY_ENDIAN 0x2
-#define FH_FLAG_PATH_UPPER 0x4
-#define FH_FLAGS_KNOWN (FH_FLAG_BIG_ENDIAN | FH_FLAG_ANY_ENDIAN | FH_FLAG_PATH_UPPER)
-#define FH_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define FH_FLAG_CPU_ENDIAN FH_FLAG_BIG_ENDIAN
-#else
-#define FH_FLAG_CPU_ENDIAN 0
-#endif
-
-_Static_assert(FH_HEADER + MAX_HANDLE_SZ <= 255, "the length byte holds any handle");
-_Static_assert(OVL_ORIGIN_MAX >= FH_HEADER + MAX_HANDLE_SZ, "a value fits its buffer");
+_Static_assert(OVL_FH_HEADER + MAX_HANDLE_SZ <= 255, "the length byte holds any handle");
+_Static_assert(OVL_ORIGIN_MAX >= OVL_FH_HEADER + MAX_HANDLE_SZ, "a value fits its buffer");
 
 /* uuid=off: records carry this, and only such are read (the kernel's rule). */
 static const unsigned char null_uuid[16];
-
-#ifndef FS_IOC_GETFSUUID
-struct fsuuid2 {
-	uint8_t len;
-	uint8_t uuid[16];
-};
-#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
-#endif
 
 /* The UUID the kernel puts in handles of this filesystem (its super block's, null for a
  * filesystem that has none). */
 static void layer_uuid(struct ovl_layer *l)
 {
-	struct fsuuid2 u = {0};
+	struct ovl_fsuuid u = {0};
 	int fd = openat(l->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	memset(l->uuid, 0, sizeof(l->uuid));
 	if (fd < 0)
 		return;
-	if (ioctl(fd, FS_IOC_GETFSUUID, &u) == 0 && u.len == sizeof(l->uuid))
+	if (ioctl(fd, OVL_IOC_GETFSUUID, &u) == 0 && u.len == sizeof(l->uuid))
 		memcpy(l->uuid, u.uuid, sizeof(l->uuid));
 	close(fd);
 }
@@ -138,14 +116,14 @@ ssize_t ovl_origin_encode_at(struct ovl_fs *fs, int layer, int dirfd, const char
 	}
 	if (h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_type < 0 || h.fh.handle_type > 0xff)
 		return 0;
-	buf[0] = FH_VERSION;
-	buf[1] = FH_MAGIC;
-	buf[2] = (unsigned char)(FH_HEADER + h.fh.handle_bytes);
-	buf[3] = FH_FLAG_CPU_ENDIAN | (upper ? FH_FLAG_PATH_UPPER : 0);
+	buf[0] = OVL_FH_VERSION;
+	buf[1] = OVL_FH_MAGIC;
+	buf[2] = (unsigned char)(OVL_FH_HEADER + h.fh.handle_bytes);
+	buf[3] = OVL_FH_FLAG_CPU_ENDIAN | (upper ? OVL_FH_FLAG_PATH_UPPER : 0);
 	buf[4] = (unsigned char)h.fh.handle_type;
-	memcpy(buf + 5, fs->origin_uuid_off ? null_uuid : fs->layers[layer].uuid, 16);
-	memcpy(buf + FH_HEADER, h.fh.f_handle, h.fh.handle_bytes);
-	return FH_HEADER + h.fh.handle_bytes;
+	memcpy(buf + OVL_FH_UUID, fs->origin_uuid_off ? null_uuid : fs->layers[layer].uuid, 16);
+	memcpy(buf + OVL_FH_HEADER, h.fh.f_handle, h.fh.handle_bytes);
+	return OVL_FH_HEADER + h.fh.handle_bytes;
 }
 
 ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *name,
@@ -154,25 +132,11 @@ ssize_t ovl_origin_encode(struct ovl_fs *fs, int layer, int dirfd, const char *n
 	return ovl_origin_encode_at(fs, layer, dirfd, name, 0, false, buf, size);
 }
 
-int ovl_origin_check(const unsigned char *buf, size_t len)
-{
-	if (len == 0)
-		return -ENODATA; /* copied up, origin unknown */
-	if (len < FH_HEADER || buf[1] != FH_MAGIC || buf[2] > len || buf[2] < FH_HEADER)
-		return -EINVAL;
-	/* A newer version, unknown flags or the other byte order: origin unknown. */
-	if (buf[0] > FH_VERSION || (buf[3] & ~FH_FLAGS_KNOWN))
-		return -ENODATA;
-	if (!(buf[3] & FH_FLAG_ANY_ENDIAN) && (buf[3] & FH_FLAG_BIG_ENDIAN) != FH_FLAG_CPU_ENDIAN)
-		return -ENODATA;
-	return 0;
-}
-
 /* Decodes the handle in the layers whose filesystem the UUID names: the first that knows
  * it. 0 with *st and *layer, or -ESTALE. */
 static int decode(struct ovl_fs *fs, const unsigned char *buf, struct stat *st, int *layer)
 {
-	size_t nbytes = (size_t)buf[2] - FH_HEADER;
+	size_t nbytes = (size_t)buf[2] - OVL_FH_HEADER;
 	struct {
 		struct file_handle fh;
 		unsigned char bytes[MAX_HANDLE_SZ];
@@ -182,13 +146,14 @@ static int decode(struct ovl_fs *fs, const unsigned char *buf, struct stat *st, 
 		return -ESTALE;
 	h.fh.handle_bytes = (unsigned)nbytes;
 	h.fh.handle_type = buf[4];
-	memcpy(h.fh.f_handle, buf + FH_HEADER, nbytes);
+	memcpy(h.fh.f_handle, buf + OVL_FH_HEADER, nbytes);
 	for (int i = fs->has_upper ? 1 : 0; i < fs->nlayers; i++) {
 		struct ovl_layer *l = &fs->layers[i];
 		bool seen = false;
 		for (int j = fs->has_upper ? 1 : 0; j < i; j++)
 			seen |= fs->layers[j].dev == l->dev;
-		if (seen || memcmp(fs->origin_uuid_off ? null_uuid : l->uuid, buf + 5, 16) != 0)
+		if (seen ||
+		    memcmp(fs->origin_uuid_off ? null_uuid : l->uuid, buf + OVL_FH_UUID, 16) != 0)
 			continue;
 		if (l->uuid_shared && !(fs->has_upper && l->dev == fs->layers[0].dev))
 			continue;

@@ -316,12 +316,6 @@ static int report_groups(struct differ *x, const struct lw_stack *l, const struc
 	return r < 0 ? fail(x, dir, "", "look up the index's names below", r) : 0;
 }
 
-static bool has_origin(int dfd, const char *name)
-{
-	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
-	       lw_getxattr(dfd, name, OVL_UXATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0;
-}
-
 /* The upper directory open at dfd, at path `dir` ("" for the root), over the merged lower
  * directory l. hidden: an ancestor is opaque. *below: (without lowers) whether its contents
  * show that the directory exists below. *opaque: its own mark. */
@@ -360,7 +354,7 @@ static int walk(struct differ *x, int dfd, const char *dir, const struct lw_stac
 		}
 		bool changed = x->have_lowers
 				   ? kind > 0
-				   : has_origin(dfd, e->name) ||
+				   : lw_has_origin(dfd, e->name) ||
 					 (S_ISREG(e->st.st_mode) && lw_is_metacopy(dfd, e->name));
 		if (S_ISDIR(e->st.st_mode)) {
 			char *sub, *rd = NULL;

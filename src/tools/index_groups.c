@@ -1,8 +1,7 @@
 /* Hard-link groups of the kernel's inode index, for export and diff (index_groups.h).
  *
- * An index entry is named by the hex of an origin record, as the kernel lays it out: byte 0
- * version (0), 1 magic (0xfb), 2 length, 3 flags, 4 the handle's type, 5..20 the lower
- * filesystem's UUID, then the handle's bytes. A lower name belongs to the group when
+ * An index entry is named by the hex of an origin record (its layout: engine/format.h). A
+ * lower name belongs to the group when
  * name_to_handle_at gives that handle on a filesystem with that UUID: handles are only
  * compared here, never opened, so the tools need no privilege for it. */
 #include "index_groups.h"
@@ -10,25 +9,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-
-#define FH_HEADER 21
-#define FH_MAGIC 0xfb
-#define FH_FLAGS_KNOWN 0x7
-
-#ifndef FS_IOC_GETFSUUID
-struct fsuuid2 {
-	uint8_t len;
-	uint8_t uuid[16];
-};
-#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
-#endif
 
 struct ig_key {
 	unsigned char type;
@@ -78,12 +64,6 @@ static int cmp_dirid(const void *a, const void *b)
 	return (x->ino > y->ino) - (x->ino < y->ino);
 }
 
-bool ig_upper_indexed(int ufd)
-{
-	return lw_getxattr(ufd, ".", OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
-	       lw_getxattr(ufd, ".", OVL_UXATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0;
-}
-
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -97,10 +77,10 @@ static int hexval(char c)
  * (the kernel's other entries, or damage: such an entry shows through no lower name). */
 static bool parse_entry(const char *name, struct ig_key *k)
 {
-	unsigned char b[FH_HEADER + MAX_HANDLE_SZ];
+	unsigned char b[OVL_FH_HEADER + MAX_HANDLE_SZ];
 	size_t n = strlen(name);
 
-	if (n % 2 || n / 2 < FH_HEADER || n / 2 > sizeof(b))
+	if (n % 2 || n / 2 < OVL_FH_HEADER || n / 2 > sizeof(b))
 		return false;
 	for (size_t i = 0; i < n / 2; i++) {
 		int hi = hexval(name[2 * i]), lo = hexval(name[2 * i + 1]);
@@ -109,12 +89,12 @@ static bool parse_entry(const char *name, struct ig_key *k)
 		b[i] = (unsigned char)(hi << 4 | lo);
 	}
 	n /= 2;
-	if (b[0] != 0 || b[1] != FH_MAGIC || b[2] != n || (b[3] & ~FH_FLAGS_KNOWN))
+	if (ovl_origin_check(b, n) != 0 || b[2] != n)
 		return false;
 	k->type = b[4];
-	memcpy(k->uuid, b + 5, 16);
-	k->len = (unsigned char)(n - FH_HEADER);
-	memcpy(k->fh, b + FH_HEADER, k->len);
+	memcpy(k->uuid, b + OVL_FH_UUID, 16);
+	k->len = (unsigned char)(n - OVL_FH_HEADER);
+	memcpy(k->fh, b + OVL_FH_HEADER, k->len);
 	return true;
 }
 
@@ -269,7 +249,7 @@ static int scan_lowers(struct ig_index *ix, const struct lw_stack *roots)
 		r = -ENOMEM;
 	for (size_t i = 0; i < roots->n && !r; i++) {
 		struct stat st;
-		struct fsuuid2 u = {0};
+		struct ovl_fsuuid u = {0};
 		if (fstat(roots->d[i].fd, &st) < 0) {
 			r = -errno;
 			break;
@@ -278,7 +258,7 @@ static int scan_lowers(struct ig_index *ix, const struct lw_stack *roots)
 			struct ig_fs *f = &ix->fs[ix->nfs++];
 			f->dev = st.st_dev;
 			/* a filesystem without one puts a null UUID in its records */
-			if (ioctl(roots->d[i].fd, FS_IOC_GETFSUUID, &u) == 0 &&
+			if (ioctl(roots->d[i].fd, OVL_IOC_GETFSUUID, &u) == 0 &&
 			    u.len == sizeof(f->uuid))
 				memcpy(f->uuid, u.uuid, sizeof(f->uuid));
 		}
@@ -456,7 +436,8 @@ int ig_load(const char *tool, const char *upper, int ufd, const char *workdir,
 {
 	*out = NULL;
 	if (!workdir) {
-		if (!ig_upper_indexed(ufd))
+		/* the index's mark: the upper root's origin */
+		if (!lw_has_origin(ufd, "."))
 			return 0;
 		ovl_log(LOG_ERR,
 			"%s: '%s' was mounted with the index (its root carries overlay.origin): "

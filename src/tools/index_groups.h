@@ -15,10 +15,6 @@
 
 struct ig_index;
 
-/* Whether the upper root open at ufd carries the index's mark (overlay.origin on the root,
- * set by a mount with the index): then only the work directory tells the whole change. */
-bool ig_upper_indexed(int ufd);
-
 /* The index for a tool's reading of the upper layer open at ufd (named upper): read from
  * workdir when given (*out NULL when it is empty); refused (-1, logged) without one where
  * the upper layer was mounted with the index, or without lower layers where it holds

@@ -329,6 +329,12 @@ int lw_read_redirect(int dfd, const char *name, char **out)
 	return 0;
 }
 
+bool lw_has_origin(int dfd, const char *name)
+{
+	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0 ||
+	       lw_getxattr(dfd, name, OVL_UXATTR_PREFIX OVL_X_ORIGIN, NULL, 0) >= 0;
+}
+
 bool lw_is_metacopy(int dfd, const char *name)
 {
 	return lw_getxattr(dfd, name, OVL_XATTR_PREFIX OVL_X_METACOPY, NULL, 0) >= 0 ||

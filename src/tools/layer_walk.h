@@ -80,6 +80,9 @@ int lw_cmp_names(const void *a, const void *b);
  * it: NUL-terminated in *out (free it) and 1; 0 if none; -EINVAL for an invalid one (empty,
  * a '/' in a relative one, an empty, "." or ".." component, longer than PATH_MAX). */
 int lw_read_redirect(int dfd, const char *name, char **out);
+/* Whether dfd/name carries overlay.origin (trusted or user): copied up by an overlay, or
+ * (the upper root) mounted with the index. */
+bool lw_has_origin(int dfd, const char *name);
 /* Whether dfd/name carries overlay.metacopy (trusted or user). */
 bool lw_is_metacopy(int dfd, const char *name);
 

@@ -228,8 +228,7 @@ class Pair(contextlib.AbstractContextManager):
                              "compared; the daemon was killed")
 
     def _view(self, mnt, kernel):
-        vis = wh.norm_times(wh.snapshot(mnt, overlay_xattrs=True,
-                                        dir_nlink=self.same_upper), self.t0)
+        vis = wh.visible_snapshot(mnt, self.t0, dir_nlink=self.same_upper)
         if not kernel:
             return vis
         # the kernel lists stray whiteouts of directories that never merged, names it cannot
